@@ -1,0 +1,294 @@
+"""CMS structures (RFC 5652, RFC 5083, RFC 3211, RFC 9629) as declarative ASN.1 classes.
+
+Built on `cryptography.hazmat.asn1`. That API has no `ANY DEFINED BY` and no OPTIONAL ANY, so an
+AlgorithmIdentifier is kept as a whole TLV and taken apart by `parse_algorithm`, and each
+RecipientInfo is kept as a TLV and decoded by its tag (`RecipientInfo.parse`).
+Only DER is decoded here: `decode` runs BER input through `ber.to_der` first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from cryptography import x509
+from cryptography.hazmat import asn1
+from cryptography.hazmat.asn1 import TLV, Explicit, Implicit, SetOf
+
+from . import ber
+
+ObjectIdentifier = x509.ObjectIdentifier
+
+
+class Asn1Error(ValueError):
+    """A structure could not be decoded (a short, one-line reason)."""
+
+
+def decode(cls: type, data: bytes):
+    """Decode `data` as `cls`, accepting BER by normalising it to DER when needed."""
+    try:
+        return asn1.decode_der(cls, data)
+    except ValueError:
+        pass
+    try:
+        der = ber.to_der(data)
+        return asn1.decode_der(cls, der)
+    except (ValueError, TypeError) as exc:
+        raise Asn1Error(f"not a valid {cls.__name__}: {_short(exc)}") from None
+
+
+def decode_der(cls: type, der: bytes):
+    """Decode strict DER (for values this process produced or already normalised)."""
+    try:
+        return asn1.decode_der(cls, der)
+    except (ValueError, TypeError) as exc:
+        raise Asn1Error(f"not a valid {cls.__name__}: {_short(exc)}") from None
+
+
+def encode(value) -> bytes:
+    return asn1.encode_der(value)
+
+
+def tlv_bytes(tlv: TLV) -> bytes:
+    """The whole DER encoding (tag, length, content) of a TLV field."""
+    return asn1.encode_der(tlv)
+
+
+def as_tlv(der: bytes) -> TLV:
+    return asn1.decode_der(TLV, der)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:160]
+
+
+# --- AlgorithmIdentifier (RFC 5280 4.1.1.2), handled by hand because parameters is OPTIONAL ANY ---
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    oid: ObjectIdentifier
+    parameters: bytes | None  # the DER of the parameters, or None when absent
+
+    def encode(self) -> bytes:
+        return encode_algorithm(self.oid, self.parameters)
+
+    def tlv(self) -> TLV:
+        return as_tlv(self.encode())
+
+
+NULL = b"\x05\x00"
+
+
+def parse_algorithm(tlv_or_der: TLV | bytes) -> Algorithm:
+    der = tlv_or_der if isinstance(tlv_or_der, bytes | bytearray) else tlv_bytes(tlv_or_der)
+    try:
+        tag, start, stop = ber.read_tlv(der)
+        if tag != 0x30:
+            raise Asn1Error("AlgorithmIdentifier is not a SEQUENCE")
+        oid_tag, oid_start, oid_stop = ber.read_tlv(der, start)
+        if oid_tag != 0x06:
+            raise Asn1Error("AlgorithmIdentifier has no OID")
+        oid = asn1.decode_der(ObjectIdentifier, der[start:oid_stop])
+        if oid_stop == stop:
+            return Algorithm(oid, None)
+        _, _, param_stop = ber.read_tlv(der, oid_stop)
+        if param_stop != stop:
+            raise Asn1Error("AlgorithmIdentifier has trailing data")
+        return Algorithm(oid, bytes(der[oid_stop:stop]))
+    except (ber.BerError, ValueError) as exc:
+        raise Asn1Error(f"bad AlgorithmIdentifier: {_short(exc)}") from None
+
+
+def encode_algorithm(oid: ObjectIdentifier, parameters: bytes | None = None) -> bytes:
+    content = asn1.encode_der(oid) + (parameters or b"")
+    return ber.encode_tlv(0x30, content)
+
+
+def algorithm_tlv(oid: ObjectIdentifier, parameters: bytes | None = None) -> TLV:
+    return as_tlv(encode_algorithm(oid, parameters))
+
+
+# --- ContentInfo and SignedData (RFC 5652 sections 3 and 5) ---
+
+
+@asn1.sequence
+class ContentInfo:
+    content_type: ObjectIdentifier
+    content: Annotated[TLV, Explicit(0)]
+
+
+@asn1.sequence
+class Attribute:
+    attr_type: ObjectIdentifier
+    attr_values: SetOf[TLV]
+
+
+@asn1.sequence
+class IssuerAndSerialNumber:
+    issuer: TLV  # Name, kept as its DER so it compares byte for byte with certificates
+    serial_number: int
+
+
+@asn1.sequence
+class EncapsulatedContentInfo:
+    e_content_type: ObjectIdentifier
+    e_content: Annotated[bytes | None, Explicit(0)]
+
+
+@asn1.sequence
+class SignerInfo:
+    version: int
+    sid: IssuerAndSerialNumber | Annotated[bytes, Implicit(0)]  # or subjectKeyIdentifier
+    digest_algorithm: TLV
+    signed_attrs: Annotated[SetOf[Attribute] | None, Implicit(0)]
+    signature_algorithm: TLV
+    signature: bytes
+    unsigned_attrs: Annotated[SetOf[Attribute] | None, Implicit(1)]
+
+
+@asn1.sequence
+class SignedData:
+    version: int
+    digest_algorithms: SetOf[TLV]
+    encap_content_info: EncapsulatedContentInfo
+    certificates: Annotated[SetOf[TLV] | None, Implicit(0)]
+    crls: Annotated[SetOf[TLV] | None, Implicit(1)]
+    signer_infos: SetOf[SignerInfo]
+
+
+# --- EnvelopedData and AuthEnvelopedData (RFC 5652 section 6, RFC 5083) ---
+
+
+@asn1.sequence
+class OriginatorInfo:
+    certs: Annotated[SetOf[TLV] | None, Implicit(0)]
+    crls: Annotated[SetOf[TLV] | None, Implicit(1)]
+
+
+@asn1.sequence
+class EncryptedContentInfo:
+    content_type: ObjectIdentifier
+    content_encryption_algorithm: TLV
+    # [0] IMPLICIT OCTET STRING: kept as a TLV because BER senders split it into segments
+    # (ber.join_constructed_string). SCEP always carries it, so it is not OPTIONAL here.
+    encrypted_content: TLV
+
+
+@asn1.sequence
+class EnvelopedData:
+    version: int
+    originator_info: Annotated[OriginatorInfo | None, Implicit(0)]
+    recipient_infos: SetOf[TLV]
+    encrypted_content_info: EncryptedContentInfo
+    unprotected_attrs: Annotated[SetOf[Attribute] | None, Implicit(1)]
+
+
+@asn1.sequence
+class AuthEnvelopedData:
+    version: int
+    originator_info: Annotated[OriginatorInfo | None, Implicit(0)]
+    recipient_infos: SetOf[TLV]
+    auth_encrypted_content_info: EncryptedContentInfo
+    auth_attrs: Annotated[SetOf[Attribute] | None, Implicit(1)]
+    mac: bytes
+    unauth_attrs: Annotated[SetOf[Attribute] | None, Implicit(2)]
+
+
+@asn1.sequence
+class GcmParameters:  # RFC 5084 section 3.2
+    nonce: bytes
+    icv_len: Annotated[int, asn1.Default(12)]
+
+
+# --- RecipientInfo choices ---
+
+
+@asn1.sequence
+class KeyTransRecipientInfo:
+    version: int
+    rid: IssuerAndSerialNumber | Annotated[bytes, Implicit(0)]
+    key_encryption_algorithm: TLV
+    encrypted_key: bytes
+
+
+@asn1.sequence
+class AlgorithmWithParameters:
+    """An AlgorithmIdentifier whose parameters are present (for IMPLICIT-tagged fields)."""
+
+    algorithm: ObjectIdentifier
+    parameters: TLV
+
+
+@asn1.sequence
+class HashAlgorithm:
+    """An AlgorithmIdentifier whose parameters are absent or NULL (digests, HMAC PRFs)."""
+
+    algorithm: ObjectIdentifier
+    parameters: asn1.Null | None
+
+
+@asn1.sequence
+class PasswordRecipientInfo:  # RFC 3211, [3] IMPLICIT in RecipientInfo
+    version: int
+    key_derivation_algorithm: Annotated[AlgorithmWithParameters | None, Implicit(0)]
+    key_encryption_algorithm: TLV
+    encrypted_key: bytes
+
+
+@asn1.sequence
+class OtherRecipientInfo:  # [4] IMPLICIT in RecipientInfo
+    ori_type: ObjectIdentifier
+    ori_value: TLV
+
+
+@asn1.sequence
+class KEMRecipientInfo:  # RFC 9629 section 3
+    version: int
+    rid: IssuerAndSerialNumber | Annotated[bytes, Implicit(0)]
+    kem: TLV
+    kemct: bytes
+    kdf: TLV
+    kek_length: int
+    ukm: Annotated[bytes | None, Explicit(0)]
+    wrap: TLV
+    encrypted_key: bytes
+
+
+@asn1.sequence
+class CMSORIforKEMOtherInfo:  # RFC 9629 section 5: the KDF's info input
+    wrap: TLV
+    kek_length: int
+    ukm: Annotated[bytes | None, Explicit(0)]
+
+
+@asn1.sequence
+class PBKDF2Params:  # RFC 8018 A.2 (salt only in its `specified` form)
+    salt: bytes
+    iteration_count: int
+    key_length: int | None
+    prf: HashAlgorithm | None  # DEFAULT hmacWithSHA1 (RFC 8018): absent means SHA-1
+
+
+@asn1.sequence
+class CMSAlgorithmProtection:  # RFC 6211 section 2 (the module has IMPLICIT TAGS)
+    digest_algorithm: HashAlgorithm
+    signature_algorithm: Annotated[HashAlgorithm | None, Implicit(1)]
+    mac_algorithm: Annotated[HashAlgorithm | None, Implicit(2)]
+
+
+KTRI_TAG = 0x30
+KARI_TAG = 0xA1
+KEKRI_TAG = 0xA2
+PWRI_TAG = 0xA3
+ORI_TAG = 0xA4
+
+
+def implicit_to_sequence(der: bytes) -> bytes:
+    """Re-tag an [n] IMPLICIT SEQUENCE as a SEQUENCE so a sequence class can decode it."""
+    return b"\x30" + der[1:]
+
+
+def sequence_to_implicit(der: bytes, tag: int) -> bytes:
+    return bytes((tag,)) + der[1:]

@@ -1,0 +1,242 @@
+"""CMS EnvelopedData (RFC 5652 section 6) and AuthEnvelopedData (RFC 5083): open and seal.
+
+A recipient is something that can recover the content-encryption key from one RecipientInfo.
+Each RecipientInfo form is one class here with a `tag` (its CHOICE tag), `matches` and
+`unwrap`; `open_envelope` tries the caller's recipients against the message's RecipientInfos.
+`seal_envelope` encrypts for one recipient with the content cipher the caller picks.
+Randomness (CEK, IV, nonce) comes from the caller's `random_bytes`, so a run can be replayed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.asn1 import SetOf
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from ..asn1 import ber, cms, oids
+from ..crypto.registry import CIPHERS, ContentCipher, DecryptionError, UnknownAlgorithm
+from .signed import subject_key_identifier
+
+__all__ = [
+    "EnvelopeError",
+    "OpenedEnvelope",
+    "KeyTransRecipient",
+    "KeyTransOriginator",
+    "open_envelope",
+    "seal_envelope",
+]
+
+RandomBytes = Callable[[int], bytes]
+
+
+class EnvelopeError(ValueError):
+    """An envelope that cannot be opened. `no_recipient` tells that no RecipientInfo named us."""
+
+    def __init__(self, message: str, *, no_recipient: bool = False, bad_algorithm: bool = False):
+        super().__init__(message)
+        self.no_recipient = no_recipient
+        self.bad_algorithm = bad_algorithm
+
+
+@dataclass
+class OpenedEnvelope:
+    content: bytes
+    content_type: x509.ObjectIdentifier
+    cipher: ContentCipher
+    recipient_kind: str  # "ktri", "pwri", "kemri"
+    authenticated: bool  # AuthEnvelopedData (AES-GCM)
+
+
+class Recipient(Protocol):
+    tag: int
+    kind: str
+
+    def matches(self, info_der: bytes) -> bool: ...
+
+    def unwrap(self, info_der: bytes, *, allow_legacy: bool) -> bytes: ...
+
+
+def _rid_matches(rid, cert: x509.Certificate) -> bool:
+    if isinstance(rid, bytes):
+        return rid == subject_key_identifier(cert)
+    return rid.serial_number == cert.serial_number and cms.tlv_bytes(rid.issuer) == cert.issuer.public_bytes()
+
+
+@dataclass
+class KeyTransRecipient:
+    """An RSA private key and its certificate (KeyTransRecipientInfo, RSAES-PKCS1-v1_5).
+
+    With no certificate (a bare key given to `pqscep inspect --key`), every KTRI is tried.
+    """
+
+    certificate: x509.Certificate | None
+    private_key: object
+    tag = cms.KTRI_TAG
+    kind = "ktri"
+
+    def matches(self, info_der: bytes) -> bool:
+        if self.certificate is None:
+            return True
+        info = cms.decode_der(cms.KeyTransRecipientInfo, info_der)
+        return _rid_matches(info.rid, self.certificate)
+
+    def unwrap(self, info_der: bytes, *, allow_legacy: bool) -> bytes:
+        info = cms.decode_der(cms.KeyTransRecipientInfo, info_der)
+        algorithm = cms.parse_algorithm(info.key_encryption_algorithm)
+        if algorithm.oid != oids.RSA_ENCRYPTION:
+            raise EnvelopeError(
+                f"key transport algorithm {algorithm.oid.dotted_string} is not supported", bad_algorithm=True
+            )
+        try:
+            return self.private_key.decrypt(info.encrypted_key, padding.PKCS1v15())  # type: ignore[attr-defined]
+        except ValueError:
+            raise EnvelopeError("the encrypted key does not decrypt with this recipient's key") from None
+
+
+@dataclass
+class KeyTransOriginator:
+    """Encrypt the CEK to an RSA certificate (KeyTransRecipientInfo, version 0)."""
+
+    certificate: x509.Certificate
+
+    def recipient_info(self, cek: bytes, random_bytes: RandomBytes) -> bytes:
+        public_key = self.certificate.public_key()
+        encrypted = public_key.encrypt(cek, padding.PKCS1v15())  # type: ignore[union-attr]
+        info = cms.KeyTransRecipientInfo(
+            version=0,
+            rid=cms.IssuerAndSerialNumber(
+                issuer=cms.as_tlv(self.certificate.issuer.public_bytes()),
+                serial_number=self.certificate.serial_number,
+            ),
+            key_encryption_algorithm=cms.algorithm_tlv(oids.RSA_ENCRYPTION, cms.NULL),
+            encrypted_key=encrypted,
+        )
+        return cms.encode(info)
+
+    version_needed = 0
+
+
+def _cipher_parameters(cipher: ContentCipher, params: bytes | None) -> tuple[bytes, int]:
+    """(IV or nonce, tag length) from a content-encryption AlgorithmIdentifier's parameters."""
+    if params is None:
+        raise EnvelopeError(f"{cipher.name} without parameters", bad_algorithm=True)
+    if cipher.aead:
+        gcm = cms.decode_der(cms.GcmParameters, params)
+        return gcm.nonce, gcm.icv_len
+    return cms.decode_der(bytes, params), 0
+
+
+def open_envelope(data: bytes, recipients: list, *, allow_legacy: bool = False) -> OpenedEnvelope:
+    """Decrypt a ContentInfo holding an EnvelopedData or AuthEnvelopedData (BER accepted)."""
+    content_info = cms.decode(cms.ContentInfo, data)
+    body = cms.tlv_bytes(content_info.content)
+    if content_info.content_type == oids.ENVELOPED_DATA:
+        env = cms.decode_der(cms.EnvelopedData, body)
+        infos, eci, authenticated = env.recipient_infos, env.encrypted_content_info, False
+    elif content_info.content_type == oids.AUTH_ENVELOPED_DATA:
+        env = cms.decode_der(cms.AuthEnvelopedData, body)
+        infos, eci, authenticated = env.recipient_infos, env.auth_encrypted_content_info, True
+    else:
+        raise EnvelopeError(f"content type {content_info.content_type.dotted_string} is not an envelope")
+    algorithm = cms.parse_algorithm(eci.content_encryption_algorithm)
+    try:
+        cipher = CIPHERS.by_oid(algorithm.oid, allow_legacy=allow_legacy)
+    except UnknownAlgorithm as exc:
+        raise EnvelopeError(str(exc), bad_algorithm=True) from None
+    if cipher.aead != authenticated:
+        raise EnvelopeError(f"{cipher.name} does not fit a{'n Auth' if authenticated else 'n '}EnvelopedData",
+                            bad_algorithm=True)
+    iv, tag_len = _cipher_parameters(cipher, algorithm.parameters)
+    try:
+        ciphertext = ber.join_constructed_string(cms.tlv_bytes(eci.encrypted_content))
+    except ber.BerError as exc:
+        raise EnvelopeError(f"bad encryptedContent: {exc}") from None
+
+    cek, kind = _recover_cek([cms.tlv_bytes(i) for i in infos.as_list()], recipients, allow_legacy)
+    try:
+        if authenticated:
+            aad = None
+            if env.auth_attrs is not None:  # RFC 5083 section 2.1: AAD is the DER of the SET OF
+                aad = ber.encode_tlv(0x31, b"".join(sorted(cms.encode(a) for a in env.auth_attrs.as_list())))
+            if len(env.mac) != tag_len:
+                raise DecryptionError("mac length differs from the GCM parameters' icvLen")
+            plaintext = cipher.decrypt_gcm(cek, iv, ciphertext, env.mac, aad)
+        else:
+            plaintext = cipher.decrypt_cbc(cek, iv, ciphertext)
+    except DecryptionError as exc:
+        raise EnvelopeError(str(exc)) from None
+    return OpenedEnvelope(plaintext, eci.content_type, cipher, kind, authenticated)
+
+
+def _recover_cek(infos: list[bytes], recipients: list, allow_legacy: bool) -> tuple[bytes, str]:
+    errors = []
+    for info in infos:
+        for recipient in recipients:
+            if info[0] != recipient.tag:
+                continue
+            try:
+                if not recipient.matches(info):
+                    continue
+                return recipient.unwrap(info, allow_legacy=allow_legacy), recipient.kind
+            except cms.Asn1Error as exc:
+                errors.append(str(exc))
+            except EnvelopeError as exc:
+                if exc.bad_algorithm:
+                    raise
+                errors.append(str(exc))
+    if errors:
+        raise EnvelopeError(errors[0])
+    raise EnvelopeError("no RecipientInfo is addressed to a key this side holds", no_recipient=True)
+
+
+def seal_envelope(
+    content: bytes,
+    originator,
+    cipher: ContentCipher,
+    random_bytes: RandomBytes,
+    *,
+    content_type: x509.ObjectIdentifier = oids.DATA,
+) -> bytes:
+    """Encrypt `content` for one recipient; AES-GCM ciphers give an AuthEnvelopedData."""
+    cek = random_bytes(cipher.key_size)
+    iv = random_bytes(cipher.iv_size)
+    info_der = originator.recipient_info(cek, random_bytes)
+    infos = SetOf([cms.as_tlv(info_der)])
+    version = max(getattr(originator, "version_needed", 0), 0)
+    if cipher.aead:
+        params = cms.encode(cms.GcmParameters(nonce=iv, icv_len=16))
+        ciphertext, tag = cipher.encrypt_gcm(cek, iv, content, None)
+        eci = cms.EncryptedContentInfo(
+            content_type=content_type,
+            content_encryption_algorithm=cms.algorithm_tlv(cipher.oid, params),
+            encrypted_content=cms.as_tlv(ber.encode_tlv(0x80, ciphertext)),
+        )
+        body = cms.AuthEnvelopedData(
+            version=0,
+            originator_info=None,
+            recipient_infos=infos,
+            auth_encrypted_content_info=eci,
+            auth_attrs=None,
+            mac=tag,
+            unauth_attrs=None,
+        )
+        outer = oids.AUTH_ENVELOPED_DATA
+    else:
+        ciphertext = cipher.encrypt_cbc(cek, iv, content)
+        eci = cms.EncryptedContentInfo(
+            content_type=content_type,
+            content_encryption_algorithm=cms.algorithm_tlv(cipher.oid, cms.encode(iv)),
+            encrypted_content=cms.as_tlv(ber.encode_tlv(0x80, ciphertext)),
+        )
+        body = cms.EnvelopedData(
+            version=version,
+            originator_info=None,
+            recipient_infos=infos,
+            encrypted_content_info=eci,
+            unprotected_attrs=None,
+        )
+        outer = oids.ENVELOPED_DATA
+    return cms.encode(cms.ContentInfo(content_type=outer, content=cms.as_tlv(cms.encode(body))))

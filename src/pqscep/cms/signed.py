@@ -1,0 +1,295 @@
+"""CMS SignedData (RFC 5652 section 5): parse, verify, build; and certs-only bundles.
+
+Recipes on top of `asn1.cms` (structures) and `crypto.signing` (primitives). Signed attributes
+are handled as `{oid: [DER of each value]}`; the signature covers the DER of the SET OF
+attributes (RFC 5652 section 5.4), which `asn1.cms.decode` has already put in DER order.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.asn1 import SetOf
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import ObjectIdentifier
+
+from ..asn1 import ber, cms, oids
+from ..crypto import signing
+from ..crypto.registry import DIGESTS, DigestAlgorithm, UnknownAlgorithm
+
+__all__ = [
+    "SignedMessage",
+    "SignerInfoView",
+    "SignedDataError",
+    "parse_signed_data",
+    "build_signed_data",
+    "build_certs_only",
+    "attribute",
+    "subject_key_identifier",
+]
+
+
+class SignedDataError(ValueError):
+    """A SignedData that cannot be used: malformed, unsigned, or with a bad signature."""
+
+
+Attributes = dict[ObjectIdentifier, list[bytes]]
+
+
+@dataclass
+class SignerInfoView:
+    raw: cms.SignerInfo
+    issuer_der: bytes | None
+    serial: int | None
+    subject_key_id: bytes | None
+    digest_algorithm: cms.Algorithm
+    signature_algorithm: cms.Algorithm
+    signature: bytes
+    signed_attrs: Attributes
+    signed_attrs_der: bytes | None  # DER of the SET OF Attribute, which the signature covers
+
+    def single(self, oid: ObjectIdentifier) -> bytes | None:
+        """The DER of the single value of attribute `oid`, None if absent; error if repeated."""
+        values = self.signed_attrs.get(oid)
+        if values is None:
+            return None
+        if len(values) != 1:
+            raise SignedDataError(f"attribute {oid.dotted_string} must have exactly one value")
+        return values[0]
+
+
+@dataclass
+class SignedMessage:
+    content_type: ObjectIdentifier
+    content: bytes | None
+    certificates: list[x509.Certificate]
+    crls: list[x509.CertificateRevocationList]
+    signer_infos: list[SignerInfoView]
+    raw_certificates: list[bytes] = field(default_factory=list)
+
+    def signer_certificate(self, signer: SignerInfoView) -> x509.Certificate | None:
+        for cert in self.certificates:
+            if signer.serial is not None:
+                if cert.serial_number == signer.serial and cert.issuer.public_bytes() == signer.issuer_der:
+                    return cert
+            elif signer.subject_key_id is not None:
+                if subject_key_identifier(cert) == signer.subject_key_id:
+                    return cert
+        return None
+
+    def verify(self, signer: SignerInfoView, cert: x509.Certificate, *, allow_legacy: bool = False) -> DigestAlgorithm:
+        """Verify `signer` with `cert`'s key; return the digest algorithm used."""
+        return verify_signer(self, signer, cert.public_key(), allow_legacy=allow_legacy)
+
+
+def subject_key_identifier(cert: x509.Certificate) -> bytes:
+    """The certificate's SKI extension, or the RFC 5280 4.2.1.2 method-1 value when absent."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest  # type: ignore[arg-type]
+
+
+def _attributes(attrs: SetOf | None) -> tuple[Attributes, bytes | None]:
+    if attrs is None:
+        return {}, None
+    result: Attributes = {}
+    encoded = []
+    for attr in attrs.as_list():
+        if attr.attr_type in result:
+            raise SignedDataError(f"attribute {attr.attr_type.dotted_string} appears twice")
+        result[attr.attr_type] = [cms.tlv_bytes(v) for v in attr.attr_values.as_list()]
+        encoded.append(cms.encode(attr))
+    encoded.sort()  # DER order of a SET OF (X.690 11.6); the decoder has already checked it
+    return result, ber.encode_tlv(0x31, b"".join(encoded))
+
+
+def _load_certificates(items) -> tuple[list[x509.Certificate], list[bytes]]:
+    certs, raws = [], []
+    for tlv in items.as_list() if items is not None else []:
+        der = cms.tlv_bytes(tlv)
+        if der[0] != 0x30:  # other CertificateChoices (attribute certs, other): not used by SCEP
+            continue
+        try:
+            certs.append(x509.load_der_x509_certificate(der))
+        except ValueError as exc:
+            raise SignedDataError(f"a certificate in the SignedData does not parse: {exc}") from None
+        raws.append(der)
+    return certs, raws
+
+
+def parse_signed_data(data: bytes) -> SignedMessage:
+    """Decode a ContentInfo holding a SignedData (BER accepted)."""
+    content_info = cms.decode(cms.ContentInfo, data)
+    if content_info.content_type != oids.SIGNED_DATA:
+        raise SignedDataError(f"content type is {content_info.content_type.dotted_string}, not signedData")
+    signed = cms.decode_der(cms.SignedData, cms.tlv_bytes(content_info.content))
+    certs, raws = _load_certificates(signed.certificates)
+    crls = []
+    for tlv in signed.crls.as_list() if signed.crls is not None else []:
+        try:
+            crls.append(x509.load_der_x509_crl(cms.tlv_bytes(tlv)))
+        except ValueError:
+            raise SignedDataError("a CRL in the SignedData does not parse") from None
+    signers = []
+    for si in signed.signer_infos.as_list():
+        attrs, attrs_der = _attributes(si.signed_attrs)
+        if isinstance(si.sid, bytes):
+            issuer_der, serial, ski = None, None, si.sid
+        else:
+            issuer_der, serial, ski = cms.tlv_bytes(si.sid.issuer), si.sid.serial_number, None
+        signers.append(
+            SignerInfoView(
+                raw=si,
+                issuer_der=issuer_der,
+                serial=serial,
+                subject_key_id=ski,
+                digest_algorithm=cms.parse_algorithm(si.digest_algorithm),
+                signature_algorithm=cms.parse_algorithm(si.signature_algorithm),
+                signature=si.signature,
+                signed_attrs=attrs,
+                signed_attrs_der=attrs_der,
+            )
+        )
+    encap = signed.encap_content_info
+    return SignedMessage(
+        content_type=encap.e_content_type,
+        content=encap.e_content,
+        certificates=certs,
+        crls=crls,
+        signer_infos=signers,
+        raw_certificates=raws,
+    )
+
+
+def verify_signer(message: SignedMessage, signer: SignerInfoView, public_key, *, allow_legacy: bool = False) -> DigestAlgorithm:
+    try:
+        digest = DIGESTS.by_oid(signer.digest_algorithm.oid, allow_legacy=allow_legacy)
+    except UnknownAlgorithm as exc:
+        raise SignedDataError(str(exc)) from None
+    if signer.signed_attrs_der is None:
+        # RFC 8894 section 3.2.1: SCEP messages always carry signed attributes.
+        raise SignedDataError("SignerInfo has no signed attributes")
+    content_type = signer.single(oids.CONTENT_TYPE)
+    if content_type is None or cms.decode_der(ObjectIdentifier, content_type) != message.content_type:
+        raise SignedDataError("contentType attribute missing or different from the content's type")
+    message_digest = signer.single(oids.MESSAGE_DIGEST)
+    if message_digest is None:
+        raise SignedDataError("messageDigest attribute missing")
+    expected = digest.digest(message.content or b"")
+    if not hmac.compare_digest(cms.decode_der(bytes, message_digest), expected):
+        raise SignedDataError("messageDigest does not match the content")
+    protection = signer.single(oids.CMS_ALGORITHM_PROTECTION)
+    if protection is not None:
+        _check_algorithm_protection(protection, signer)
+    try:
+        signing.verify(
+            public_key,
+            signer.signature_algorithm.oid,
+            digest,
+            signer.signature,
+            signer.signed_attrs_der,
+            allow_legacy=allow_legacy,
+        )
+    except (signing.SignatureError, UnknownAlgorithm) as exc:
+        raise SignedDataError(str(exc)) from None
+    return digest
+
+
+def _check_algorithm_protection(value_der: bytes, signer: SignerInfoView) -> None:
+    """RFC 6211 section 3: the protected algorithms must equal the SignerInfo's."""
+    protected = cms.decode_der(cms.CMSAlgorithmProtection, value_der)
+    signature = protected.signature_algorithm
+    if (
+        protected.digest_algorithm.algorithm != signer.digest_algorithm.oid
+        or signature is None
+        or signature.algorithm != signer.signature_algorithm.oid
+    ):
+        raise SignedDataError("CMSAlgorithmProtection does not match the SignerInfo's algorithms")
+
+
+def attribute(oid: ObjectIdentifier, *values_der: bytes) -> cms.Attribute:
+    return cms.Attribute(attr_type=oid, attr_values=SetOf([cms.as_tlv(v) for v in values_der]))
+
+
+def _issuer_and_serial(cert: x509.Certificate) -> cms.IssuerAndSerialNumber:
+    return cms.IssuerAndSerialNumber(issuer=cms.as_tlv(cert.issuer.public_bytes()), serial_number=cert.serial_number)
+
+
+def build_signed_data(
+    *,
+    content_type: ObjectIdentifier,
+    content: bytes,
+    signer_key,
+    signer_cert: x509.Certificate,
+    digest: DigestAlgorithm,
+    attributes: list[cms.Attribute],
+    certificates: list[x509.Certificate] | None = None,
+) -> bytes:
+    """A ContentInfo(SignedData) with one SignerInfo over `content`, DER encoded.
+
+    contentType and messageDigest are added here; `attributes` holds the rest. ML-DSA signers
+    also get CMSAlgorithmProtection (RFC 9882 section 3.4 recommends it).
+    """
+    sig_oid, sig_params, digest = signing.signature_algorithm_for(signer_key, digest)
+    digest_alg = cms.encode_algorithm(digest.oid, None)
+    all_attrs = [
+        attribute(oids.CONTENT_TYPE, cms.encode(content_type)),
+        attribute(oids.MESSAGE_DIGEST, cms.encode(digest.digest(content))),
+        *attributes,
+    ]
+    if sig_oid in (oids.ML_DSA_44, oids.ML_DSA_65, oids.ML_DSA_87):
+        all_attrs.append(attribute(oids.CMS_ALGORITHM_PROTECTION, _protection_der(digest.oid, sig_oid)))
+    signed_attrs = SetOf(all_attrs)
+    attrs_der = ber.encode_tlv(0x31, b"".join(sorted(cms.encode(a) for a in all_attrs)))
+    signature = signing.sign(signer_key, attrs_der, digest)
+    signer_info = cms.SignerInfo(
+        version=1,
+        sid=_issuer_and_serial(signer_cert),
+        digest_algorithm=cms.as_tlv(digest_alg),
+        signed_attrs=signed_attrs,
+        signature_algorithm=cms.as_tlv(cms.encode_algorithm(sig_oid, sig_params)),
+        signature=signature,
+        unsigned_attrs=None,
+    )
+    certs = certificates if certificates is not None else [signer_cert]
+    signed = cms.SignedData(
+        version=1,
+        digest_algorithms=SetOf([cms.as_tlv(digest_alg)]),
+        encap_content_info=cms.EncapsulatedContentInfo(e_content_type=content_type, e_content=content),
+        certificates=SetOf([cms.as_tlv(c.public_bytes(serialization.Encoding.DER)) for c in certs]) if certs else None,
+        crls=None,
+        signer_infos=SetOf([signer_info]),
+    )
+    return _content_info(oids.SIGNED_DATA, cms.encode(signed))
+
+
+def _protection_der(digest_oid: ObjectIdentifier, sig_oid: ObjectIdentifier) -> bytes:
+    return cms.encode(
+        cms.CMSAlgorithmProtection(
+            digest_algorithm=cms.HashAlgorithm(algorithm=digest_oid, parameters=None),
+            signature_algorithm=cms.HashAlgorithm(algorithm=sig_oid, parameters=None),
+            mac_algorithm=None,
+        )
+    )
+
+
+def build_certs_only(certificates: list[x509.Certificate], crls: list[x509.CertificateRevocationList] | None = None) -> bytes:
+    """A degenerate certs-only SignedData (RFC 8894 section 3.4; RFC 5652 section 5.2)."""
+    signed = cms.SignedData(
+        version=1,
+        digest_algorithms=SetOf([]),
+        encap_content_info=cms.EncapsulatedContentInfo(e_content_type=oids.DATA, e_content=None),
+        certificates=SetOf([cms.as_tlv(c.public_bytes(serialization.Encoding.DER)) for c in certificates])
+        if certificates
+        else None,
+        crls=SetOf([cms.as_tlv(c.public_bytes(serialization.Encoding.DER)) for c in crls]) if crls else None,
+        signer_infos=SetOf([]),
+    )
+    return _content_info(oids.SIGNED_DATA, cms.encode(signed))
+
+
+def _content_info(content_type: ObjectIdentifier, content_der: bytes) -> bytes:
+    return cms.encode(cms.ContentInfo(content_type=content_type, content=cms.as_tlv(content_der)))

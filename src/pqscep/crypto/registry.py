@@ -1,0 +1,207 @@
+"""The algorithm registry: every digest, content cipher and key wrap the project knows, by OID
+and by name. Adding an algorithm is adding one entry to a table in this module (signature
+schemes are in `signing.py`, key types in `keys.py`, built the same way).
+
+Each entry says whether it is *legacy* (single DES, MD5): legacy algorithms are refused unless
+a profile opts in (RFC 8894 section 3.5.2 lets a CA advertise what it supports; MD5 and single
+DES are broken and only kept for old devices such as micromdm's scepclient 2.1.0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Generic, TypeVar
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.x509 import ObjectIdentifier
+
+from ..asn1 import oids
+
+__all__ = [
+    "ContentCipher",
+    "DigestAlgorithm",
+    "KeyWrap",
+    "Registry",
+    "UnknownAlgorithm",
+    "CIPHERS",
+    "DIGESTS",
+    "KEY_WRAPS",
+    "DecryptionError",
+]
+
+
+class UnknownAlgorithm(ValueError):
+    """An OID or name that is not in the registry (or is legacy and not allowed)."""
+
+
+class DecryptionError(ValueError):
+    """Content could not be decrypted (wrong key, bad padding, tampered tag)."""
+
+
+E = TypeVar("E")
+
+
+class Registry(Generic[E]):
+    """A lookup table of algorithm entries by OID and by lower-case name."""
+
+    def __init__(self, kind: str, entries: list[E]):
+        self.kind = kind
+        self._by_oid = {e.oid: e for e in entries}  # type: ignore[attr-defined]
+        self._by_name = {e.name.lower(): e for e in entries}  # type: ignore[attr-defined]
+
+    def by_oid(self, oid: ObjectIdentifier, *, allow_legacy: bool = True) -> E:
+        entry = self._by_oid.get(oid)
+        if entry is None:
+            raise UnknownAlgorithm(f"unsupported {self.kind} {oid.dotted_string}")
+        if entry.legacy and not allow_legacy:  # type: ignore[attr-defined]
+            raise UnknownAlgorithm(f"legacy {self.kind} {entry.name} is not enabled")  # type: ignore[attr-defined]
+        return entry
+
+    def by_name(self, name: str) -> E:
+        entry = self._by_name.get(name.lower())
+        if entry is None:
+            raise UnknownAlgorithm(f"unknown {self.kind} {name!r}")
+        return entry
+
+    def get(self, oid: ObjectIdentifier) -> E | None:
+        return self._by_oid.get(oid)
+
+    def __iter__(self):
+        return iter(self._by_oid.values())
+
+
+# --- digests ---
+
+
+@dataclass(frozen=True)
+class DigestAlgorithm:
+    name: str
+    oid: ObjectIdentifier
+    hash_factory: Callable[[], hashes.HashAlgorithm]
+    legacy: bool = False
+
+    def hash(self) -> hashes.HashAlgorithm:
+        return self.hash_factory()
+
+    def digest(self, data: bytes) -> bytes:
+        h = hashes.Hash(self.hash_factory())
+        h.update(data)
+        return h.finalize()
+
+
+DIGESTS: Registry[DigestAlgorithm] = Registry(
+    "digest algorithm",
+    [
+        DigestAlgorithm("md5", oids.MD5, hashes.MD5, legacy=True),
+        # SHA-1 is weak but still what most deployed SCEP clients send (RFC 8894 section 3.5.2
+        # keeps it as the default when a CA does not advertise SHA-256): accepted by default.
+        DigestAlgorithm("sha1", oids.SHA1, hashes.SHA1),
+        DigestAlgorithm("sha224", oids.SHA224, hashes.SHA224),
+        DigestAlgorithm("sha256", oids.SHA256, hashes.SHA256),
+        DigestAlgorithm("sha384", oids.SHA384, hashes.SHA384),
+        DigestAlgorithm("sha512", oids.SHA512, hashes.SHA512),
+    ],
+)
+
+
+# --- content encryption (RFC 8894 section 3.5.2, RFC 3565 AES-CBC, RFC 5084 AES-GCM) ---
+
+
+@dataclass(frozen=True)
+class ContentCipher:
+    name: str
+    oid: ObjectIdentifier
+    key_size: int  # bytes
+    iv_size: int  # bytes: the CBC IV or the GCM nonce
+    aead: bool
+    make: Callable[[bytes], object]  # key -> cryptography cipher algorithm (CBC) or AESGCM
+    legacy: bool = False
+    # The key the algorithm object gets from our key_size-byte key (single DES runs as 3DES K|K|K).
+    expand_key: Callable[[bytes], bytes] = staticmethod(lambda k: k)  # type: ignore[assignment]
+
+    def encrypt_cbc(self, key: bytes, iv: bytes, plaintext: bytes) -> bytes:
+        algorithm = self.make(self.expand_key(key))
+        padder = padding.PKCS7(algorithm.block_size).padder()  # type: ignore[attr-defined]
+        data = padder.update(plaintext) + padder.finalize()
+        enc = Cipher(algorithm, modes.CBC(iv)).encryptor()  # type: ignore[arg-type]
+        return enc.update(data) + enc.finalize()
+
+    def decrypt_cbc(self, key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
+        if len(key) != self.key_size:
+            raise DecryptionError(f"{self.name} needs a {self.key_size}-byte key, got {len(key)}")
+        if len(iv) != self.iv_size:
+            raise DecryptionError(f"{self.name} needs a {self.iv_size}-byte IV, got {len(iv)}")
+        algorithm = self.make(self.expand_key(key))
+        block = algorithm.block_size // 8  # type: ignore[attr-defined]
+        if not ciphertext or len(ciphertext) % block:
+            raise DecryptionError("ciphertext is not a whole number of blocks")
+        dec = Cipher(algorithm, modes.CBC(iv)).decryptor()  # type: ignore[arg-type]
+        data = dec.update(ciphertext) + dec.finalize()
+        unpadder = padding.PKCS7(algorithm.block_size).unpadder()  # type: ignore[attr-defined]
+        try:
+            return unpadder.update(data) + unpadder.finalize()
+        except ValueError:
+            raise DecryptionError("bad padding: wrong key or corrupted content") from None
+
+    def encrypt_gcm(self, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes | None) -> tuple[bytes, bytes]:
+        """Return (ciphertext, 16-byte tag)."""
+        sealed = AESGCM(key).encrypt(nonce, plaintext, aad)
+        return sealed[:-16], sealed[-16:]
+
+    def decrypt_gcm(self, key: bytes, nonce: bytes, ciphertext: bytes, tag: bytes, aad: bytes | None) -> bytes:
+        if len(key) != self.key_size:
+            raise DecryptionError(f"{self.name} needs a {self.key_size}-byte key, got {len(key)}")
+        if len(tag) < 12 or len(tag) > 16:
+            raise DecryptionError("GCM tag length out of range (RFC 5084: 12 to 16 bytes)")
+        try:
+            return AESGCM(key).decrypt(nonce, ciphertext + tag, aad)
+        except (InvalidTag, ValueError):
+            raise DecryptionError("authentication tag does not verify: content or attributes were altered") from None
+
+
+def _aes(key: bytes) -> object:
+    return algorithms.AES(key)
+
+
+def _des3(key: bytes) -> object:
+    return TripleDES(key)
+
+
+CIPHERS: Registry[ContentCipher] = Registry(
+    "content encryption algorithm",
+    [
+        ContentCipher("des-cbc", oids.DES_CBC, 8, 8, False, _des3, legacy=True, expand_key=lambda k: k * 3),
+        ContentCipher("des3-cbc", oids.DES_EDE3_CBC, 24, 8, False, _des3),
+        ContentCipher("aes128-cbc", oids.AES128_CBC, 16, 16, False, _aes),
+        ContentCipher("aes192-cbc", oids.AES192_CBC, 24, 16, False, _aes),
+        ContentCipher("aes256-cbc", oids.AES256_CBC, 32, 16, False, _aes),
+        ContentCipher("aes128-gcm", oids.AES128_GCM, 16, 12, True, AESGCM),
+        ContentCipher("aes192-gcm", oids.AES192_GCM, 24, 12, True, AESGCM),
+        ContentCipher("aes256-gcm", oids.AES256_GCM, 32, 12, True, AESGCM),
+    ],
+)
+
+
+# --- key wrap (RFC 3394), used by PasswordRecipientInfo and KEMRecipientInfo ---
+
+
+@dataclass(frozen=True)
+class KeyWrap:
+    name: str
+    oid: ObjectIdentifier
+    kek_size: int
+    legacy: bool = False
+
+
+KEY_WRAPS: Registry[KeyWrap] = Registry(
+    "key wrap algorithm",
+    [
+        KeyWrap("aes128-wrap", oids.AES128_WRAP, 16),
+        KeyWrap("aes192-wrap", oids.AES192_WRAP, 24),
+        KeyWrap("aes256-wrap", oids.AES256_WRAP, 32),
+    ],
+)

@@ -1,0 +1,132 @@
+"""Signature schemes for CMS SignerInfos, by signatureAlgorithm OID and by key family.
+
+Verification looks the SignerInfo's signatureAlgorithm up in `VERIFIERS`; signing picks the
+scheme for the key's family in `SIGNERS`. RSA signatures are written with signatureAlgorithm
+rsaEncryption (RFC 8894 section 3.1 and what strongSwan insists on: it refuses
+sha1WithRSAEncryption), ECDSA with ecdsa-with-SHAxxx (RFC 5753), ML-DSA in pure mode with an
+empty context and SHA-512 as the digest algorithm (RFC 9882 section 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.x509 import ObjectIdentifier
+
+from ..asn1 import oids
+from .keys import key_family
+from .registry import DIGESTS, DigestAlgorithm, Registry, UnknownAlgorithm
+
+__all__ = ["SignatureError", "VERIFIERS", "SignatureVerifier", "sign", "signature_algorithm_for", "verify"]
+
+
+class SignatureError(ValueError):
+    """A signature does not verify, or its algorithm does not fit the key."""
+
+
+@dataclass(frozen=True)
+class SignatureVerifier:
+    name: str
+    oid: ObjectIdentifier
+    family: str  # key family the public key must be
+    digest_oid: ObjectIdentifier | None  # fixed digest, or None: use SignerInfo.digestAlgorithm
+    parameters: bytes | None = None  # what we write when signing with this entry
+    legacy: bool = False
+
+
+VERIFIERS: Registry[SignatureVerifier] = Registry(
+    "signature algorithm",
+    [
+        SignatureVerifier("rsaEncryption", oids.RSA_ENCRYPTION, "rsa", None, b"\x05\x00"),
+        SignatureVerifier("md5WithRSAEncryption", oids.MD5_WITH_RSA, "rsa", oids.MD5, b"\x05\x00", legacy=True),
+        SignatureVerifier("sha1WithRSAEncryption", oids.SHA1_WITH_RSA, "rsa", oids.SHA1, b"\x05\x00"),
+        SignatureVerifier("sha224WithRSAEncryption", oids.SHA224_WITH_RSA, "rsa", oids.SHA224, b"\x05\x00"),
+        SignatureVerifier("sha256WithRSAEncryption", oids.SHA256_WITH_RSA, "rsa", oids.SHA256, b"\x05\x00"),
+        SignatureVerifier("sha384WithRSAEncryption", oids.SHA384_WITH_RSA, "rsa", oids.SHA384, b"\x05\x00"),
+        SignatureVerifier("sha512WithRSAEncryption", oids.SHA512_WITH_RSA, "rsa", oids.SHA512, b"\x05\x00"),
+        SignatureVerifier("ecPublicKey", oids.EC_PUBLIC_KEY, "ec", None),
+        SignatureVerifier("ecdsa-with-SHA1", oids.ECDSA_WITH_SHA1, "ec", oids.SHA1),
+        SignatureVerifier("ecdsa-with-SHA224", oids.ECDSA_WITH_SHA224, "ec", oids.SHA224),
+        SignatureVerifier("ecdsa-with-SHA256", oids.ECDSA_WITH_SHA256, "ec", oids.SHA256),
+        SignatureVerifier("ecdsa-with-SHA384", oids.ECDSA_WITH_SHA384, "ec", oids.SHA384),
+        SignatureVerifier("ecdsa-with-SHA512", oids.ECDSA_WITH_SHA512, "ec", oids.SHA512),
+        SignatureVerifier("ML-DSA-44", oids.ML_DSA_44, "ml-dsa", None),
+        SignatureVerifier("ML-DSA-65", oids.ML_DSA_65, "ml-dsa", None),
+        SignatureVerifier("ML-DSA-87", oids.ML_DSA_87, "ml-dsa", None),
+    ],
+)
+
+_ECDSA_BY_DIGEST = {
+    oids.SHA1: oids.ECDSA_WITH_SHA1,
+    oids.SHA224: oids.ECDSA_WITH_SHA224,
+    oids.SHA256: oids.ECDSA_WITH_SHA256,
+    oids.SHA384: oids.ECDSA_WITH_SHA384,
+    oids.SHA512: oids.ECDSA_WITH_SHA512,
+}
+_ML_DSA_BY_SIZE = {1312: oids.ML_DSA_44, 1952: oids.ML_DSA_65, 2592: oids.ML_DSA_87}
+
+
+def ml_dsa_oid(key) -> ObjectIdentifier:
+    public = key.public_key() if hasattr(key, "public_key") else key
+    from cryptography.hazmat.primitives import serialization
+
+    size = len(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    return _ML_DSA_BY_SIZE[size]
+
+
+def signature_algorithm_for(key, digest: DigestAlgorithm) -> tuple[ObjectIdentifier, bytes | None, DigestAlgorithm]:
+    """(signatureAlgorithm OID, its parameters, the digest to actually use) for a signing key."""
+    family = key_family(key)
+    if family == "rsa":
+        return oids.RSA_ENCRYPTION, b"\x05\x00", digest
+    if family == "ec":
+        return _ECDSA_BY_DIGEST[digest.oid], None, digest
+    if family == "ml-dsa":
+        # RFC 9882 section 3.3: SHA-512 is the digest for all ML-DSA parameter sets.
+        return ml_dsa_oid(key), None, DIGESTS.by_oid(oids.SHA512)
+    raise SignatureError(f"a {family} key cannot sign")
+
+
+def sign(key, data: bytes, digest: DigestAlgorithm) -> bytes:
+    family = key_family(key)
+    if family == "rsa":
+        return key.sign(data, padding.PKCS1v15(), digest.hash())
+    if family == "ec":
+        return key.sign(data, ec.ECDSA(digest.hash()))
+    if family == "ml-dsa":
+        return key.sign(data)  # pure ML-DSA, empty context (RFC 9882 section 3.3)
+    raise SignatureError(f"a {family} key cannot sign")
+
+
+def verify(
+    public_key,
+    signature_algorithm: ObjectIdentifier,
+    digest: DigestAlgorithm,
+    signature: bytes,
+    data: bytes,
+    *,
+    allow_legacy: bool = False,
+) -> None:
+    """Check `signature` over `data`; raise SignatureError (or UnknownAlgorithm)."""
+    entry = VERIFIERS.by_oid(signature_algorithm, allow_legacy=allow_legacy)
+    family = key_family(public_key)
+    if family != entry.family:
+        raise SignatureError(f"signature algorithm {entry.name} does not fit a {family} key")
+    if entry.digest_oid is not None:
+        digest = DIGESTS.by_oid(entry.digest_oid, allow_legacy=allow_legacy)
+    try:
+        if family == "rsa":
+            public_key.verify(signature, data, padding.PKCS1v15(), digest.hash())
+        elif family == "ec":
+            public_key.verify(signature, data, ec.ECDSA(digest.hash()))
+        else:
+            if entry.oid != ml_dsa_oid(public_key):
+                raise SignatureError(f"{entry.name} signature with a key of another ML-DSA size")
+            public_key.verify(signature, data)
+    except InvalidSignature:
+        raise SignatureError("signature does not verify") from None
+
+
+__all__ += ["UnknownAlgorithm", "ml_dsa_oid"]

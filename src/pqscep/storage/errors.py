@@ -1,0 +1,49 @@
+"""Exceptions raised by the storage layer.
+
+Only conditions a caller is expected to handle get their own class; anything else
+(a lost connection, a full disk) surfaces as the underlying SQLAlchemy error.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of every error the store raises on purpose."""
+
+
+class DuplicateSerial(StoreError):
+    """A certificate with this serial already exists in the profile.
+
+    The CA draws serials at random, so the right reaction is to draw a new one and retry.
+    """
+
+    def __init__(self, profile: str, serial: int) -> None:
+        super().__init__(f"serial {serial:#x} already used in profile {profile!r}")
+        self.profile = profile
+        self.serial = serial
+
+
+class TransactionKeyMismatch(StoreError):
+    """A SCEP transactionID is already in use by a request signed with a different key.
+
+    RFC 8894 ties a transactionID to the requester's key; another key reusing it is
+    either a client bug or an attempt to hijack someone else's pending request.
+    """
+
+    def __init__(self, profile: str, transaction_id: str) -> None:
+        super().__init__(
+            f"transaction {transaction_id!r} in profile {profile!r} belongs to another signer key"
+        )
+        self.profile = profile
+        self.transaction_id = transaction_id
+
+
+class DuplicateChallenge(StoreError):
+    """This challenge password (its digest) is already registered in the profile.
+
+    Two live rows with one digest would make single use ambiguous, so it is refused.
+    """
+
+
+class DuplicateCrlNumber(StoreError):
+    """A CRL with this number was already stored for the profile (RFC 5280 needs them unique)."""
