@@ -221,7 +221,7 @@ def _issuer_and_serial(cert: x509.Certificate) -> cms.IssuerAndSerialNumber:
 def build_signed_data(
     *,
     content_type: ObjectIdentifier,
-    content: bytes,
+    content: bytes | None,
     signer_key,
     signer_cert: x509.Certificate,
     digest: DigestAlgorithm,
@@ -230,6 +230,9 @@ def build_signed_data(
 ) -> bytes:
     """A ContentInfo(SignedData) with one SignerInfo over `content`, DER encoded.
 
+    With `content` None the eContent is absent and messageDigest covers the empty string (what
+    a SCEP CertRep PENDING or FAILURE carries, RFC 8894 section 3.3.2).
+
     contentType and messageDigest are added here; `attributes` holds the rest. ML-DSA signers
     also get CMSAlgorithmProtection (RFC 9882 section 3.4 recommends it).
     """
@@ -237,7 +240,7 @@ def build_signed_data(
     digest_alg = cms.encode_algorithm(digest.oid, None)
     all_attrs = [
         attribute(oids.CONTENT_TYPE, cms.encode(content_type)),
-        attribute(oids.MESSAGE_DIGEST, cms.encode(digest.digest(content))),
+        attribute(oids.MESSAGE_DIGEST, cms.encode(digest.digest(content or b""))),
         *attributes,
     ]
     if sig_oid in (oids.ML_DSA_44, oids.ML_DSA_65, oids.ML_DSA_87):

@@ -1,0 +1,322 @@
+"""The CA side of SCEP as a sans-IO state machine: request bytes in, reply bytes out.
+
+`Responder.receive(body)` checks and opens a pkiMessage and returns a `PkiRequest`, or raises
+`RequestRejected`: with `reply_possible` when enough of the message was readable to sign a
+CertRep FAILURE (RFC 8894 section 3.3.2), otherwise the HTTP layer answers 400/413 with the
+one-line reason. `Responder.success/pending/failure` build the signed CertRep.
+
+It does no I/O: no HTTP, no database, no clock (`now` is passed in), no randomness of its own
+(`random_bytes` is passed in). Decisions (issue, wait, refuse) are made above it, by the CA.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Callable
+
+from cryptography import x509
+
+from ..asn1 import cms, oids
+from ..cms import enveloped, signed
+from ..cms.signed import SignedDataError
+from ..crypto.registry import DIGESTS, ContentCipher, DigestAlgorithm, UnknownAlgorithm
+from .messages import (
+    FailInfo,
+    IssuerAndSubject,
+    MessageType,
+    PkiStatus,
+    ProtocolError,
+    ScepAttributes,
+    octets_attribute,
+    printable_attribute,
+    scep_attributes,
+    utf8_attribute,
+)
+
+__all__ = ["PkiRequest", "RequestRejected", "Responder", "ResponderKeys", "DEFAULT_MAX_MESSAGE"]
+
+RandomBytes = Callable[[int], bytes]
+DEFAULT_MAX_MESSAGE = 256 * 1024  # the largest pkiMessage accepted (a PQ request is ~20 KiB)
+_MAX_TRANSACTION_ID = 128
+_NONCE_SIZE = 16  # RFC 8894 section 3.2.1.5: 16 bytes
+
+
+class RequestRejected(Exception):
+    """A request that is refused. When `reply_possible`, answer with a signed CertRep FAILURE
+    carrying `fail_info` and `text`; otherwise answer HTTP `http_status` with `text`."""
+
+    def __init__(
+        self,
+        text: str,
+        fail_info: FailInfo = FailInfo.BAD_REQUEST,
+        *,
+        partial: "PartialRequest | None" = None,
+        http_status: int = 400,
+    ):
+        super().__init__(text)
+        self.text = text
+        self.fail_info = fail_info
+        self.partial = partial
+        self.http_status = http_status
+
+    @property
+    def reply_possible(self) -> bool:
+        return self.partial is not None
+
+
+@dataclass
+class PartialRequest:
+    """What a FAILURE reply needs: taken from the signed attributes, even unverified ones."""
+
+    transaction_id: str
+    sender_nonce: bytes
+    digest: DigestAlgorithm
+    message_type: int | None = None
+
+
+@dataclass
+class PkiRequest(PartialRequest):
+    """A verified and decrypted pkiMessage."""
+
+    signer_certificate: x509.Certificate | None = None
+    content: bytes = b""
+    cipher: ContentCipher | None = None
+    envelope_kind: str = ""
+    authenticated_envelope: bool = False
+    attributes: ScepAttributes | None = None
+    csr: x509.CertificateSigningRequest | None = None
+    # Names are kept as DER and compared byte for byte with certificates' encodings.
+    issuer_and_subject: tuple[bytes, bytes] | None = None
+    issuer_and_serial: tuple[bytes, int] | None = None
+    raw_csr: bytes = b""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def challenge_password(self) -> str | None:
+        if self.csr is None:
+            return None
+        try:
+            attr = self.csr.attributes.get_attribute_for_oid(oids.CHALLENGE_PASSWORD)
+        except x509.AttributeNotFound:
+            return None
+        value = attr.value
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+@dataclass
+class ResponderKeys:
+    """The keys a profile answers with: the CertRep signer (the CA, or an RA signing
+    certificate) and the recipients that can open request envelopes (CA or RA encryption key)."""
+
+    signer_certificate: x509.Certificate
+    signer_key: object
+    recipients: list
+    # Certificates put in every CertRep's SignedData besides the signer's (e.g. the CA above an RA).
+    extra_certificates: list[x509.Certificate] = field(default_factory=list)
+
+
+class Responder:
+    """One profile's SCEP protocol engine."""
+
+    def __init__(
+        self,
+        keys: ResponderKeys,
+        *,
+        allow_legacy: bool = False,
+        max_message_size: int = DEFAULT_MAX_MESSAGE,
+    ):
+        self.keys = keys
+        self.allow_legacy = allow_legacy
+        self.max_message_size = max_message_size
+
+    # --- requests ---
+
+    def receive(self, body: bytes) -> PkiRequest:
+        if len(body) > self.max_message_size:
+            raise RequestRejected(f"message of {len(body)} bytes is over the {self.max_message_size}-byte limit",
+                                  http_status=413)
+        if not body:
+            raise RequestRejected("empty message")
+        try:
+            message = signed.parse_signed_data(body)
+        except (cms.Asn1Error, SignedDataError) as exc:
+            raise RequestRejected(f"not a SCEP pkiMessage: {exc}") from None
+        if len(message.signer_infos) != 1:
+            raise RequestRejected(f"a pkiMessage has one signer, this one has {len(message.signer_infos)}")
+        signer = message.signer_infos[0]
+        partial = self._partial(signer)
+        try:
+            attrs = scep_attributes(signer)
+        except (ProtocolError, cms.Asn1Error, SignedDataError) as exc:
+            raise RequestRejected(str(exc), FailInfo.BAD_REQUEST, partial=partial) from None
+        if partial.digest is None:
+            raise RequestRejected(
+                f"digest algorithm {signer.digest_algorithm.oid.dotted_string} is not supported",
+                FailInfo.BAD_ALG,
+                partial=PartialRequest(partial.transaction_id, partial.sender_nonce, DIGESTS.by_name("sha256")),
+            )
+        try:
+            message_type = MessageType(attrs.message_type) if attrs.message_type is not None else None
+        except ValueError:
+            message_type = None
+        if message_type is None or message_type == MessageType.CERT_REP:
+            raise RequestRejected(f"unsupported messageType {attrs.message_type}", FailInfo.BAD_REQUEST, partial=partial)
+        partial.message_type = int(message_type)
+
+        certificate = message.signer_certificate(signer)
+        if certificate is None:
+            raise RequestRejected("the signer's certificate is not in the message", FailInfo.BAD_CERT_ID, partial=partial)
+        try:
+            digest = signed.verify_signer(message, signer, certificate.public_key(), allow_legacy=self.allow_legacy)
+        except SignedDataError as exc:
+            info = FailInfo.BAD_ALG if "not enabled" in str(exc) or "unsupported" in str(exc) else FailInfo.BAD_MESSAGE_CHECK
+            raise RequestRejected(f"signature check failed: {exc}", info, partial=partial) from None
+        except (ValueError, TypeError) as exc:  # e.g. a signer key type this server cannot use
+            raise RequestRejected(f"signature check failed: {exc}", FailInfo.BAD_ALG, partial=partial) from None
+        if message.content_type != oids.DATA or message.content is None:
+            raise RequestRejected("the pkiMessage carries no pkcsPKIEnvelope", FailInfo.BAD_REQUEST, partial=partial)
+        try:
+            opened = enveloped.open_envelope(message.content, self.keys.recipients, allow_legacy=self.allow_legacy)
+        except enveloped.EnvelopeError as exc:
+            info = FailInfo.BAD_ALG if exc.bad_algorithm else FailInfo.BAD_MESSAGE_CHECK
+            raise RequestRejected(f"cannot open the pkcsPKIEnvelope: {exc}", info, partial=partial) from None
+        except cms.Asn1Error as exc:
+            raise RequestRejected(f"malformed pkcsPKIEnvelope: {exc}", FailInfo.BAD_REQUEST, partial=partial) from None
+
+        request = PkiRequest(
+            transaction_id=partial.transaction_id,
+            sender_nonce=partial.sender_nonce,
+            digest=digest,
+            message_type=int(message_type),
+            signer_certificate=certificate,
+            content=opened.content,
+            cipher=opened.cipher,
+            envelope_kind=opened.recipient_kind,
+            authenticated_envelope=opened.authenticated,
+            attributes=attrs,
+            extra=attrs.extra,
+        )
+        self._parse_message_data(request, message_type)
+        return request
+
+    def _partial(self, signer: signed.SignerInfoView) -> PartialRequest:
+        """transactionID and senderNonce, read before the signature is checked, so that even a
+        request with a bad signature gets a signed FAILURE it can match to its transaction."""
+        try:
+            attrs = scep_attributes(signer)
+        except (ProtocolError, cms.Asn1Error, SignedDataError):
+            attrs = None
+        if attrs is None or not attrs.transaction_id or attrs.sender_nonce is None:
+            raise RequestRejected("transactionID or senderNonce missing or malformed")
+        if len(attrs.transaction_id) > _MAX_TRANSACTION_ID:
+            raise RequestRejected("transactionID is too long")
+        if not 8 <= len(attrs.sender_nonce) <= 64:
+            raise RequestRejected("senderNonce must be 8 to 64 bytes (RFC 8894: 16)")
+        try:
+            digest = DIGESTS.by_oid(signer.digest_algorithm.oid, allow_legacy=self.allow_legacy)
+        except UnknownAlgorithm:
+            digest = None
+        return PartialRequest(attrs.transaction_id, attrs.sender_nonce, digest)  # type: ignore[arg-type]
+
+    def _parse_message_data(self, request: PkiRequest, message_type: MessageType) -> None:
+        data = request.content
+        try:
+            if message_type in (MessageType.PKCS_REQ, MessageType.RENEWAL_REQ):
+                csr = x509.load_der_x509_csr(data)
+                request.raw_csr = data
+                request.csr = csr
+                if not _csr_signature_ok(csr):
+                    raise RequestRejected("the PKCS#10 signature does not verify", FailInfo.BAD_MESSAGE_CHECK,
+                                          partial=request)
+            elif message_type == MessageType.CERT_POLL:
+                ias = cms.decode(IssuerAndSubject, data)
+                request.issuer_and_subject = (cms.tlv_bytes(ias.issuer), cms.tlv_bytes(ias.subject))
+            else:  # GetCert, GetCRL: IssuerAndSerialNumber
+                ias = cms.decode(cms.IssuerAndSerialNumber, data)
+                request.issuer_and_serial = (cms.tlv_bytes(ias.issuer), ias.serial_number)
+        except RequestRejected:
+            raise
+        except (ValueError, cms.Asn1Error) as exc:
+            raise RequestRejected(f"malformed {message_type.name} messageData: {str(exc)[:120]}",
+                                  FailInfo.BAD_REQUEST, partial=request) from None
+
+    # --- replies ---
+
+    def success(
+        self,
+        request: PkiRequest,
+        *,
+        certificates: list[x509.Certificate] = (),  # type: ignore[assignment]
+        crls: list[x509.CertificateRevocationList] = (),  # type: ignore[assignment]
+        originator,
+        now: datetime.datetime,
+        random_bytes: RandomBytes,
+        attributes: list[cms.Attribute] = (),  # type: ignore[assignment]
+    ) -> bytes:
+        """CertRep SUCCESS: a certs-only SignedData with the certificates (or CRL), enveloped by
+        `originator` (an `enveloped.*Originator` for the key the requester can decrypt with)."""
+        inner = signed.build_certs_only(list(certificates), list(crls))
+        envelope = enveloped.seal_envelope(inner, originator, request.cipher or _default_cipher(), random_bytes)
+        return self._cert_rep(request, PkiStatus.SUCCESS, envelope, now, random_bytes, list(attributes))
+
+    def pending(self, request: PartialRequest, *, now, random_bytes: RandomBytes, attributes=()) -> bytes:
+        return self._cert_rep(request, PkiStatus.PENDING, None, now, random_bytes, list(attributes))
+
+    def failure(
+        self,
+        request: PartialRequest,
+        fail_info: FailInfo,
+        text: str | None,
+        *,
+        now,
+        random_bytes: RandomBytes,
+    ) -> bytes:
+        attrs = [printable_attribute(oids.SCEP_FAIL_INFO, str(int(fail_info)))]
+        if text:
+            # failInfoText (RFC 8894 section 3.2.1.4): one line, bounded, no secrets.
+            attrs.append(utf8_attribute(oids.SCEP_FAIL_INFO_TEXT, text.replace("\n", " ")[:256]))
+        return self._cert_rep(request, PkiStatus.FAILURE, None, now, random_bytes, attrs)
+
+    def _cert_rep(self, request, status, envelope, now, random_bytes, extra) -> bytes:
+        attributes = [
+            printable_attribute(oids.SCEP_MESSAGE_TYPE, str(int(MessageType.CERT_REP))),
+            printable_attribute(oids.SCEP_TRANSACTION_ID, request.transaction_id),
+            printable_attribute(oids.SCEP_PKI_STATUS, str(int(status))),
+            octets_attribute(oids.SCEP_RECIPIENT_NONCE, request.sender_nonce),
+            octets_attribute(oids.SCEP_SENDER_NONCE, random_bytes(_NONCE_SIZE)),
+            signed.attribute(oids.SIGNING_TIME, cms.encode(_signing_time(now))),
+            *extra,
+        ]
+        certs = [self.keys.signer_certificate, *self.keys.extra_certificates]
+        return signed.build_signed_data(
+            content_type=oids.DATA,
+            content=envelope,
+            signer_key=self.keys.signer_key,
+            signer_cert=self.keys.signer_certificate,
+            # Answer with the requester's digest (it may know no other); SHA-1 in, SHA-1 out.
+            digest=request.digest,
+            attributes=attributes,
+            certificates=certs,
+        )
+
+
+def _signing_time(now: datetime.datetime):
+    from cryptography.hazmat.asn1 import GeneralizedTime, UTCTime
+
+    now = now.astimezone(datetime.timezone.utc).replace(microsecond=0)
+    # RFC 5652 section 11.3: UTCTime for 1950-2049.
+    return UTCTime(now) if 1950 <= now.year < 2050 else GeneralizedTime(now)
+
+
+def _csr_signature_ok(csr: x509.CertificateSigningRequest) -> bool:
+    try:
+        return csr.is_signature_valid
+    except Exception:  # an unsupported key or signature algorithm in the CSR
+        return False
+
+
+def _default_cipher() -> ContentCipher:
+    from ..crypto.registry import CIPHERS
+
+    return CIPHERS.by_name("aes256-cbc")
