@@ -1,0 +1,36 @@
+"""Persistent state of the SCEP CA/RA: SQLite by default, PostgreSQL for several processes.
+
+Open with `open_store(url)`; everything else goes through the returned `Store`.
+"""
+
+from .db import open_store
+from .errors import (
+    DuplicateChallenge,
+    DuplicateCrlNumber,
+    DuplicateSerial,
+    StoreError,
+    TransactionKeyMismatch,
+)
+from .repository import (
+    CertificateRecord,
+    ChallengeRecord,
+    CrlRecord,
+    KemChallengeRecord,
+    Store,
+    TransactionRecord,
+)
+
+__all__ = [
+    "CertificateRecord",
+    "ChallengeRecord",
+    "CrlRecord",
+    "DuplicateChallenge",
+    "DuplicateCrlNumber",
+    "DuplicateSerial",
+    "KemChallengeRecord",
+    "Store",
+    "StoreError",
+    "TransactionKeyMismatch",
+    "TransactionRecord",
+    "open_store",
+]

@@ -1,0 +1,57 @@
+"""A profile's settings: one CA with its SCEP policy (challenge, approval, renewal, algorithms),
+served at /scep/<name>. Plain data; loading from TOML is in `pqscep.settings`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from .authority import IssuancePolicy
+
+__all__ = ["ChallengeSettings", "ProfileSettings", "RateLimit"]
+
+
+@dataclass(frozen=True)
+class ChallengeSettings:
+    # A static password for every device of the profile (micromdm's `-challenge`); None = none.
+    static_password: str | None = None
+    # One-time passwords an operator generates (the NDES way); each works once, until it expires.
+    one_time: bool = False
+    one_time_ttl: datetime.timedelta = datetime.timedelta(hours=1)
+    # An MDM's webhook that decides (POST JSON of the CSR's details, 2xx + {"allow": true}).
+    webhook_url: str | None = None
+    webhook_timeout: float = 5.0
+    webhook_secret: str | None = None  # sent as an HMAC-SHA256 header so the MDM can trust us
+
+    @property
+    def required(self) -> bool:
+        return bool(self.static_password or self.one_time or self.webhook_url)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Failed challenge attempts allowed per client address within `window`."""
+
+    max_failures: int = 10
+    window: datetime.timedelta = datetime.timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    name: str
+    ca_key_type: str = "rsa-2048"
+    ca_subject: str = "CN=pqscep CA"
+    ca_validity_days: int = 3650
+    # Separate RA signing and encryption certificates (NDES arrangement) instead of the CA key.
+    use_ra: bool = False
+    issuance: IssuancePolicy = field(default_factory=IssuancePolicy)
+    challenge: ChallengeSettings = field(default_factory=ChallengeSettings)
+    manual_approval: bool = False
+    # RenewalReq is accepted in the last `renewal_window_days` of a certificate's life (0: any time).
+    renewal_window_days: int = 0
+    allow_rekey: bool = True  # renewal with a new key
+    allow_legacy_algorithms: bool = False  # single DES and MD5 (logged when used)
+    crl_validity: datetime.timedelta = datetime.timedelta(days=1)
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+    max_message_size: int = 256 * 1024

@@ -1,0 +1,1 @@
+"""The SCEP service: the CA, its policy and the store put together behind four operations."""

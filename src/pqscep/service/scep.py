@@ -1,0 +1,357 @@
+"""The SCEP service: four operations (GetCACaps, GetCACert, GetNextCACert, PKIOperation), as
+micromdm/scep has them, over the sans-IO responder, the authority, the policy chain and a store.
+
+Transport-free: the HTTP layer maps a request to one of these calls and writes the `Reply`.
+The clock and the randomness are injected, so tests can pin time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from ..asn1 import oids
+from ..ca import policy
+from ..ca.authority import Authority, IssuanceError, random_serial
+from ..ca.profile import ProfileSettings
+from ..cms import enveloped, signed
+from ..crypto.keys import key_family
+from ..protocol.messages import FailInfo, MessageType
+from ..protocol.server import PartialRequest, PkiRequest, RequestRejected, Responder
+from ..storage.errors import DuplicateSerial, TransactionKeyMismatch
+
+log = logging.getLogger("pqscep.service")
+
+__all__ = ["Profile", "Reply", "ScepService", "CONTENT_TYPES"]
+
+CONTENT_TYPES = {
+    "ca": "application/x-x509-ca-cert",
+    "ca-ra": "application/x-x509-ca-ra-cert",
+    "next-ca": "application/x-x509-next-ca-cert",
+    "pki": "application/x-pki-message",
+    "caps": "text/plain",
+}
+
+
+@dataclass
+class Reply:
+    status: int
+    content_type: str
+    body: bytes
+    # For logs and metrics: what happened, never a secret.
+    outcome: str = ""
+
+
+@dataclass
+class Profile:
+    """A profile at run time: its settings, CA, responder and the certificates it publishes."""
+
+    settings: ProfileSettings
+    authority: Authority
+    responder: Responder
+    # GetCACert bundle besides the CA certificate: RA certificates, intermediates.
+    ra_certificates: list[x509.Certificate] = field(default_factory=list)
+    next_ca_certificates: list[x509.Certificate] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def capabilities(self) -> list[str]:
+        """GetCACaps keywords (RFC 8894 section 3.5.2), only those that are true here."""
+        caps = ["AES", "DES3", "POSTPKIOperation", "Renewal", "SHA-1", "SHA-256", "SHA-512", "SCEPStandard"]
+        if self.next_ca_certificates:
+            caps.append("GetNextCACert")
+        return caps
+
+
+def _certificate_der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+class ScepService:
+    def __init__(
+        self,
+        profiles: dict[str, Profile],
+        store,
+        *,
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.timezone.utc),
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        webhook: policy.WebhookPoster | None = None,
+        checks: list[policy.Check] | None = None,
+    ):
+        self.profiles = profiles
+        self.store = store
+        self.clock = clock
+        self.random_bytes = random_bytes
+        self.webhook = webhook
+        self.checks = checks if checks is not None else policy.standard_checks()
+
+    # --- the four operations ---
+
+    def get_ca_caps(self, profile: Profile) -> Reply:
+        return Reply(200, CONTENT_TYPES["caps"], ("\n".join(profile.capabilities()) + "\n").encode(), "caps")
+
+    def get_ca_cert(self, profile: Profile) -> Reply:
+        ca = profile.authority.certificate
+        if not profile.ra_certificates:
+            return Reply(200, CONTENT_TYPES["ca"], _certificate_der(ca), "cacert")
+        # RFC 8894 section 4.2.1.2: RA certificates and the CA certificate, certs-only.
+        bundle = signed.build_certs_only([*profile.ra_certificates, ca])
+        return Reply(200, CONTENT_TYPES["ca-ra"], bundle, "cacert")
+
+    def get_next_ca_cert(self, profile: Profile) -> Reply:
+        if not profile.next_ca_certificates:
+            return Reply(404, "text/plain", b"no CA rollover is in progress for this profile\n", "no-next-ca")
+        # RFC 8894 section 4.7: certs-only bundle of the new certificates, signed by the current CA.
+        keys = profile.responder.keys
+        content = signed.build_certs_only(profile.next_ca_certificates)
+        body = signed.build_signed_data(
+            content_type=oids.DATA,
+            content=content,
+            signer_key=keys.signer_key,
+            signer_cert=keys.signer_certificate,
+            digest=_sha256(),
+            attributes=[],
+            certificates=[keys.signer_certificate],
+        )
+        return Reply(200, CONTENT_TYPES["next-ca"], body, "nextcacert")
+
+    def pki_operation(self, profile: Profile, body: bytes, client_address: str | None = None) -> Reply:
+        now = self.clock()
+        responder = profile.responder
+        try:
+            request = responder.receive(body)
+        except RequestRejected as exc:
+            return self._rejected(profile, exc, now)
+        if request.cipher is not None and request.cipher.legacy:
+            log.warning("profile %s: legacy cipher %s used by transaction %s", profile.name,
+                        request.cipher.name, request.transaction_id)
+        try:
+            handler = {
+                MessageType.PKCS_REQ: self._enroll,
+                MessageType.RENEWAL_REQ: self._enroll,
+                MessageType.CERT_POLL: self._poll,
+                MessageType.GET_CERT: self._get_cert,
+                MessageType.GET_CRL: self._get_crl,
+            }[MessageType(request.message_type)]
+            return handler(profile, request, now, client_address)
+        except RequestRejected as exc:
+            return self._rejected(profile, exc, now)
+
+    # --- helpers ---
+
+    def _rejected(self, profile: Profile, exc: RequestRejected, now) -> Reply:
+        if exc.partial is None:
+            return Reply(exc.http_status, "text/plain", (exc.text + "\n").encode(), f"http-{exc.http_status}")
+        log.info("profile %s: FAILURE %s for %s: %s", profile.name, exc.fail_info.name,
+                 exc.partial.transaction_id, exc.text)
+        reply = profile.responder.failure(exc.partial, exc.fail_info, exc.text, now=now,
+                                          random_bytes=self.random_bytes)
+        return Reply(200, CONTENT_TYPES["pki"], reply, f"failure:{exc.fail_info.name}")
+
+    def _failure(self, profile: Profile, request: PartialRequest, fail_info: FailInfo, text: str, now) -> Reply:
+        return self._rejected(profile, RequestRejected(text, fail_info, partial=request), now)
+
+    def _pending(self, profile: Profile, request: PkiRequest, now) -> Reply:
+        reply = profile.responder.pending(request, now=now, random_bytes=self.random_bytes)
+        return Reply(200, CONTENT_TYPES["pki"], reply, "pending")
+
+    def _success(self, profile: Profile, request: PkiRequest, now, *, certificates=(), crls=()) -> Reply:
+        originator = self._reply_originator(request)
+        reply = profile.responder.success(request, certificates=list(certificates), crls=list(crls),
+                                          originator=originator, now=now, random_bytes=self.random_bytes)
+        return Reply(200, CONTENT_TYPES["pki"], reply, "success")
+
+    def _reply_originator(self, request: PkiRequest):
+        """Who the CertRep envelope is encrypted to (design section 4; RFC 8894 section 3.3.2):
+        the signer certificate's RSA key."""
+        signer = request.signer_certificate
+        assert signer is not None
+        if key_family(signer.public_key()) == "rsa":
+            return enveloped.KeyTransOriginator(signer)
+        raise RequestRejected(
+            "no way to encrypt the reply: the signer key cannot decrypt and no responseKey was sent",
+            FailInfo.BAD_REQUEST,
+            partial=request,
+        )
+
+    def _context(self, profile: Profile, request: PkiRequest, now, client_address) -> policy.Context:
+        return policy.Context(
+            profile=profile.settings,
+            request=request,
+            now=now,
+            client_address=client_address,
+            store=self.store,
+            ca_certificate=profile.authority.certificate,
+            webhook=self.webhook,
+        )
+
+    # --- PKCSReq / RenewalReq ---
+
+    def _enroll(self, profile: Profile, request: PkiRequest, now, client_address) -> Reply:
+        signer = request.signer_certificate
+        assert signer is not None and request.csr is not None
+        # Refuse what we could never issue before touching the database or a one-time challenge.
+        try:
+            profile.authority.check_request(request.csr)
+        except IssuanceError as exc:
+            return self._failure(profile, request, FailInfo.BAD_REQUEST, str(exc), now)
+        # The reply must be encryptable to the requester before anything is decided.
+        self._reply_originator(request)
+        fingerprint = policy.key_fingerprint(signer.public_key())
+        try:
+            record = self.store.open_transaction(
+                profile.name,
+                request.transaction_id,
+                fingerprint,
+                request.message_type,
+                request.raw_csr,
+                _certificate_der(signer),
+                request.csr.subject.rfc4514_string(),
+                now,
+            )
+        except TransactionKeyMismatch:
+            return self._failure(profile, request, FailInfo.BAD_REQUEST,
+                                 "transactionID already in use with another key", now)
+        if not record.created:
+            if record.csr_der != request.raw_csr:
+                return self._failure(profile, request, FailInfo.BAD_REQUEST,
+                                     "transactionID already in use for another request", now)
+            resumed = self._resume(profile, request, record, now)
+            if resumed is not None:
+                return resumed
+        return self._decide(profile, request, now, client_address, from_state=record.state)
+
+    def _resume(self, profile: Profile, request: PkiRequest, record, now) -> Reply | None:
+        """A retransmitted request: answer from the transaction's state without re-deciding."""
+        if record.state == "issued":
+            cert = self.store.get_certificate(profile.name, record.cert_serial)
+            return self._success(profile, request, now, certificates=[x509.load_der_x509_certificate(cert.der)])
+        if record.state == "pending":
+            return self._pending(profile, request, now)
+        if record.state == "rejected":
+            return self._failure(profile, request, FailInfo.BAD_REQUEST, record.fail_text or "request rejected", now)
+        if record.state == "approved":
+            return self._issue(profile, request, now, from_state="approved")
+        return None  # received (an earlier attempt died) or failed: decide again
+
+    def _decide(self, profile: Profile, request: PkiRequest, now, client_address, *, from_state: str) -> Reply:
+        ctx = self._context(profile, request, now, client_address)
+        for check in self.checks:
+            verdict = check(ctx)
+            if verdict is None:
+                continue
+            if verdict.pending:
+                self.store.set_transaction_state(profile.name, request.transaction_id, "pending",
+                                                 expect_state=from_state, now=now)
+                log.info("profile %s: PENDING %s (%s)", profile.name, request.transaction_id, verdict.text)
+                return self._pending(profile, request, now)
+            if verdict.count_as_failed_attempt:
+                policy.record_failed_attempt(ctx)
+            self.store.set_transaction_state(profile.name, request.transaction_id, "failed",
+                                             expect_state=from_state, fail_info=int(verdict.fail_info),
+                                             fail_text=verdict.text, now=now)
+            return self._failure(profile, request, verdict.fail_info, verdict.text, now)
+        return self._issue(profile, request, now, from_state=from_state)
+
+    def _issue(self, profile: Profile, request: PkiRequest, now, *, from_state: str) -> Reply:
+        csr = request.csr
+        assert csr is not None
+        for _ in range(5):
+            serial = random_serial(self.random_bytes)
+            try:
+                cert = profile.authority.issue(csr, serial=serial, now=now)
+            except IssuanceError as exc:
+                return self._failure(profile, request, FailInfo.BAD_REQUEST, str(exc), now)
+            try:
+                claimed = self.store.record_issuance(
+                    profile.name,
+                    request.transaction_id,
+                    expect_state=from_state,
+                    serial=serial,
+                    der=_certificate_der(cert),
+                    subject=cert.subject.rfc4514_string(),
+                    not_before=cert.not_valid_before_utc,
+                    not_after=cert.not_valid_after_utc,
+                    key_fingerprint=policy.key_fingerprint(cert.public_key()),
+                    now=now,
+                )
+            except DuplicateSerial:
+                continue
+            if not claimed:
+                # Another server process answered this transaction first: reply with its result.
+                record = self.store.get_transaction(profile.name, request.transaction_id)
+                resumed = self._resume(profile, request, record, now) if record else None
+                return resumed or self._failure(profile, request, FailInfo.BAD_REQUEST, "transaction state changed", now)
+            log.info("profile %s: issued serial %x to %s (%s)", profile.name, serial,
+                     cert.subject.rfc4514_string(), request.transaction_id)
+            return self._success(profile, request, now, certificates=[cert])
+        return self._failure(profile, request, FailInfo.BAD_REQUEST, "could not allocate a serial number", now)
+
+    # --- CertPoll (GetCertInitial) ---
+
+    def _poll(self, profile: Profile, request: PkiRequest, now, client_address) -> Reply:
+        record = self.store.get_transaction(profile.name, request.transaction_id)
+        if record is None:
+            return self._failure(profile, request, FailInfo.BAD_CERT_ID, "no such transaction", now)
+        assert request.signer_certificate is not None
+        if record.signer_key_fingerprint != policy.key_fingerprint(request.signer_certificate.public_key()):
+            return self._failure(profile, request, FailInfo.BAD_REQUEST,
+                                 "the poll is not signed by the key of the original request", now)
+        request.csr = x509.load_der_x509_csr(record.csr_der) if record.csr_der else None
+        request.raw_csr = record.csr_der or b""
+        if record.state == "failed":
+            return self._failure(profile, request, FailInfo(record.fail_info or 2),
+                                 record.fail_text or "request failed", now)
+        resumed = self._resume(profile, request, record, now)
+        if resumed is not None:
+            return resumed
+        return self._failure(profile, request, FailInfo.BAD_REQUEST, "the request was never completed; send it again",
+                             now)
+
+    # --- GetCert / GetCRL ---
+
+    def _get_cert(self, profile: Profile, request: PkiRequest, now, client_address) -> Reply:
+        assert request.issuer_and_serial is not None
+        issuer, serial = request.issuer_and_serial
+        ca = profile.authority.certificate
+        if issuer != ca.subject.public_bytes():
+            return self._failure(profile, request, FailInfo.BAD_CERT_ID, "issuer is not this CA", now)
+        record = self.store.get_certificate(profile.name, serial)
+        if record is None:
+            return self._failure(profile, request, FailInfo.BAD_CERT_ID, "no certificate with that serial", now)
+        return self._success(profile, request, now, certificates=[x509.load_der_x509_certificate(record.der)])
+
+    def _get_crl(self, profile: Profile, request: PkiRequest, now, client_address) -> Reply:
+        assert request.issuer_and_serial is not None
+        issuer, _serial = request.issuer_and_serial
+        if issuer != profile.authority.certificate.subject.public_bytes():
+            return self._failure(profile, request, FailInfo.BAD_CERT_ID, "issuer is not this CA", now)
+        crl = self.current_crl(profile, now)
+        return self._success(profile, request, now, crls=[crl])
+
+    def current_crl(self, profile: Profile, now: datetime.datetime | None = None, *, force: bool = False):
+        """The latest CRL, signed anew when it is due (half its validity gone) or forced."""
+        now = now or self.clock()
+        latest = self.store.latest_crl(profile.name)
+        validity = profile.settings.crl_validity
+        if latest is not None and not force and now < latest.next_update - validity / 2:
+            return x509.load_der_x509_crl(latest.der)
+        number = self.store.next_crl_number(profile.name)
+        crl = profile.authority.crl(self.store.revoked_certificates(profile.name), number=number, now=now,
+                                    next_update=validity)
+        self.store.store_crl(profile.name, number, crl.public_bytes(serialization.Encoding.DER), now, now + validity)
+        return crl
+
+
+def _sha256():
+    from ..crypto.registry import DIGESTS
+
+    return DIGESTS.by_name("sha256")
