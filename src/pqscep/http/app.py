@@ -1,0 +1,169 @@
+"""The HTTP face of the SCEP service (RFC 8894 section 4.1), as a Starlette ASGI app.
+
+Every path answers SCEP: /scep/<profile>[/...] for each profile; /scep, /cgi-bin/pkiclient.exe
+and any other /scep/... path for the default profile. GetCACert may also pick a profile by its
+`message` (the CA identifier). /health reports liveness and the database.
+
+The handlers only translate: the work is done by `ScepService` in a worker thread. Bodies are
+read with a size limit before anything else; bad input gets 4xx and a one-line reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import uuid
+from urllib.parse import unquote
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ..service.scep import Profile, Reply, ScepService
+
+log = logging.getLogger("pqscep.http")
+
+__all__ = ["create_app"]
+
+_MAX_QUERY = 512 * 1024  # a GET PKIOperation carries the base64 message in the URL
+
+
+def _text(status: int, reason: str) -> PlainTextResponse:
+    return PlainTextResponse(reason.rstrip("\n") + "\n", status_code=status)
+
+
+def _raw_query(query: str) -> dict[str, str]:
+    """Parse the query string without turning '+' into a space: macOS sends the base64
+    message with unescaped '+' and '/' (RFC 8894 section 4.1 asks for escaping; not all do)."""
+    params: dict[str, str] = {}
+    for part in query.split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        params.setdefault(unquote(key), unquote(value))
+    return params
+
+
+def _decode_message(value: str) -> bytes:
+    text = value.strip().replace(" ", "+").replace("\n", "").replace("\r", "")
+    text = text.replace("-", "+").replace("_", "/")  # tolerate base64url too
+    text += "=" * (-len(text) % 4)
+    return base64.b64decode(text, validate=True)
+
+
+class ScepApp:
+    def __init__(self, service: ScepService, default_profile: str, max_body: int, health_check=None):
+        self.service = service
+        self.default = default_profile
+        self.max_body = max_body
+        self.health_check = health_check
+
+    def _profile_for(self, path: str) -> Profile | None:
+        parts = [p for p in path.strip("/").split("/") if p]
+        profiles = self.service.profiles
+        if parts and parts[0] == "scep":
+            if len(parts) >= 2 and parts[1] in profiles:
+                return profiles[parts[1]]
+            if len(parts) <= 2:
+                return profiles[self.default]
+            return None
+        if parts[:2] == ["cgi-bin", "pkiclient.exe"] or parts == ["pkiclient.exe"]:
+            return profiles[self.default]
+        return None
+
+    async def _read_body(self, request: Request) -> bytes | Response:
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                if int(declared) > self.max_body:
+                    return _text(413, f"body over the {self.max_body}-byte limit")
+            except ValueError:
+                return _text(400, "bad Content-Length")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                return _text(413, f"body over the {self.max_body}-byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def scep(self, request: Request) -> Response:
+        try:
+            return await self._scep(request)
+        except Exception:  # the last line of defence: a bug must not leak a traceback
+            incident = uuid.uuid4().hex[:12]
+            log.exception("internal error %s on %s %s", incident, request.method, request.url.path)
+            return _text(500, f"internal error {incident}; see the server log")
+
+    async def _scep(self, request: Request) -> Response:
+        profile = self._profile_for(request.url.path)
+        if profile is None:
+            return _text(404, f"no SCEP profile at {request.url.path}")
+        query = request.scope.get("query_string", b"")
+        if len(query) > _MAX_QUERY:
+            return _text(414, "query string too long")
+        try:
+            params = _raw_query(query.decode("ascii"))
+        except UnicodeDecodeError:
+            return _text(400, "query string is not ASCII")
+        operation = params.get("operation")
+        if not operation:
+            return _text(400, "missing operation parameter")
+        client = request.client.host if request.client else None
+        if request.method == "POST":
+            if operation != "PKIOperation":
+                return _text(405, f"{operation} is a GET operation")
+            body = await self._read_body(request)
+            if isinstance(body, Response):
+                return body
+            reply = await run_in_threadpool(self.service.pki_operation, profile, body, client)
+            return self._reply(reply)
+        if operation == "GetCACaps":
+            return self._reply(self.service.get_ca_caps(profile))
+        if operation == "GetCACert":
+            ident = params.get("message")
+            if ident and ident in self.service.profiles:
+                profile = self.service.profiles[ident]
+            return self._reply(await run_in_threadpool(self.service.get_ca_cert, profile))
+        if operation == "GetNextCACert":
+            return self._reply(await run_in_threadpool(self.service.get_next_ca_cert, profile))
+        if operation == "PKIOperation":
+            message = params.get("message")
+            if not message:
+                return _text(400, "PKIOperation by GET needs a message parameter")
+            try:
+                body = _decode_message(message)
+            except (binascii.Error, ValueError):
+                return _text(400, "message parameter is not base64")
+            if len(body) > self.max_body:
+                return _text(413, f"message over the {self.max_body}-byte limit")
+            reply = await run_in_threadpool(self.service.pki_operation, profile, body, client)
+            return self._reply(reply)
+        return _text(400, f"unknown operation {operation[:40]!r}")
+
+    @staticmethod
+    def _reply(reply: Reply) -> Response:
+        return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
+
+    async def health(self, request: Request) -> Response:
+        try:
+            if self.health_check is not None:
+                await run_in_threadpool(self.health_check)
+        except Exception as exc:  # report, don't crash
+            return JSONResponse({"status": "error", "database": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok", "profiles": sorted(self.service.profiles)})
+
+
+def create_app(service: ScepService, *, default_profile: str, max_body: int = 256 * 1024,
+               health_check=None) -> Starlette:
+    app = ScepApp(service, default_profile, max_body, health_check)
+    methods = ["GET", "POST"]
+    return Starlette(
+        routes=[
+            Route("/health", app.health, methods=["GET"]),
+            Route("/{path:path}", app.scep, methods=methods),
+        ]
+    )

@@ -1,0 +1,101 @@
+"""Assemble and run the server: configuration, store, profiles, service, ASGI app, uvicorn.
+
+`app_factory` is what each uvicorn worker process calls (`--workers N` needs an import
+string); it reads the data directory from PQSCEP_DATA.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from ..service.config import ServerConfig, load_config
+from ..service.scep import ScepService
+from ..service.setup import ensure_profile_keys, load_profiles
+from ..storage.db import open_store
+from .app import create_app
+
+__all__ = ["build_app", "app_factory", "configure_logging", "run"]
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(log_format: str, level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Never log request URLs with their query: a GET PKIOperation carries the whole message.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def _webhook_poster():
+    client = httpx.Client(follow_redirects=False)
+
+    def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
+        reply = client.post(url, content=body, headers=headers, timeout=timeout)
+        return reply.status_code, reply.content[:65536]
+
+    return post
+
+
+def build_app(config: ServerConfig):
+    store = open_store(config.database_url)
+    for settings in config.profiles.values():
+        ensure_profile_keys(config, settings)  # a profile added to the TOML file gets its CA here
+    service = ScepService(load_profiles(config), store, webhook=_webhook_poster())
+
+    def health_check() -> None:
+        store.count_failures("health", datetime.datetime.now(datetime.timezone.utc))
+
+    return create_app(service, default_profile=config.default_profile, max_body=config.max_body_bytes,
+                      health_check=health_check), service
+
+
+def app_factory():
+    config = load_config(Path(os.environ["PQSCEP_DATA"]))
+    configure_logging(config.log_format)
+    app, _ = build_app(config)
+    return app
+
+
+def run(data_dir: Path, *, host: str | None, port: int | None, workers: int) -> None:
+    import uvicorn
+
+    config = load_config(data_dir)
+    configure_logging(config.log_format)
+    # Create keys and migrate the database once, before workers start.
+    build_app(config)
+    os.environ["PQSCEP_DATA"] = str(Path(data_dir).resolve())
+    uvicorn.run(
+        "pqscep.http.server:app_factory",
+        factory=True,
+        host=host or config.host,
+        port=port or config.port,
+        workers=workers,
+        access_log=False,
+        log_config=None,
+        server_header=False,
+    )

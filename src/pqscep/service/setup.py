@@ -1,0 +1,188 @@
+"""Data directory set-up and loading: `pqscep init` and what `pqscep serve` loads at start.
+
+Layout of a data directory:
+    pqscep.toml                     configuration (no secrets)
+    pqscep.db                       SQLite database (default)
+    secrets/ca-passphrase           encrypts every CA and RA key (0600)
+    secrets/challenge-<profile>     static challenge password (0600), if any
+    profiles/<name>/ca.pem, ca.key  CA certificate and encrypted PKCS#8 key (0600)
+    profiles/<name>/ra-sign.*, ra-encrypt.*   RA certificates and keys, when used
+    profiles/<name>/next-ca.pem, next-ca.key  the next CA during a rollover (GetNextCACert)
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import os
+import secrets
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from ..ca.authority import Authority, create_ca_certificate, issue_ra_certificate, random_serial
+from ..ca.profile import ProfileSettings
+from ..cms import enveloped
+from ..crypto.keys import KEY_TYPES, generate_key, key_family, load_private_key, write_private_key
+from ..protocol.server import Responder, ResponderKeys
+from .config import CONFIG_NAME, ConfigError, ServerConfig, load_config
+from .scep import Profile
+
+__all__ = ["init_data_dir", "ensure_profile_keys", "load_profiles", "profile_dir", "write_secret"]
+
+DEFAULT_CONFIG = """\
+# pqscep configuration. Secrets are not kept here: see secrets/ (mode 0600) or the environment.
+[server]
+host = "127.0.0.1"
+port = {port}
+database = "sqlite:///pqscep.db"
+default_profile = "default"
+log_format = "plain"
+ca_passphrase_file = "secrets/ca-passphrase"
+
+[profiles.default]
+ca_key_type = "rsa-2048"
+ca_subject = "CN=pqscep default CA,O=pqscep"
+validity_days = 365
+extended_key_usage = ["clientAuth"]
+challenge_file = "secrets/challenge-default"
+one_time_challenges = true
+manual_approval = false
+renewal_window_days = 0
+allow_rekey = true
+# Single DES and MD5, for old devices such as micromdm's scepclient 2.1.0. Logged when used.
+allow_legacy_algorithms = false
+"""
+
+
+def write_secret(path: Path, value: str) -> None:
+    """Write a secret file with mode 0600 from its creation on."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+    os.chmod(path, 0o600)
+
+
+def profile_dir(config: ServerConfig, name: str) -> Path:
+    return config.data_dir / "profiles" / name
+
+
+def _write_cert(path: Path, cert: x509.Certificate) -> None:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def init_data_dir(data_dir: Path, *, challenge: str | None = None, port: int = 8080,
+                  config_text: str | None = None) -> ServerConfig:
+    """Create configuration, secrets, CA keys and the database. Refuses to overwrite."""
+    data_dir = Path(data_dir)
+    if (data_dir / CONFIG_NAME).exists():
+        raise ConfigError(f"{data_dir / CONFIG_NAME} exists: this data directory is already initialised")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    if not os.environ.get("PQSCEP_CA_PASSPHRASE"):
+        write_secret(data_dir / "secrets" / "ca-passphrase", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+    write_secret(data_dir / "secrets" / "challenge-default", challenge or secrets.token_urlsafe(16))
+    (data_dir / CONFIG_NAME).write_text(config_text or DEFAULT_CONFIG.format(port=port), encoding="utf-8")
+    config = load_config(data_dir)
+    for settings in config.profiles.values():
+        ensure_profile_keys(config, settings)
+    return config
+
+
+def _parse_subject(text: str) -> x509.Name:
+    try:
+        return x509.Name.from_rfc4514_string(text)
+    except ValueError as exc:
+        raise ConfigError(f"bad subject {text!r}: {exc}") from None
+
+
+def ensure_profile_keys(config: ServerConfig, settings: ProfileSettings) -> None:
+    """Create the profile's CA (and RA) keys and certificates if they are not there yet."""
+    if not config.ca_passphrase:
+        raise ConfigError("no CA passphrase: set PQSCEP_CA_PASSPHRASE or create secrets/ca-passphrase")
+    folder = profile_dir(config, settings.name)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    now = _now()
+    if not (folder / "ca.pem").exists():
+        key = generate_key(settings.ca_key_type)
+        cert = create_ca_certificate(
+            key,
+            _parse_subject(settings.ca_subject),
+            now=now,
+            days=settings.ca_validity_days,
+            serial=random_serial(os.urandom),
+            signs_scep_messages=not settings.use_ra,
+        )
+        write_private_key(folder / "ca.key", key, config.ca_passphrase)
+        _write_cert(folder / "ca.pem", cert)
+    ca_key, ca_cert = _load_pair(folder, "ca", config.ca_passphrase)
+    needs_encryption_cert = settings.use_ra or not KEY_TYPES[settings.ca_key_type].can_decrypt or \
+        key_family(ca_key) != "rsa"
+    purposes = (["sign"] if settings.use_ra else []) + (["encrypt"] if needs_encryption_cert else [])
+    for purpose in purposes:
+        if (folder / f"ra-{purpose}.pem").exists():
+            continue
+        ra_key = generate_key("rsa-2048")
+        subject = x509.Name.from_rfc4514_string(f"CN=pqscep {settings.name} RA {purpose}")
+        cert = issue_ra_certificate(ca_key, ca_cert, ra_key.public_key(), subject, purpose=purpose, now=now,
+                                    days=min(settings.ca_validity_days, 2 * 365), serial=random_serial(os.urandom))
+        write_private_key(folder / f"ra-{purpose}.key", ra_key, config.ca_passphrase)
+        _write_cert(folder / f"ra-{purpose}.pem", cert)
+
+
+def _load_pair(folder: Path, stem: str, passphrase: bytes | None):
+    try:
+        cert = x509.load_pem_x509_certificate((folder / f"{stem}.pem").read_bytes())
+        key = load_private_key((folder / f"{stem}.key").read_bytes(), passphrase)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"missing {exc.filename}: run `pqscep init` or restore the file") from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"cannot load {folder / stem}.key: wrong passphrase or damaged file ({exc})") from None
+    return key, cert
+
+
+def load_profiles(config: ServerConfig) -> dict[str, Profile]:
+    profiles = {}
+    for name, settings in config.profiles.items():
+        folder = profile_dir(config, name)
+        ca_key, ca_cert = _load_pair(folder, "ca", config.ca_passphrase)
+        signer_key, signer_cert = ca_key, ca_cert
+        ra_certs: list[x509.Certificate] = []
+        recipients: list = []
+        if (folder / "ra-sign.pem").exists():
+            signer_key, signer_cert = _load_pair(folder, "ra-sign", config.ca_passphrase)
+            ra_certs.append(signer_cert)
+        if (folder / "ra-encrypt.pem").exists():
+            enc_key, enc_cert = _load_pair(folder, "ra-encrypt", config.ca_passphrase)
+            ra_certs.append(enc_cert)
+            recipients.append(enveloped.KeyTransRecipient(enc_cert, enc_key))
+        if key_family(ca_key) == "rsa":
+            # Also open envelopes addressed to the CA itself (clients that ignore RA certificates).
+            recipients.append(enveloped.KeyTransRecipient(ca_cert, ca_key))
+        next_ca = []
+        if (folder / "next-ca.pem").exists():
+            next_ca.append(x509.load_pem_x509_certificate((folder / "next-ca.pem").read_bytes()))
+        responder = Responder(
+            ResponderKeys(
+                signer_certificate=signer_cert,
+                signer_key=signer_key,
+                recipients=recipients,
+                extra_certificates=[ca_cert] if signer_cert is not ca_cert else [],
+            ),
+            allow_legacy=settings.allow_legacy_algorithms,
+            max_message_size=min(settings.max_message_size, config.max_body_bytes),
+        )
+        profiles[name] = Profile(
+            settings=settings,
+            authority=Authority(ca_cert, ca_key, settings.issuance),
+            responder=responder,
+            ra_certificates=ra_certs,
+            next_ca_certificates=next_ca,
+        )
+    return profiles
