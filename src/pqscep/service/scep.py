@@ -65,7 +65,7 @@ class Profile:
 
     def capabilities(self) -> list[str]:
         """GetCACaps keywords (RFC 8894 section 3.5.2), only those that are true here."""
-        caps = ["AES", "DES3", "POSTPKIOperation", "Renewal", "SHA-1", "SHA-256", "SHA-512", "SCEPStandard"]
+        caps = ["AES", "DES3", "POSTPKIOperation", "Renewal", "SHA-1", "SHA-224", "SHA-256", "SHA-384", "SHA-512", "SCEPStandard"]
         if self.next_ca_certificates:
             caps.append("GetNextCACert")
         return caps
@@ -220,14 +220,22 @@ class ScepService:
         except TransactionKeyMismatch:
             return self._failure(profile, request, FailInfo.BAD_REQUEST,
                                  "transactionID already in use with another key", now)
-        if not record.created:
-            if record.csr_der != request.raw_csr:
+        state = record.state
+        if not record.created and record.csr_der != request.raw_csr:
+            # Same key, new request under an old transactionID (key-derived IDs on renewal).
+            if state not in ("issued", "rejected", "failed") or not self.store.restart_transaction(
+                profile.name, request.transaction_id, expect_state=state, message_type=request.message_type,
+                csr_der=request.raw_csr, signer_cert_der=_certificate_der(signer),
+                subject=request.csr.subject.rfc4514_string(), now=now,
+            ):
                 return self._failure(profile, request, FailInfo.BAD_REQUEST,
-                                     "transactionID already in use for another request", now)
+                                     "transactionID already in use for another request in progress", now)
+            state = "received"
+        elif not record.created:
             resumed = self._resume(profile, request, record, now)
             if resumed is not None:
                 return resumed
-        return self._decide(profile, request, now, client_address, from_state=record.state)
+        return self._decide(profile, request, now, client_address, from_state=state)
 
     def _resume(self, profile: Profile, request: PkiRequest, record, now) -> Reply | None:
         """A retransmitted request: answer from the transaction's state without re-deciding."""

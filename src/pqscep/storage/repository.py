@@ -333,8 +333,13 @@ class Store:
                 .on_conflict_do_nothing(index_elements=["profile"])
             )
             # The UPDATE locks the row until commit, so concurrent callers queue here.
-            number = s.execute(select(CrlCounter.last_number).where(CrlCounter.profile == profile)).scalar_one() + 1
-            s.execute(update(CrlCounter).where(CrlCounter.profile == profile).values(last_number=number), execution_options=_NO_SYNC)
+            number = s.execute(
+                update(CrlCounter)
+                .where(CrlCounter.profile == profile)
+                .values(last_number=CrlCounter.last_number + 1)
+                .returning(CrlCounter.last_number),
+                execution_options=_NO_SYNC,
+            ).scalar_one()
             return int(number)
 
     def store_crl(
@@ -404,7 +409,8 @@ class Store:
             return _tx_record(row, created=True)
         except IntegrityError as exc:
             uq = "uq_scep_transactions_profile_transaction_id"
-            raise
+            if not _is_unique_violation(exc, _table(Transaction), uq):
+                raise
             # Another process inserted the same transaction between our read and our insert.
             existing = self._existing_transaction(profile, transaction_id, signer_key_fingerprint)
             if existing is None:  # only if it was deleted in the meantime
@@ -486,6 +492,100 @@ class Store:
             profile, transaction_id, "rejected", expect_state="pending", fail_text=reason, now=now
         )
 
+    def record_issuance(
+        self,
+        profile: str,
+        transaction_id: str,
+        *,
+        expect_state: TransactionState | Iterable[TransactionState],
+        serial: int,
+        der: bytes,
+        subject: str,
+        not_before: datetime,
+        not_after: datetime,
+        key_fingerprint: bytes,
+        now: datetime,
+    ) -> bool:
+        """Record a certificate issued for a transaction and mark the transaction issued, in
+        one database transaction: never a certificate without its transaction, or the reverse.
+
+        False (and nothing written) when the transaction was no longer in `expect_state`:
+        another server process answered it first. `DuplicateSerial` if the serial is taken.
+        """
+        expected = (expect_state,) if isinstance(expect_state, str) else tuple(expect_state)
+        now = _utc(now)
+        claim = (
+            update(Transaction)
+            .where(
+                Transaction.profile == profile,
+                Transaction.transaction_id == transaction_id,
+                Transaction.state.in_(expected),
+            )
+            .values(state="issued", cert_serial=_serial_hex(serial), updated_at=now)
+        )
+        try:
+            with self._write.begin() as s:
+                if s.execute(claim, execution_options=_NO_SYNC).rowcount != 1:
+                    s.rollback()
+                    return False
+                s.add(
+                    Certificate(
+                        profile=profile,
+                        serial=_serial_hex(serial),
+                        der=der,
+                        subject=subject,
+                        not_before=_utc(not_before),
+                        not_after=_utc(not_after),
+                        status="valid",
+                        transaction_id=transaction_id,
+                        key_fingerprint=key_fingerprint,
+                        created_at=now,
+                    )
+                )
+            return True
+        except IntegrityError as exc:
+            if _is_unique_violation(exc, _table(Certificate), "uq_certificates_profile_serial"):
+                raise DuplicateSerial(profile, serial) from None
+            raise
+
+    def restart_transaction(
+        self,
+        profile: str,
+        transaction_id: str,
+        *,
+        expect_state: TransactionState | Iterable[TransactionState],
+        message_type: int,
+        csr_der: bytes | None,
+        signer_cert_der: bytes,
+        subject: str,
+        now: datetime,
+    ) -> bool:
+        """Reuse a finished transaction's ID for a new request from the same key (clients
+        that derive the transactionID from the key, like micromdm and strongSwan, send the
+        same ID when they renew with the same key). Back to 'received', with the new CSR."""
+        expected = (expect_state,) if isinstance(expect_state, str) else tuple(expect_state)
+        stmt = (
+            update(Transaction)
+            .where(
+                Transaction.profile == profile,
+                Transaction.transaction_id == transaction_id,
+                Transaction.state.in_(expected),
+            )
+            .values(
+                state="received",
+                message_type=message_type,
+                csr_der=csr_der,
+                signer_cert_der=signer_cert_der,
+                subject=subject,
+                cert_serial=None,
+                fail_info=None,
+                fail_text=None,
+                updated_at=_utc(now),
+            )
+        )
+        with self._write.begin() as s:
+            return s.execute(stmt, execution_options=_NO_SYNC).rowcount == 1
+
     # -------------------------------------------------------------- challenge passwords
 
     def add_challenge(
@@ -526,13 +626,8 @@ class Store:
             )
             .values(used_at=now)
         )
-        with self._read.begin() as s:
-            row = s.scalars(select(Challenge).where(Challenge.profile == profile, Challenge.digest == digest, Challenge.used_at.is_(None), Challenge.expires_at > now)).one_or_none()
-            if row is None:
-                return False
-            import time; time.sleep(0.001)
-            s.execute(update(Challenge).where(Challenge.id == row.id).values(used_at=now), execution_options=_NO_SYNC)
-            return True
+        with self._write.begin() as s:
+            return s.execute(stmt, execution_options=_NO_SYNC).rowcount == 1
 
     def list_challenges(self, profile: str, include_used: bool = False) -> list[ChallengeRecord]:
         """Challenges of `profile`, oldest first; unused ones (expired or not) unless include_used."""
