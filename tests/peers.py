@@ -49,7 +49,7 @@ def free_port() -> int:
 
 
 def _run(cmd: list[str], *, cwd: Path, timeout: float, env: dict | None = None,
-         stdout_path: Path | None = None) -> subprocess.CompletedProcess:
+         stdout_path: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run a peer; raise PeerError with everything it said if it fails or times out."""
     full_env = dict(os.environ, **(env or {}))
     out = open(stdout_path, "wb") if stdout_path else subprocess.PIPE
@@ -62,7 +62,7 @@ def _run(cmd: list[str], *, cwd: Path, timeout: float, env: dict | None = None,
     finally:
         if stdout_path:
             out.close()
-    if proc.returncode != 0:
+    if check and proc.returncode != 0:
         raise PeerError(f"exit code {proc.returncode}: {' '.join(map(str, cmd))}\n"
                         f"--- stdout\n{_text(proc.stdout)}\n--- stderr\n{_text(proc.stderr)}")
     return proc
@@ -294,6 +294,52 @@ def run_certmonger(url: str, workdir: Path | str, challenge: str, cn: str,
         return cert
     finally:
         stop_process(daemon)
+
+
+_CM_SESSION_SCRIPT = r"""
+set -u
+# The daemon in session mode, as a user would run it: `certmonger -s -n` on this session bus.
+certmonger -s -n -d 2 >"$CM_LOG" 2>&1 &
+for _ in $(seq 100); do
+  dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+    org.freedesktop.DBus.NameHasOwner string:org.fedorahosted.certmonger 2>/dev/null \
+    | grep -q 'boolean true' && break
+  sleep 0.1
+done
+getcert add-scep-ca -s -c pqscep -u "$CM_URL" -N "$CM_CA" || exit 10
+getcert request -s -c pqscep -I req -k "$CM_KEY" -f "$CM_CERT" -L "$CM_CHALLENGE" \
+  -N "CN=$CM_CN" -g 2048 -w --wait-timeout "$CM_TIMEOUT"
+getcert list -s -i req
+"""
+
+
+def run_certmonger_session(url: str, workdir: Path | str, challenge: str, cn: str,
+                           ca_cert: Path | str, timeout: float = 90) -> Path:
+    """Enroll with certmonger as the issue asks: the daemon in session mode (`certmonger -s
+    -n`) under `dbus-run-session`, driven by `getcert add-scep-ca -s` and `getcert request -s
+    ... -w`. State directories are private (never /var/lib/certmonger). Returns the PEM cert."""
+    workdir = Path(workdir).resolve()
+    state = workdir / "cm-session"
+    for sub in ("requests", "cas", "tmp", "local", "config"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    key, cert = workdir / "key.pem", workdir / "cert.pem"
+    env = {"CERTMONGER_CONFIG_DIR": str(state / "config"),
+           "CERTMONGER_REQUESTS_DIR": str(state / "requests"),
+           "CERTMONGER_CAS_DIR": str(state / "cas"),
+           "CERTMONGER_TMPDIR": str(state / "tmp"),
+           "CERTMONGER_LOCAL_CA_DIR": str(state / "local"),
+           "CM_LOG": str(workdir / "certmonger.log"), "CM_URL": url,
+           "CM_CA": str(Path(ca_cert).resolve()), "CM_KEY": str(key), "CM_CERT": str(cert),
+           "CM_CHALLENGE": challenge, "CM_CN": cn, "CM_TIMEOUT": str(int(timeout))}
+    for tool in ("certmonger", "getcert", "dbus-send"):
+        find_tool(tool)
+    proc = _run([find_tool("dbus-run-session"), "--", "bash", "-c", _CM_SESSION_SCRIPT],
+                cwd=workdir, env=env, timeout=timeout + 30, check=False)
+    listing = _text(proc.stdout)
+    if "status: MONITORING" not in listing or not cert.exists():
+        raise PeerError(f"certmonger (session mode) did not get a certificate (exit {proc.returncode})\n"
+                        f"{listing}\n{_text(proc.stderr)}\n{_tail(workdir / 'certmonger.log')}")
+    return cert
 
 
 def _tail(path: Path, lines: int = 60) -> str:
