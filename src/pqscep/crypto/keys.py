@@ -89,10 +89,18 @@ _PUBLIC_FAMILIES: tuple[tuple[tuple[type, ...], str], ...] = (
 )
 
 
+_FAMILY_BY_TYPE: dict[type, str] = {}
+
+
 def key_family(key: object) -> str:
     """"rsa", "ec", "ml-dsa" or "ml-kem" for a private or public key object."""
+    # Cached by concrete type: the isinstance checks go through ABCs and are on the hot path.
+    family = _FAMILY_BY_TYPE.get(type(key))
+    if family is not None:
+        return family
     for classes, family in _PUBLIC_FAMILIES:
         if isinstance(key, classes):
+            _FAMILY_BY_TYPE[type(key)] = family
             return family
     raise ValueError(f"unsupported key type {type(key).__name__}")
 

@@ -89,7 +89,7 @@ _SCEP_OIDS = {
 }
 
 
-def _printable(value: bytes | None, what: str) -> str | None:
+def read_printable(value: bytes | None, what: str) -> str | None:
     if value is None:
         return None
     # RFC 8894 says PrintableString; some clients send UTF8String or IA5String, so accept any
@@ -105,8 +105,8 @@ def _printable(value: bytes | None, what: str) -> str | None:
     return text
 
 
-def _integer_string(value: bytes | None, what: str) -> int | None:
-    text = _printable(value, what)
+def read_integer_string(value: bytes | None, what: str) -> int | None:
+    text = read_printable(value, what)
     if text is None:
         return None
     if not text.isdigit() or len(text) > 3:
@@ -114,7 +114,7 @@ def _integer_string(value: bytes | None, what: str) -> int | None:
     return int(text)
 
 
-def _octets(value: bytes | None, what: str) -> bytes | None:
+def read_octets(value: bytes | None, what: str) -> bytes | None:
     if value is None:
         return None
     try:
@@ -127,12 +127,12 @@ def scep_attributes(signer: SignerInfoView) -> ScepAttributes:
     get = signer.single
     text = get(oids.SCEP_FAIL_INFO_TEXT)
     return ScepAttributes(
-        message_type=_integer_string(get(oids.SCEP_MESSAGE_TYPE), "messageType"),
-        transaction_id=_printable(get(oids.SCEP_TRANSACTION_ID), "transactionID"),
-        sender_nonce=_octets(get(oids.SCEP_SENDER_NONCE), "senderNonce"),
-        recipient_nonce=_octets(get(oids.SCEP_RECIPIENT_NONCE), "recipientNonce"),
-        pki_status=_integer_string(get(oids.SCEP_PKI_STATUS), "pkiStatus"),
-        fail_info=_integer_string(get(oids.SCEP_FAIL_INFO), "failInfo"),
+        message_type=read_integer_string(get(oids.SCEP_MESSAGE_TYPE), "messageType"),
+        transaction_id=read_printable(get(oids.SCEP_TRANSACTION_ID), "transactionID"),
+        sender_nonce=read_octets(get(oids.SCEP_SENDER_NONCE), "senderNonce"),
+        recipient_nonce=read_octets(get(oids.SCEP_RECIPIENT_NONCE), "recipientNonce"),
+        pki_status=read_integer_string(get(oids.SCEP_PKI_STATUS), "pkiStatus"),
+        fail_info=read_integer_string(get(oids.SCEP_FAIL_INFO), "failInfo"),
         fail_info_text=cms.decode_der(str, text) if text is not None and text[0] == 0x0C else None,
         extra={k: v for k, v in signer.signed_attrs.items() if k not in _SCEP_OIDS},
     )

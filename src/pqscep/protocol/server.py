@@ -30,6 +30,8 @@ from .messages import (
     ScepAttributes,
     octets_attribute,
     printable_attribute,
+    read_octets,
+    read_printable,
     scep_attributes,
     utf8_attribute,
 )
@@ -145,11 +147,7 @@ class Responder:
         if len(message.signer_infos) != 1:
             raise RequestRejected(f"a pkiMessage has one signer, this one has {len(message.signer_infos)}")
         signer = message.signer_infos[0]
-        partial = self._partial(signer)
-        try:
-            attrs = scep_attributes(signer)
-        except (ProtocolError, cms.Asn1Error, SignedDataError) as exc:
-            raise RequestRejected(str(exc), FailInfo.BAD_REQUEST, partial=partial) from None
+        partial, attrs = self._partial(signer)
         if partial.digest is None:
             raise RequestRejected(
                 f"digest algorithm {signer.digest_algorithm.oid.dotted_string} is not supported",
@@ -200,14 +198,18 @@ class Responder:
         self._parse_message_data(request, message_type)
         return request
 
-    def _partial(self, signer: signed.SignerInfoView) -> PartialRequest:
+    def _partial(self, signer: signed.SignerInfoView) -> tuple[PartialRequest, ScepAttributes]:
         """transactionID and senderNonce, read before the signature is checked, so that even a
         request with a bad signature gets a signed FAILURE it can match to its transaction."""
         try:
             attrs = scep_attributes(signer)
-        except (ProtocolError, cms.Asn1Error, SignedDataError):
-            attrs = None
-        if attrs is None or not attrs.transaction_id or attrs.sender_nonce is None:
+        except (ProtocolError, cms.Asn1Error, SignedDataError) as exc:
+            # A FAILURE is still possible when the two attributes it needs are readable.
+            partial = self._bare_partial(signer)
+            if partial is None:
+                raise RequestRejected(f"transactionID or senderNonce missing or malformed ({exc})") from None
+            raise RequestRejected(str(exc), FailInfo.BAD_REQUEST, partial=partial) from None
+        if not attrs.transaction_id or attrs.sender_nonce is None:
             raise RequestRejected("transactionID or senderNonce missing or malformed")
         if len(attrs.transaction_id) > _MAX_TRANSACTION_ID:
             raise RequestRejected("transactionID is too long")
@@ -217,7 +219,18 @@ class Responder:
             digest = DIGESTS.by_oid(signer.digest_algorithm.oid, allow_legacy=self.allow_legacy)
         except UnknownAlgorithm:
             digest = None
-        return PartialRequest(attrs.transaction_id, attrs.sender_nonce, digest)  # type: ignore[arg-type]
+        return PartialRequest(attrs.transaction_id, attrs.sender_nonce, digest), attrs  # type: ignore[arg-type]
+
+    def _bare_partial(self, signer: signed.SignerInfoView) -> PartialRequest | None:
+        try:
+            transaction_id = read_printable(signer.single(oids.SCEP_TRANSACTION_ID), "transactionID")
+            nonce = read_octets(signer.single(oids.SCEP_SENDER_NONCE), "senderNonce")
+            digest = DIGESTS.by_oid(signer.digest_algorithm.oid, allow_legacy=self.allow_legacy)
+        except (ProtocolError, cms.Asn1Error, SignedDataError, UnknownAlgorithm):
+            return None
+        if not transaction_id or nonce is None or len(transaction_id) > _MAX_TRANSACTION_ID or not 8 <= len(nonce) <= 64:
+            return None
+        return PartialRequest(transaction_id, nonce, digest)
 
     def _parse_message_data(self, request: PkiRequest, message_type: MessageType) -> None:
         data = request.content

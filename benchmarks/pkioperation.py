@@ -1,0 +1,135 @@
+"""The server's own time per PKIOperation, split into crypto and everything else.
+
+Runs `ScepService.pki_operation` in-process (no HTTP) on a real store for N fresh PKCSReqs
+(RSA-2048 CA and devices, AES-256-CBC, SHA-256) and times every call into a cryptographic
+primitive by wrapping the project's crypto call sites: what is left is ASN.1, policy, storage
+and Python. Usage:
+
+    python benchmarks/pkioperation.py [--count 300] [--database sqlite:///...] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from pqscep.ca import authority as authority_module  # noqa: E402
+from pqscep.cms import enveloped  # noqa: E402
+from pqscep.crypto import registry, signing  # noqa: E402
+from pqscep.crypto.keys import generate_key  # noqa: E402
+from pqscep.protocol import client as scep  # noqa: E402
+from pqscep.protocol import server as server_module  # noqa: E402
+from pqscep.protocol.messages import MessageType  # noqa: E402
+from pqscep.service.scep import ScepService  # noqa: E402
+from pqscep.service.setup import init_data_dir, load_profiles  # noqa: E402
+from pqscep.storage.db import open_store  # noqa: E402
+
+CRYPTO_SECONDS = [0.0]
+
+
+def timed(function):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            CRYPTO_SECONDS[0] += time.perf_counter() - start
+
+    return wrapper
+
+
+def instrument() -> None:
+    """Wrap every place the server calls a cryptographic primitive."""
+    signing.sign = timed(signing.sign)
+    signing.verify = timed(signing.verify)
+    for name in ("encrypt_cbc", "decrypt_cbc", "encrypt_gcm", "decrypt_gcm"):
+        setattr(registry.ContentCipher, name, timed(getattr(registry.ContentCipher, name)))
+    enveloped.KeyTransRecipient.unwrap = timed(enveloped.KeyTransRecipient.unwrap)
+    enveloped.KeyTransOriginator.recipient_info = timed(enveloped.KeyTransOriginator.recipient_info)
+    server_module._csr_signature_ok = timed(server_module._csr_signature_ok)
+    # Certificate signing by the CA (CertificateBuilder.sign inside Authority.issue).
+    original = x509.CertificateBuilder.sign
+    x509.CertificateBuilder.sign = timed(original)
+    # Digests of content and attributes.
+    registry.DigestAlgorithm.digest = timed(registry.DigestAlgorithm.digest)
+
+
+def build_requests(service, profile, count: int):
+    ca_bundle = scep.CaBundle(ca=profile.authority.certificate, signer=profile.authority.certificate,
+                              encipherer=profile.authority.certificate, all=[profile.authority.certificate])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    keys = [generate_key("rsa-2048") for _ in range(min(count, 20))]
+    bodies = []
+    for i in range(count):
+        key = keys[i % len(keys)]
+        subject = x509.Name.from_rfc4514_string(f"CN=bench-{i}")
+        csr = scep.build_csr(key, subject, challenge="secret")
+        cert = scep.self_signed_certificate(key, subject, now=now, serial=i + 1)
+        bodies.append(scep.build_pki_message(
+            message_type=MessageType.PKCS_REQ, transaction_id=os.urandom(16).hex(), sender_nonce=os.urandom(16),
+            content=csr.public_bytes(serialization.Encoding.DER),
+            originator=enveloped.KeyTransOriginator(ca_bundle.encipherer),
+            cipher=registry.CIPHERS.by_name("aes256-cbc"), signer_key=key, signer_cert=cert,
+            digest=registry.DIGESTS.by_name("sha256"), random_bytes=os.urandom))
+    return bodies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--database", help="SQLAlchemy URL (default: SQLite in a temp dir)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault("PQSCEP_CA_PASSPHRASE", "benchmark-passphrase")
+        config = init_data_dir(Path(tmp) / "data", challenge="secret")
+        url = args.database or config.database_url
+        store = open_store(url)
+        service = ScepService(load_profiles(config), store)
+        profile = service.profiles["default"]
+        bodies = build_requests(service, profile, args.count)
+        # Warm up (imports, first connections) outside the measurement.
+        for body in build_requests(service, profile, 5):
+            service.pki_operation(profile, body, "127.0.0.1")
+        instrument()
+        CRYPTO_SECONDS[0] = 0.0
+        per_op = []
+        start = time.perf_counter()
+        for body in bodies:
+            t = time.perf_counter()
+            reply = service.pki_operation(profile, body, "127.0.0.1")
+            per_op.append(time.perf_counter() - t)
+            assert reply.outcome == "success", reply.outcome
+        total = time.perf_counter() - start
+        store.close()
+    result = {
+        "count": args.count,
+        "database": url.split(":")[0],
+        "ms_per_pkioperation": 1000 * total / args.count,
+        "p50_ms": 1000 * statistics.median(per_op),
+        "crypto_ms_per_pkioperation": 1000 * CRYPTO_SECONDS[0] / args.count,
+        "non_crypto_ms_per_pkioperation": 1000 * (total - CRYPTO_SECONDS[0]) / args.count,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:32} {value:.3f}" if isinstance(value, float) else f"{key:32} {value}")
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()
