@@ -65,6 +65,16 @@ def write_secret(path: Path, value: str) -> None:
     os.chmod(path, 0o600)
 
 
+def _create_private_sqlite_file(url: str) -> None:
+    """Create the SQLite file with mode 0600 before SQLite does (it copies the database file's
+    mode to its -wal and -shm files), so challenge digests and requests are not world-readable."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and ":memory:" not in url:
+        path = Path(url[len(prefix):])
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
 def profile_dir(config: ServerConfig, name: str) -> Path:
     return config.data_dir / "profiles" / name
 
@@ -90,6 +100,7 @@ def init_data_dir(data_dir: Path, *, challenge: str | None = None, port: int = 8
     write_secret(data_dir / "secrets" / "challenge-default", challenge or secrets.token_urlsafe(16))
     (data_dir / CONFIG_NAME).write_text(config_text or DEFAULT_CONFIG.format(port=port), encoding="utf-8")
     config = load_config(data_dir)
+    _create_private_sqlite_file(config.database_url)
     for settings in config.profiles.values():
         ensure_profile_keys(config, settings)
     return config
@@ -108,6 +119,7 @@ def ensure_profile_keys(config: ServerConfig, settings: ProfileSettings) -> None
         raise ConfigError("no CA passphrase: set PQSCEP_CA_PASSPHRASE or create secrets/ca-passphrase")
     folder = profile_dir(config, settings.name)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.parent.chmod(0o700)
     now = _now()
     if not (folder / "ca.pem").exists():
         key = generate_key(settings.ca_key_type)
