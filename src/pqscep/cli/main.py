@@ -44,7 +44,13 @@ _register()
 
 
 def main() -> None:
-    cli(prog_name="pqscep")
+    from ..service.config import ConfigError
+
+    try:
+        cli(prog_name="pqscep")
+    except ConfigError as exc:  # a configuration or key problem: one line, no traceback
+        click.echo(f"pqscep: {exc}", err=True)
+        raise SystemExit(EXIT_FAILURE) from None
 
 
 if __name__ == "__main__":
