@@ -1,0 +1,524 @@
+"""Client commands: caps, cacert, enroll, renew, poll, getcert, getcrl.
+
+Human messages go to stderr (rich); what a script wants (certificates, CRLs, capability
+keywords) goes to files or stdout. Exit codes are those of `cli.main`: 0 issued/done,
+1 the CA answered FAILURE (or the operation could not be done), 3 PENDING (run `pqscep poll`),
+4 transport (unreachable server, HTTP error), 5 a check failed (CA pin, reply signature, nonce,
+decryption). The challenge password is never printed; pass it with PQSCEP_CHALLENGE rather than
+on the command line, where other users can see it in the process list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+
+import click
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+from rich.console import Console
+from rich.markup import escape
+
+from ..client import enrollment as E
+from ..client.transport import DEFAULT_TIMEOUT, ScepTransport, TransportError
+from ..crypto import keys as keymod
+from ..protocol.messages import PkiStatus
+from .main import EXIT_FAILURE, EXIT_PENDING, EXIT_TRANSPORT, EXIT_VERIFY
+
+__all__ = ["COMMANDS"]
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+_CIPHERS = ["auto", "aes256-cbc", "aes192-cbc", "aes128-cbc", "des3-cbc"]
+_DIGESTS = ["auto", "sha256", "sha384", "sha512", "sha1"]
+
+
+# --- shared plumbing ---
+
+
+def _fail(code: int, message: str) -> None:
+    console.print(f"[bold red]error:[/] {escape(message)}")
+    raise click.exceptions.Exit(code)
+
+
+def _handle_errors(func):
+    """Map the client's exceptions to the documented exit codes, with a one-line message."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except TransportError as exc:
+            _fail(EXIT_TRANSPORT, f"transport: {exc}")
+        except E.VerificationError as exc:
+            _fail(EXIT_VERIFY, f"verification failed: {exc}")
+        except E.CaFailure as exc:
+            _fail(EXIT_FAILURE, f"the CA answered FAILURE: {exc}")
+        except E.EnrollmentError as exc:
+            _fail(EXIT_FAILURE, str(exc))
+
+    return wrapper
+
+
+def _endpoint_options(func):
+    """--timeout, --dump, --ca-fingerprint, --cipher, --digest."""
+    options = [
+        click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT, show_default=True,
+                     help="HTTP timeout in seconds (connect and each read)."),
+        click.option("--dump", "dump_dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Save every message on the wire as DIR/NN-Name.ext (01-GetCACaps.txt, 02-GetCACert.der...)."),
+        click.option("--ca-fingerprint", "pin", metavar="HEX",
+                     help="SHA-256 fingerprint of the CA certificate (hex, colons allowed); refuse any other CA."),
+        click.option("--cipher", type=click.Choice(_CIPHERS), default="auto", show_default=True,
+                     help="Envelope cipher; auto: AES-256-CBC if GetCACaps lists AES, else 3DES."),
+        click.option("--digest", type=click.Choice(_DIGESTS), default="auto", show_default=True,
+                     help="Signature digest; auto: SHA-256 if GetCACaps lists SHA-256, else SHA-1."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _session(url, transport, *, dump_dir=None, pin=None, cipher="auto", digest="auto") -> E.ScepSession:
+    return E.ScepSession(url, transport, dumper=E.Dumper(dump_dir), pin=pin, cipher=cipher, digest=digest)
+
+
+def _print_notes(*sources) -> None:
+    for source in sources:
+        for note in getattr(source, "notes", []) or []:
+            console.print(f"[yellow]note:[/] {escape(note)}")
+
+
+def _print_choice(session: E.ScepSession) -> None:
+    cipher, digest = session.algorithms()
+    method = "POST" if session.caps().post else "GET"
+    console.print(f"[dim]CA {escape(session.bundle().ca.subject.rfc4514_string())}; "
+                  f"sending {cipher.name} + {digest.name} by {method}[/]")
+
+
+def _serialize_cert(cert: x509.Certificate, fmt: str) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER if fmt == "der" else serialization.Encoding.PEM)
+
+
+def _write_output(data: bytes, out: Path | None, what: str) -> None:
+    if out is None:
+        stream = click.get_binary_stream("stdout")
+        stream.write(data)
+        stream.flush()
+        return
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        _fail(EXIT_FAILURE, f"cannot write {what} to {out}: {exc.strerror or exc}")
+    console.print(f"{what} written to {escape(str(out))}")
+
+
+def _load_private_key(path: Path):
+    try:
+        return keymod.load_private_key(path.read_bytes())
+    except OSError as exc:
+        _fail(EXIT_FAILURE, f"cannot read key {path}: {exc.strerror or exc}")
+    except TypeError:
+        _fail(EXIT_FAILURE, f"key {path} is encrypted; give an unencrypted key")
+    except ValueError as exc:
+        _fail(EXIT_FAILURE, f"key {path} does not load: {exc}")
+
+
+def _load_certificate(path: Path) -> x509.Certificate:
+    try:
+        data = path.read_bytes()
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except OSError as exc:
+        _fail(EXIT_FAILURE, f"cannot read certificate {path}: {exc.strerror or exc}")
+    except ValueError as exc:
+        _fail(EXIT_FAILURE, f"{path} is not a certificate: {exc}")
+
+
+def _subject(cn: str | None, subject: str | None) -> x509.Name:
+    if subject:
+        try:
+            return x509.Name.from_rfc4514_string(subject)
+        except ValueError as exc:
+            raise click.BadParameter(f"not an RFC 4514 name: {exc}", param_hint="--subject") from None
+    if cn:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    raise click.UsageError("give --cn NAME or --subject DN")
+
+
+def _check_key_type(key_type: str) -> None:
+    entry = keymod.KEY_TYPES[key_type]
+    if entry.family != "rsa":
+        raise click.BadParameter(
+            f"{key_type} keys cannot decrypt the CA's reply: SCEP (RFC 8894) encrypts it with RSA key "
+            "transport to the request's signer. Use rsa-2048, rsa-3072 or rsa-4096.",
+            param_hint="--key-type",
+        )
+
+
+def _new_key_path(key_out: Path | None, out: Path | None) -> Path:
+    path = key_out or (out.with_suffix(".key") if out is not None else None)
+    if path is None:
+        raise click.UsageError("a new key is generated: give --key-out FILE (or --out FILE, the key then goes "
+                               "next to it as FILE.key)")
+    if path.exists():
+        raise click.UsageError(f"{path} exists: not overwriting a key; remove it or choose another --key-out")
+    return path
+
+
+def _parse_serial(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        serial = int(value, 16) if value.lower().startswith("0x") else int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number (decimal, or hex with 0x)", param_hint="--serial") from None
+    if serial < 0:
+        raise click.BadParameter("a serial number is positive", param_hint="--serial")
+    return serial
+
+
+def _describe_cert(cert: x509.Certificate) -> str:
+    return (f"{cert.subject.rfc4514_string()} (serial {cert.serial_number:#x}, "
+            f"valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z, issuer {cert.issuer.rfc4514_string()})")
+
+
+def _state_path(state: Path | None, outcome: E.Outcome) -> Path:
+    return state or Path(f"pqscep-{outcome.transaction_id[:16].lower()}.state.json")
+
+
+def _finish(outcome: E.Outcome, *, out: Path | None, fmt: str, state_file: Path | None, session=None,
+            wait: float = 0.0, interval: float = 10.0, transport=None) -> None:
+    """Handle SUCCESS / FAILURE / PENDING of an enrollment-like request (enroll, renew, poll)."""
+    _print_notes(session, outcome)
+    if outcome.status == PkiStatus.PENDING and outcome.state is not None:
+        path = _state_path(state_file, outcome)
+        outcome.state.save(path)
+        console.print(f"[yellow]PENDING[/]: transaction {outcome.transaction_id}; state saved to {escape(str(path))}")
+        if wait > 0:
+            console.print(f"polling every {interval:g}s for up to {wait:g}s")
+            poll_session = E.resume(outcome.state, transport, dumper=session.dumper if session else None)
+            try:
+                final = E.wait_for_certificate(
+                    poll_session, outcome.state, wait=wait, interval=interval, poll_first=False,
+                    on_pending=lambda o, left: console.print(f"[dim]still PENDING, {left:.0f}s left[/]"),
+                )
+            except (TransportError, E.VerificationError):
+                console.print(f"polling failed; the request is still open: pqscep poll --state {escape(str(path))}")
+                raise
+            if final is not None and final.status != PkiStatus.PENDING:
+                try:
+                    _finish(final, out=out, fmt=fmt, state_file=path)
+                finally:
+                    path.unlink(missing_ok=True)  # the transaction is over, whatever its end
+                return
+        console.print(f"run: pqscep poll --state {escape(str(path))}")
+        raise click.exceptions.Exit(EXIT_PENDING)
+    if outcome.status == PkiStatus.FAILURE:
+        raise E.CaFailure(outcome)
+    cert = outcome.certificate
+    assert cert is not None
+    console.print(f"[green]issued[/]: {escape(_describe_cert(cert))}")
+    _write_output(_serialize_cert(cert, fmt), out, "certificate")
+
+
+@contextlib.contextmanager
+def _new_key_guard(key_path: Path | None, option: str = "--key"):
+    """Around a request made with a key generated for it: when the CA refuses (FAILURE), the key
+    is useless and removed; on any other error it is kept, and the message says how to retry."""
+    try:
+        yield
+    except E.CaFailure:
+        if key_path is not None:
+            key_path.unlink(missing_ok=True)
+        raise
+    except (TransportError, E.EnrollmentError):
+        if key_path is not None:
+            console.print(f"[dim]the new key stays in {escape(str(key_path))}: retry with {option} {escape(str(key_path))}[/]")
+        raise
+
+
+# --- commands ---
+
+
+@click.command("caps")
+@click.argument("url")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT, show_default=True)
+@_handle_errors
+def caps_cmd(url: str, timeout: float) -> None:
+    """GetCACaps: print the CA's capability keywords, one per line, on stdout."""
+    with ScepTransport(timeout=timeout) as transport:
+        caps = transport.get_ca_caps(url)
+    for keyword in caps.keywords:
+        click.echo(keyword)
+    cipher, digest = E.choose_algorithms(caps)
+    console.print(f"[dim]{len(caps.keywords)} keywords; pqscep would send {cipher.name} + {digest.name} "
+                  f"by {'POST' if caps.post else 'GET'}"
+                  f"{', RenewalReq for renewals' if caps.renewal else ', PKCSReq for renewals'}[/]")
+
+
+@click.command("cacert")
+@click.argument("url")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@click.option("--pem/--der", "pem", default=True, show_default=True,
+              help="PEM: every certificate; DER: the reply exactly as received (a certificate or a PKCS#7).")
+@click.option("--ca-ident", help="CA identifier sent as message= (for servers hosting several CAs).")
+@click.option("--ca-fingerprint", "pin", metavar="HEX", help="SHA-256 fingerprint the CA must have (exit 5 if not).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT, show_default=True)
+@_handle_errors
+def cacert_cmd(url: str, out: Path | None, pem: bool, ca_ident: str | None, pin: str | None, timeout: float) -> None:
+    """GetCACert: fetch the CA (and RA) certificates."""
+    from ..protocol import client as proto
+
+    with ScepTransport(timeout=timeout) as transport:
+        content_type, body = transport.get_ca_cert(url, ca_ident)
+    try:
+        bundle = proto.parse_ca_certs(content_type, body)
+        proto.check_pin(bundle, pin)
+    except proto.ClientError as exc:
+        raise E.VerificationError(str(exc)) from None
+    for cert in bundle.all:
+        if cert is bundle.ca:
+            roles = ["CA"]
+        else:
+            roles = [role for role, c in (("RA signer", bundle.signer), ("RA encipherer", bundle.encipherer))
+                     if c is cert]
+        console.print(f"{escape(cert.subject.rfc4514_string())} [dim]({', '.join(roles) or 'chain'}) "
+                      f"SHA-256 {cert.fingerprint(hashes.SHA256()).hex()}[/]")
+    if pin:
+        console.print("[green]CA fingerprint matches the pin[/]")
+    data = b"".join(_serialize_cert(c, "pem") for c in bundle.all) if pem else body
+    _write_output(data, out, "CA certificates" if pem else "GetCACert reply")
+
+
+@click.command("enroll")
+@click.argument("url")
+@click.option("--challenge", envvar="PQSCEP_CHALLENGE", show_envvar=True,
+              help="challengePassword for the CSR (never printed). Prefer the environment variable.")
+@click.option("--cn", help="Subject common name.")
+@click.option("--subject", help="Full subject as an RFC 4514 DN (instead of --cn), e.g. 'CN=dev1,O=Example'.")
+@click.option("--key-type", type=click.Choice(list(keymod.KEY_TYPES)), default="rsa-2048", show_default=True,
+              help="Type of the new key (RSA only for now: the reply is encrypted to it).")
+@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Use this existing private key (PEM/DER) instead of generating one.")
+@click.option("--dns", multiple=True, metavar="NAME", help="DNS subjectAltName (repeatable).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Certificate file (default: stdout).")
+@click.option("--key-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where the new key goes (mode 0600; default: the --out file with suffix .key).")
+@click.option("--format", "fmt", type=click.Choice(["pem", "der"]), default="pem", show_default=True)
+@click.option("--state", "state_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="State file written on PENDING (default: ./pqscep-<transaction>.state.json).")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="On PENDING, poll for up to this many seconds before giving up with exit 3.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=10, show_default=True,
+              help="Seconds between polls.")
+@_endpoint_options
+@_handle_errors
+def enroll_cmd(url, challenge, cn, subject, key_type, key_file, dns, out, key_out, fmt, state_file, wait, interval,
+               timeout, dump_dir, pin, cipher, digest) -> None:
+    """Enroll: PKCSReq with a new (or given) key; write the issued certificate."""
+    name = _subject(cn, subject)
+    if key_file is not None:
+        key = _load_private_key(key_file)
+        E.check_can_decrypt(key, f"the key in {key_file}")
+        key_path = key_file
+    else:
+        _check_key_type(key_type)
+        key_path = _new_key_path(key_out, out)
+        key = keymod.generate_key(key_type)
+        # Saved before the request goes out: a PENDING answer must be resumable with this key.
+        keymod.write_private_key(key_path, key, None)
+        console.print(f"new {key_type} key written to {escape(str(key_path))}")
+    with _new_key_guard(key_path if key_file is None else None), ScepTransport(timeout=timeout) as transport:
+        session = _session(url, transport, dump_dir=dump_dir, pin=pin, cipher=cipher, digest=digest)
+        _print_choice(session)
+        outcome = E.enroll(session, key=key, subject=name, challenge=challenge, dns_names=list(dns),
+                           key_path=key_path, cert_out=str(out) if out else None, cert_format=fmt)
+        _finish(outcome, out=out, fmt=fmt, state_file=state_file, session=session, wait=wait, interval=interval,
+                transport=transport)
+
+
+@click.command("renew")
+@click.argument("url")
+@click.option("--cert", "cert_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The current certificate (signs the RenewalReq).")
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The current certificate's private key.")
+@click.option("--reuse-key", is_flag=True, help="Ask for the new certificate on the current key (default: a new key).")
+@click.option("--new-key", "new_key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Use this existing key as the new key instead of generating one.")
+@click.option("--key-type", type=click.Choice(list(keymod.KEY_TYPES)), default="rsa-2048", show_default=True)
+@click.option("--challenge", envvar="PQSCEP_CHALLENGE", show_envvar=True,
+              help="challengePassword, if the CA wants one for renewals too (micromdm does).")
+@click.option("--cn", help="New subject common name (default: the current certificate's subject).")
+@click.option("--subject", help="New subject as an RFC 4514 DN.")
+@click.option("--dns", multiple=True, metavar="NAME", help="DNS subjectAltNames (default: the current ones).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Certificate file (default: stdout).")
+@click.option("--key-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where the new key goes (mode 0600; default: the --out file with suffix .key).")
+@click.option("--format", "fmt", type=click.Choice(["pem", "der"]), default="pem", show_default=True)
+@click.option("--state", "state_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True)
+@click.option("--interval", type=click.FloatRange(min=0.1), default=10, show_default=True)
+@_endpoint_options
+@_handle_errors
+def renew_cmd(url, cert_file, key_file, reuse_key, new_key_file, key_type, challenge, cn, subject, dns, out, key_out,
+              fmt, state_file, wait, interval, timeout, dump_dir, pin, cipher, digest) -> None:
+    """Renew: RenewalReq signed with the current certificate and key."""
+    old_cert = _load_certificate(cert_file)
+    old_key = _load_private_key(key_file)
+    name = _subject(cn, subject) if (cn or subject) else None
+    if reuse_key and new_key_file:
+        raise click.UsageError("--reuse-key and --new-key exclude each other")
+    if reuse_key:
+        new_key, key_path = None, key_file
+    elif new_key_file:
+        new_key, key_path = _load_private_key(new_key_file), new_key_file
+        E.check_can_decrypt(new_key, f"the key in {new_key_file}")
+    else:
+        _check_key_type(key_type)
+        key_path = _new_key_path(key_out, out)
+        new_key = keymod.generate_key(key_type)
+        keymod.write_private_key(key_path, new_key, None)
+        console.print(f"new {key_type} key written to {escape(str(key_path))}")
+    fresh_key = key_path if not (reuse_key or new_key_file) else None
+    with _new_key_guard(fresh_key, "--new-key"), ScepTransport(timeout=timeout) as transport:
+        session = _session(url, transport, dump_dir=dump_dir, pin=pin, cipher=cipher, digest=digest)
+        _print_choice(session)
+        outcome = E.renew(session, old_cert=old_cert, old_key=old_key, new_key=new_key, challenge=challenge,
+                          subject=name, dns_names=list(dns) or None, key_path=key_path, old_key_path=key_file,
+                          cert_out=str(out) if out else None, cert_format=fmt)
+        _finish(outcome, out=out, fmt=fmt, state_file=state_file, session=session, wait=wait, interval=interval,
+                transport=transport)
+
+
+@click.command("poll")
+@click.option("--state", "state_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The state file a PENDING enroll/renew wrote.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Keep polling for up to this many seconds while the CA says PENDING.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=10, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Certificate file (default: the --out of the enrollment, else stdout).")
+@click.option("--format", "fmt", type=click.Choice(["pem", "der"]), help="Default: that of the enrollment.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT, show_default=True)
+@click.option("--dump", "dump_dir", type=click.Path(file_okay=False, path_type=Path))
+@_handle_errors
+def poll_cmd(state_file, wait, interval, out, fmt, timeout, dump_dir) -> None:
+    """Poll: CertPoll for a PENDING request until it is issued, refused, or --wait runs out."""
+    state = E.PendingState.load(state_file)
+    out = out or (Path(state.cert_out) if state.cert_out else None)
+    fmt = fmt or state.cert_format
+    console.print(f"polling {escape(state.url)} for transaction {state.transaction_id} ({escape(state.subject)})")
+    with ScepTransport(timeout=timeout) as transport:
+        session = E.resume(state, transport, dumper=E.Dumper(dump_dir))
+        outcome = E.wait_for_certificate(
+            session, state, wait=wait, interval=interval,
+            on_pending=lambda o, left: console.print(f"[dim]still PENDING, {left:.0f}s left[/]"),
+        )
+    assert outcome is not None
+    if outcome.status == PkiStatus.PENDING:
+        console.print(f"[yellow]still PENDING[/]: run pqscep poll --state {escape(str(state_file))} again later")
+        raise click.exceptions.Exit(EXIT_PENDING)
+    try:
+        _finish(outcome, out=out, fmt=fmt, state_file=state_file)
+    finally:
+        state_file.unlink(missing_ok=True)  # the transaction is over, whatever its end
+
+
+def _signer(cert_file: Path | None, key_file: Path | None):
+    if (cert_file is None) != (key_file is None):
+        raise click.UsageError("--cert and --key go together")
+    if cert_file is None:
+        return None, None
+    return _load_certificate(cert_file), _load_private_key(key_file)
+
+
+def _report_simple_failure(outcome: E.Outcome) -> None:
+    if outcome.status == PkiStatus.FAILURE:
+        raise E.CaFailure(outcome)
+    if outcome.status == PkiStatus.PENDING:
+        console.print("[yellow]the CA answered PENDING[/] (unexpected for this request)")
+        raise click.exceptions.Exit(EXIT_PENDING)
+
+
+_SIGNER_OPTIONS = [
+    click.option("--cert", "cert_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                 help="Certificate to sign the request with (default: a transient self-signed RSA one)."),
+    click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                 help="Private key of --cert."),
+]
+
+
+def _signer_options(func):
+    for option in reversed(_SIGNER_OPTIONS):
+        func = option(func)
+    return func
+
+
+@click.command("getcert")
+@click.argument("url")
+@click.option("--serial", required=True, help="Serial number of the wanted certificate (decimal, or 0x hex).")
+@click.option("--issuer", help="Issuer DN (RFC 4514; default: the CA's subject).")
+@_signer_options
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout.")
+@click.option("--format", "fmt", type=click.Choice(["pem", "der"]), default="pem", show_default=True)
+@_endpoint_options
+@_handle_errors
+def getcert_cmd(url, serial, issuer, cert_file, key_file, out, fmt, timeout, dump_dir, pin, cipher, digest) -> None:
+    """GetCert: fetch a certificate the CA issued, by serial number."""
+    number = _parse_serial(serial)
+    signer_cert, signer_key = _signer(cert_file, key_file)
+    issuer_name = x509.Name.from_rfc4514_string(issuer) if issuer else None
+    with ScepTransport(timeout=timeout) as transport:
+        session = _session(url, transport, dump_dir=dump_dir, pin=pin, cipher=cipher, digest=digest)
+        outcome = E.get_cert(session, serial=number, issuer=issuer_name, signer_cert=signer_cert, signer_key=signer_key)
+    _print_notes(session, outcome)
+    _report_simple_failure(outcome)
+    wanted = [c for c in outcome.certificates if c.serial_number == number] or outcome.certificates
+    if not wanted:
+        _fail(EXIT_FAILURE, "the CA answered SUCCESS without a certificate")
+    for cert in wanted:
+        console.print(f"[green]got[/]: {escape(_describe_cert(cert))}")
+    # DER holds one certificate; PEM can hold them all.
+    data = _serialize_cert(wanted[0], "der") if fmt == "der" else b"".join(_serialize_cert(c, "pem") for c in wanted)
+    _write_output(data, out, "certificate")
+
+
+@click.command("getcrl")
+@click.argument("url")
+@_signer_options
+@click.option("--serial", help="Serial of the certificate whose CRL is wanted (default: that of --cert).")
+@click.option("--issuer", help="Its issuer DN (RFC 4514; default: --cert's issuer, else the CA's subject).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout.")
+@click.option("--format", "fmt", type=click.Choice(["pem", "der"]), default="pem", show_default=True)
+@_endpoint_options
+@_handle_errors
+def getcrl_cmd(url, cert_file, key_file, serial, issuer, out, fmt, timeout, dump_dir, pin, cipher, digest) -> None:
+    """GetCRL: fetch the CRL covering a certificate."""
+    signer_cert, signer_key = _signer(cert_file, key_file)
+    number = _parse_serial(serial)
+    if number is None and signer_cert is None:
+        raise click.UsageError("give --cert/--key (the certificate to check) or --serial")
+    issuer_name = x509.Name.from_rfc4514_string(issuer) if issuer else None
+    with ScepTransport(timeout=timeout) as transport:
+        session = _session(url, transport, dump_dir=dump_dir, pin=pin, cipher=cipher, digest=digest)
+        if number is not None and issuer_name is None and signer_cert is not None:
+            issuer_name = signer_cert.issuer
+        outcome = E.get_crl(session, issuer=issuer_name, serial=number, signer_cert=signer_cert, signer_key=signer_key)
+    _print_notes(session, outcome)
+    _report_simple_failure(outcome)
+    if not outcome.crls:
+        _fail(EXIT_FAILURE, "the CA answered SUCCESS without a CRL")
+    crl = outcome.crls[0]
+    console.print(f"[green]got CRL[/] of {escape(crl.issuer.rfc4514_string())}, "
+                  f"{len(list(crl))} revoked, next update {crl.next_update_utc}")
+    encoding = serialization.Encoding.DER if fmt == "der" else serialization.Encoding.PEM
+    _write_output(crl.public_bytes(encoding), out, "CRL")
+
+
+COMMANDS = [caps_cmd, cacert_cmd, enroll_cmd, renew_cmd, poll_cmd, getcert_cmd, getcrl_cmd]
+
