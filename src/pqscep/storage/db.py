@@ -14,6 +14,7 @@ ship inside this package, so no alembic.ini is needed at run time.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Key of the PostgreSQL advisory lock held while migrating: an arbitrary constant that
 # every pqscep process agrees on ("pqscep" in ASCII).
 MIGRATION_LOCK_KEY = 0x707173636570
+
+# Alembic keeps the running migration's context in module globals, so two threads of one
+# process must not run it at once (the database locks below only order separate connections
+# once they hold them).
+_alembic_lock = threading.Lock()
 
 # Execution option that makes a SQLite transaction start with BEGIN IMMEDIATE.
 SQLITE_BEGIN_OPTION = "pqscep_sqlite_begin"
@@ -68,10 +74,11 @@ def create_db_engine(url: str | URL, **kwargs: Any) -> Engine:
         # and issue it ourselves in _on_begin, so every transaction is a real one.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
+        # First, so that even switching to WAL waits for a concurrent opener's lock.
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         # WAL lets readers proceed while one writer commits; it is persistent in the file.
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         # synchronous stays at the default FULL: an issued certificate must survive power loss.
         cur.close()
 
@@ -107,7 +114,7 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     has the same effect.
     """
     cfg = alembic_config()
-    with write_engine(engine).begin() as conn:
+    with _alembic_lock, write_engine(engine).begin() as conn:
         if conn.dialect.name == "postgresql":
             # Transaction-scoped: released by the COMMIT or ROLLBACK, even on error.
             conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))

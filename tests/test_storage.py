@@ -1,0 +1,402 @@
+"""Storage layer: every Store operation on SQLite and PostgreSQL (`db_url` from conftest.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from pqscep.storage import (
+    DuplicateChallenge,
+    DuplicateCrlNumber,
+    DuplicateSerial,
+    Store,
+    TransactionKeyMismatch,
+    open_store,
+)
+from pqscep.storage.db import alembic_config
+from pqscep.storage.models import Base
+
+# --- helpers -----------------------------------------------------------------------------
+
+NOW = datetime(2030, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
+P = "default"  # profile
+FP_A, FP_B = hashlib.sha256(b"key A").digest(), hashlib.sha256(b"key B").digest()
+
+
+def sec(n: float) -> timedelta:
+    return timedelta(seconds=n)
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    with open_store(db_url) as s:
+        yield s
+
+
+def add_cert(store: Store, serial: int, subject: str = "CN=a", profile: str = P) -> None:
+    store.record_certificate(
+        profile, serial, b"DER%d" % serial, subject, NOW, NOW + timedelta(days=365),
+        "tx1", FP_A, NOW,
+    )  # fmt: skip
+
+
+def open_tx(store: Store, tid: str, fp: bytes = FP_A, profile: str = P) -> Any:
+    return store.open_transaction(profile, tid, fp, 19, b"CSR", b"SIGNER", "CN=a", NOW)
+
+
+def race(stores: list[Store], fn: Callable[[Store, int], Any], rounds: int) -> list[list[Any]]:
+    """Run fn(store, round) on every store at once (a barrier per round), `rounds` times.
+
+    Each Store has its own engine and pool, so the racers are as independent as two
+    server processes would be. Returns results[round][racer].
+    """
+    barrier = threading.Barrier(len(stores), timeout=60)
+    results = [[None] * len(stores) for _ in range(rounds)]
+
+    def worker(i: int) -> None:
+        try:
+            for r in range(rounds):
+                barrier.wait()
+                results[r][i] = fn(stores[i], r)
+        except BaseException:
+            barrier.abort()  # the other racers fail now instead of waiting out the timeout
+            raise
+
+    with ThreadPoolExecutor(len(stores)) as pool:
+        for f in [pool.submit(worker, i) for i in range(len(stores))]:
+            f.result()
+    return results
+
+
+@pytest.fixture
+def racers(db_url: str, store: Store) -> Iterator[list[Store]]:
+    # `store` first, so that the schema exists before the racers open the database.
+    extra = [open_store(db_url) for _ in range(2)]
+    yield [store, *extra]
+    for s in extra:
+        s.close()
+
+
+# --- opening and migrating ---------------------------------------------------------------
+
+
+def test_migrations_create_schema_and_are_idempotent(db_url: str) -> None:
+    with open_store(db_url):
+        pass
+    with open_store(db_url) as store, store.engine.connect() as conn:  # second open: no-op
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        assert ctx.get_current_revision() == head == "0001"
+        assert set(inspect(conn).get_table_names()) == set(Base.metadata.tables) | {
+            "alembic_version"
+        }
+        # The hand-written migration and the models describe the same schema.
+        assert compare_metadata(ctx, Base.metadata) == []
+
+
+OPEN_AT = """
+import sys, time
+from pqscep.storage import open_store
+url, t0 = sys.argv[1], float(sys.argv[2])
+time.sleep(max(0.0, t0 - time.time()))  # imports done: now all start at once
+open_store(url).close()
+"""
+
+
+def test_server_processes_starting_together_migrate_once(db_url: str) -> None:
+    # Separate processes, as in production: first opens of an empty database race, and the
+    # migration lock (advisory lock / BEGIN IMMEDIATE) must make all of them succeed.
+    t0 = str(time.time() + 2)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPEN_AT, db_url, t0], stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    with open_store(db_url) as store, store.engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+
+
+def test_sqlite_file_created_with_pragmas(tmp_path: Any) -> None:
+    path = tmp_path / "new.db"
+    with open_store(f"sqlite:///{path}") as store, store.engine.connect() as conn:
+        assert path.exists()
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "mysql://x@h/db"])
+def test_unsupported_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError):
+        open_store(url)
+
+
+def test_timestamps_are_utc_and_naive_ones_refused(store: Store) -> None:
+    plus2 = NOW.astimezone(timezone(timedelta(hours=2)))
+    store.record_failure("k", plus2)
+    assert store.count_failures("k", NOW) == 1 and store.count_failures("k", NOW + sec(1)) == 0
+    add_cert(store, 1)
+    cert = store.get_certificate(P, 1)
+    assert cert is not None and cert.created_at == NOW and cert.created_at.tzinfo == UTC
+    with pytest.raises(ValueError):
+        store.record_failure("k", NOW.replace(tzinfo=None))
+
+
+# --- certificates --------------------------------------------------------------------------
+
+
+def test_certificates(store: Store) -> None:
+    big = (1 << 159) + 12345  # a 160-bit serial
+    add_cert(store, big, "CN=a")
+    add_cert(store, 2, "CN=b")
+    add_cert(store, 3, "CN=a", profile="other")
+
+    c = store.get_certificate(P, big)
+    assert c is not None
+    assert (c.serial, c.der, c.subject, c.status, c.transaction_id) == (
+        big, b"DER%d" % big, "CN=a", "valid", "tx1"
+    )
+    assert (c.not_before, c.not_after, c.key_fingerprint) == (NOW, NOW + timedelta(days=365), FP_A)
+    assert c.revoked_at is None and c.revocation_reason is None
+    assert store.get_certificate(P, 3) is None  # profiles are separate
+
+    assert [r.serial for r in store.find_certificates(P)] == [2, big]  # newest first
+    assert [r.serial for r in store.find_certificates(P, subject="CN=a")] == [big]
+    assert len(store.find_certificates(P, limit=1)) == 1
+
+    assert store.revoke_certificate(P, big, "keyCompromise", NOW + sec(5))
+    assert not store.revoke_certificate(P, big, "superseded", NOW + sec(6))  # already revoked
+    assert not store.revoke_certificate(P, 999, "keyCompromise", NOW)  # unknown
+    c = store.get_certificate(P, big)
+    assert c is not None and c.status == "revoked" and c.revoked_at == NOW + sec(5)
+    assert c.revocation_reason == "keyCompromise"
+    assert [r.serial for r in store.find_certificates(P, status="valid")] == [2]
+    assert store.revoked_certificates(P) == [(big, NOW + sec(5), "keyCompromise")]
+    assert store.revoked_certificates("other") == []
+
+
+def test_duplicate_serial(store: Store) -> None:
+    add_cert(store, 42)
+    with pytest.raises(DuplicateSerial):
+        add_cert(store, 42, "CN=other")
+    add_cert(store, 42, profile="other")  # unique per profile only
+    assert store.get_certificate(P, 42).subject == "CN=a"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("serial", [0, -1, 1 << 160])
+def test_serial_range(store: Store, serial: int) -> None:
+    with pytest.raises(ValueError):
+        add_cert(store, serial)
+
+
+# --- CRLs ----------------------------------------------------------------------------------
+
+
+def test_crls(store: Store) -> None:
+    assert [store.next_crl_number(P) for _ in range(3)] == [1, 2, 3]
+    assert store.next_crl_number("other") == 1
+    assert store.latest_crl(P) is None
+    store.store_crl(P, 1, b"CRL1", NOW, NOW + sec(3600))
+    store.store_crl(P, 2, b"CRL2", NOW + sec(60), NOW + sec(3660))
+    latest = store.latest_crl(P)
+    assert latest is not None
+    assert (latest.number, latest.der, latest.this_update, latest.next_update) == (
+        2, b"CRL2", NOW + sec(60), NOW + sec(3660)
+    )
+    with pytest.raises(DuplicateCrlNumber):
+        store.store_crl(P, 2, b"again", NOW, NOW)
+
+
+# --- SCEP transactions ---------------------------------------------------------------------
+
+
+def test_open_transaction_retransmission_and_key_mismatch(store: Store) -> None:
+    first = open_tx(store, "T1")
+    assert first.created and first.state == "received" and first.created_at == NOW
+    assert (first.csr_der, first.signer_cert_der, first.message_type) == (b"CSR", b"SIGNER", 19)
+
+    store.set_transaction_state(P, "T1", "pending", now=NOW + sec(1))
+    again = store.open_transaction(P, "T1", FP_A, 19, b"CSR-2", b"S2", "CN=x", NOW + sec(2))
+    assert not again.created and again.state == "pending" and again.csr_der == b"CSR"
+
+    with pytest.raises(TransactionKeyMismatch):
+        open_tx(store, "T1", fp=FP_B)
+    assert open_tx(store, "T1", fp=FP_B, profile="other").created  # per profile
+
+
+def test_transaction_state_transitions(store: Store) -> None:
+    open_tx(store, "T1")
+    t = NOW + sec(1)
+    assert not store.set_transaction_state(P, "T1", "issued", expect_state="pending", now=t)
+    assert store.set_transaction_state(P, "T1", "pending", expect_state="received", now=t)
+    assert not store.set_transaction_state(P, "nope", "pending", now=t)
+
+    assert store.approve(P, "T1", NOW + sec(2))
+    tx = store.get_transaction(P, "T1")
+    assert tx is not None and tx.state == "approved" and tx.updated_at == NOW + sec(2)
+    assert not store.approve(P, "T1", NOW + sec(3))  # only from pending
+    assert not store.reject(P, "T1", "no", NOW + sec(3))
+
+    assert store.set_transaction_state(
+        P, "T1", "issued", expect_state=("approved", "pending"), cert_serial=1 << 159, now=t
+    )
+    tx = store.get_transaction(P, "T1")
+    assert tx is not None and tx.state == "issued" and tx.cert_serial == 1 << 159
+
+    open_tx(store, "T2")
+    store.set_transaction_state(P, "T2", "pending", now=t)
+    assert store.reject(P, "T2", "unknown device", NOW + sec(4))
+    open_tx(store, "T3")
+    assert store.set_transaction_state(P, "T3", "failed", fail_info=2, fail_text="bad", now=t)
+    t2, t3 = store.get_transaction(P, "T2"), store.get_transaction(P, "T3")
+    assert t2 is not None and (t2.state, t2.fail_text) == ("rejected", "unknown device")
+    assert t3 is not None and (t3.state, t3.fail_info, t3.fail_text) == ("failed", 2, "bad")
+
+    assert [x.transaction_id for x in store.list_transactions(P)] == ["T1", "T2", "T3"]
+    assert [x.transaction_id for x in store.list_transactions(P, state="rejected")] == ["T2"]
+    with pytest.raises(ValueError):
+        store.set_transaction_state(P, "T1", "bogus", now=t)  # type: ignore[arg-type]
+
+
+# --- one-time challenge passwords ----------------------------------------------------------
+
+
+def test_challenges(store: Store) -> None:
+    d1, d2, d3 = (hashlib.sha256(p).digest() for p in (b"one", b"two", b"three"))
+    id1 = store.add_challenge(P, d1, NOW + sec(60), NOW, note="for router 7")
+    store.add_challenge(P, d2, NOW + sec(10), NOW)
+    store.add_challenge(P, d3, NOW + sec(60), NOW)
+    with pytest.raises(DuplicateChallenge):
+        store.add_challenge(P, d1, NOW + sec(60), NOW)
+
+    assert not store.consume_challenge("other", d1, NOW)  # wrong profile
+    assert store.consume_challenge(P, d1, NOW + sec(1))
+    assert not store.consume_challenge(P, d1, NOW + sec(2))  # single use
+    assert not store.consume_challenge(P, d2, NOW + sec(10))  # expired (expires_at == now)
+    assert not store.consume_challenge(P, hashlib.sha256(b"x").digest(), NOW)
+
+    assert [c.digest for c in store.list_challenges(P)] == [d2, d3]
+    used = store.list_challenges(P, include_used=True)[0]
+    assert (used.id, used.used_at, used.note) == (id1, NOW + sec(1), "for router 7")
+
+    assert store.purge_expired_challenges(NOW + sec(30)) == 1  # d2 only
+    assert store.purge_expired_challenges(NOW + sec(60)) == 2  # d1 (used) and d3
+    assert store.list_challenges(P, include_used=True) == []
+
+
+# --- rate limiting -------------------------------------------------------------------------
+
+
+def test_failures(store: Store) -> None:
+    for i in range(3):
+        store.record_failure("10.0.0.1", NOW + sec(i))
+    store.record_failure("10.0.0.2", NOW)
+    assert store.count_failures("10.0.0.1", NOW) == 3
+    assert store.count_failures("10.0.0.1", NOW + sec(1)) == 2
+    assert store.prune_failures(NOW + sec(2)) == 3
+    assert store.count_failures("10.0.0.1", NOW) == 1
+
+
+# --- KEM proof-of-possession challenges ----------------------------------------------------
+
+
+def test_kem_challenges(store: Store) -> None:
+    assert store.take_kem_challenge(P, "T1", NOW) is None
+    with pytest.raises(IntegrityError):  # needs its transaction (foreign key)
+        store.put_kem_challenge(P, "T1", b"s", b"d", FP_A, NOW + sec(60), NOW)
+    open_tx(store, "T1")
+    store.put_kem_challenge(P, "T1", b"secret1", b"csrdig", FP_A, NOW + sec(60), NOW)
+
+    got = store.take_kem_challenge(P, "T1", NOW + sec(1))
+    assert got is not None and got.outcome == "ok"
+    assert (got.secret, got.csr_digest, got.signer_key_fingerprint) == (b"secret1", b"csrdig", FP_A)
+    assert got.spent_at == NOW + sec(1) and got.expires_at == NOW + sec(60)
+    again = store.take_kem_challenge(P, "T1", NOW + sec(2))
+    assert again is not None and again.outcome == "spent"
+
+    # A new challenge replaces the spent one; this one is left to expire.
+    store.put_kem_challenge(P, "T1", b"secret2", b"csrdig", FP_A, NOW + sec(120), NOW + sec(3))
+    late = store.take_kem_challenge(P, "T1", NOW + sec(120))
+    assert late is not None and (late.outcome, late.secret, late.spent_at) == (
+        "expired", b"secret2", None
+    )
+
+
+# --- atomicity -----------------------------------------------------------------------------
+
+
+def fail_on(store: Store, sql_start: str) -> Callable[[], None]:
+    """Make the next statement starting with `sql_start` raise; returns the undo function."""
+
+    def hook(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith(sql_start):
+            raise RuntimeError("injected failure")
+
+    event.listen(store.engine, "before_cursor_execute", hook)
+    return lambda: event.remove(store.engine, "before_cursor_execute", hook)
+
+
+def test_error_inside_a_write_leaves_nothing(store: Store) -> None:
+    # next_crl_number inserts the counter row, then bumps it: fail the bump.
+    undo = fail_on(store, "UPDATE CRL_COUNTERS")
+    with pytest.raises(RuntimeError):
+        store.next_crl_number(P)
+    undo()
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM crl_counters")).scalar() == 0
+    assert store.next_crl_number(P) == 1
+
+    # take_kem_challenge marks the challenge spent, then reads it: fail the read.
+    open_tx(store, "T1")
+    store.put_kem_challenge(P, "T1", b"s", b"d", FP_A, NOW + sec(60), NOW)
+    undo = fail_on(store, "SELECT")
+    with pytest.raises(RuntimeError):
+        store.take_kem_challenge(P, "T1", NOW)
+    undo()
+    got = store.take_kem_challenge(P, "T1", NOW)  # the failed call did not spend it
+    assert got is not None and got.outcome == "ok"
+
+
+# --- concurrency: several stores (as several processes) racing -----------------------------
+
+ROUNDS = 25
+
+
+def test_race_consume_challenge(racers: list[Store]) -> None:
+    digests = [hashlib.sha256(b"pw%d" % r).digest() for r in range(ROUNDS)]
+    for d in digests:
+        racers[0].add_challenge(P, d, NOW + sec(60), NOW)
+    results = race(racers, lambda s, r: s.consume_challenge(P, digests[r], NOW), ROUNDS)
+    assert all(sum(round_) == 1 for round_ in results), results
+
+
+def test_race_open_transaction(racers: list[Store]) -> None:
+    results = race(racers, lambda s, r: open_tx(s, f"T{r}"), ROUNDS)
+    for round_ in results:
+        assert sum(tx.created for tx in round_) == 1
+        assert len({(tx.transaction_id, tx.created_at) for tx in round_}) == 1
+    assert len(racers[0].list_transactions(P)) == ROUNDS
+
+
+def test_race_next_crl_number(racers: list[Store]) -> None:
+    results = race(racers, lambda s, r: s.next_crl_number(P), ROUNDS)
+    numbers = [n for round_ in results for n in round_]
+    assert sorted(numbers) == list(range(1, len(numbers) + 1))  # no duplicates, no gaps
+    for i in range(len(racers)):  # monotonic as seen by each process
+        mine = [round_[i] for round_ in results]
+        assert mine == sorted(mine)
