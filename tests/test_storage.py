@@ -400,3 +400,50 @@ def test_race_next_crl_number(racers: list[Store]) -> None:
     for i in range(len(racers)):  # monotonic as seen by each process
         mine = [round_[i] for round_ in results]
         assert mine == sorted(mine)
+
+
+# --- settle_transaction: the one write of a PKIOperation -------------------------------------
+
+
+def _issued(serial: int):
+    from pqscep.storage.repository import IssuedCertificate
+
+    return IssuedCertificate(serial=serial, der=b"\x30\x00", subject="CN=x", not_before=NOW, not_after=NOW,
+                             key_fingerprint=b"k" * 32)
+
+
+def _settle(store, txid, *, expect, state, certificate=None, fingerprint=b"f" * 32):
+    return store.settle_transaction(
+        "p", txid, expect_state=expect, new_state=state, signer_key_fingerprint=fingerprint, message_type=19,
+        csr_der=b"csr", signer_cert_der=b"cert", subject="CN=x", certificate=certificate, now=NOW)
+
+
+def test_settle_inserts_transaction_and_certificate_together(store):
+    assert _settle(store, "t1", expect=None, state="issued", certificate=_issued(7))
+    record = store.get_transaction("p", "t1")
+    assert (record.state, record.cert_serial) == ("issued", 7)
+    assert store.get_certificate("p", 7).transaction_id == "t1"
+    # The same transaction inserted again (another process) loses, and writes nothing.
+    assert not _settle(store, "t1", expect=None, state="issued", certificate=_issued(8))
+    assert store.get_certificate("p", 8) is None
+
+
+def test_settle_duplicate_serial_leaves_nothing(store):
+    assert _settle(store, "t1", expect=None, state="issued", certificate=_issued(7))
+    with pytest.raises(DuplicateSerial):
+        _settle(store, "t2", expect=None, state="issued", certificate=_issued(7))
+    assert store.get_transaction("p", "t2") is None
+    assert _settle(store, "t3", expect=None, state="pending")
+    with pytest.raises(DuplicateSerial):
+        _settle(store, "t3", expect="pending", state="issued", certificate=_issued(7))
+    assert store.get_transaction("p", "t3").state == "pending"
+
+
+def test_settle_is_conditional_on_state_and_key(store):
+    assert _settle(store, "t1", expect=None, state="pending")
+    assert not _settle(store, "t1", expect="approved", state="issued", certificate=_issued(9))
+    assert store.approve("p", "t1", NOW)
+    assert not _settle(store, "t1", expect="approved", state="issued", certificate=_issued(9), fingerprint=b"g" * 32)
+    assert _settle(store, "t1", expect="approved", state="issued", certificate=_issued(9))
+    assert not _settle(store, "t1", expect="approved", state="issued", certificate=_issued(10))
+    assert store.get_certificate("p", 10) is None

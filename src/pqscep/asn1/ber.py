@@ -148,12 +148,14 @@ def to_der(data: bytes) -> bytes:
     return der
 
 
-def join_constructed_string(der: bytes) -> bytes:
+def join_constructed_string(der: bytes, _depth: int = 0) -> bytes:
     """The content of an (implicitly tagged) string TLV, joining segments if constructed.
 
     Used for `[0] IMPLICIT OCTET STRING` fields such as EncryptedContentInfo.encryptedContent,
     which BER senders (micromdm) split into OCTET STRING segments.
     """
+    if _depth > MAX_DEPTH:
+        raise BerError("string segments nested too deep")
     first, start, stop = read_tlv(der)
     if not first & 0x20:
         return der[start:stop]
@@ -162,7 +164,7 @@ def join_constructed_string(der: bytes) -> bytes:
     while pos < stop:
         child_tag, child_start, child_stop = read_tlv(der, pos)
         if child_tag == 0x24:  # a nested constructed segment (already joined by to_der)
-            parts.append(join_constructed_string(der[pos:child_stop]))
+            parts.append(join_constructed_string(der[pos:child_stop], _depth + 1))
         elif child_tag != 0x04:
             raise BerError("constructed string segment is not an OCTET STRING")
         else:

@@ -28,7 +28,7 @@ log = logging.getLogger("pqscep.http")
 
 __all__ = ["create_app"]
 
-_MAX_QUERY = 512 * 1024  # a GET PKIOperation carries the base64 message in the URL
+MAX_QUERY = 512 * 1024  # a GET PKIOperation carries the base64 message in the URL
 
 
 def _text(status: int, reason: str) -> PlainTextResponse:
@@ -103,7 +103,7 @@ class ScepApp:
         if profile is None:
             return _text(404, f"no SCEP profile at {request.url.path}")
         query = request.scope.get("query_string", b"")
-        if len(query) > _MAX_QUERY:
+        if len(query) > MAX_QUERY:
             return _text(414, "query string too long")
         try:
             params = _raw_query(query.decode("ascii"))

@@ -20,7 +20,9 @@ from ..service.config import ServerConfig, load_config
 from ..service.scep import ScepService
 from ..service.setup import ensure_profile_keys, load_profiles
 from ..storage.db import open_store
-from .app import create_app
+from .app import MAX_QUERY, create_app
+
+MAX_REQUEST_HEAD = MAX_QUERY + 64 * 1024
 
 __all__ = ["build_app", "app_factory", "configure_logging", "run"]
 
@@ -98,4 +100,8 @@ def run(data_dir: Path, *, host: str | None, port: int | None, workers: int) -> 
         access_log=False,
         log_config=None,
         server_header=False,
+        # h11 refuses a request line over 16 KiB by default; a GET PKIOperation carries the
+        # whole message in the URL (a post-quantum one is ~30 KiB in base64). The app itself
+        # answers 414 past its own limit, which must therefore be the smaller one.
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
     )

@@ -94,16 +94,7 @@ class PkiRequest(PartialRequest):
     raw_csr: bytes = b""
     extra: dict = field(default_factory=dict)
 
-    @property
-    def challenge_password(self) -> str | None:
-        if self.csr is None:
-            return None
-        try:
-            attr = self.csr.attributes.get_attribute_for_oid(oids.CHALLENGE_PASSWORD)
-        except x509.AttributeNotFound:
-            return None
-        value = attr.value
-        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    challenge_password: str | None = None  # from the CSR, read (and checked) by receive()
 
 
 @dataclass
@@ -242,6 +233,7 @@ class Responder:
                 if not _csr_signature_ok(csr):
                     raise RequestRejected("the PKCS#10 signature does not verify", FailInfo.BAD_MESSAGE_CHECK,
                                           partial=request)
+                request.challenge_password = read_csr(csr)
             elif message_type == MessageType.CERT_POLL:
                 ias = cms.decode(IssuerAndSubject, data)
                 request.issuer_and_subject = (cms.tlv_bytes(ias.issuer), cms.tlv_bytes(ias.subject))
@@ -320,6 +312,28 @@ def _signing_time(now: datetime.datetime):
     now = now.astimezone(datetime.timezone.utc).replace(microsecond=0)
     # RFC 5652 section 11.3: UTCTime for 1950-2049.
     return UTCTime(now) if 1950 <= now.year < 2050 else GeneralizedTime(now)
+
+
+def read_csr(csr: x509.CertificateSigningRequest) -> str | None:
+    """Parse every part of a CSR the CA will use, so that a malformed one is refused here
+    (badRequest) rather than failing deep in the CA; return its challengePassword."""
+    try:
+        csr.subject.rfc4514_string()  # cryptography parses the Name lazily
+    except ValueError as exc:
+        raise ValueError(f"the PKCS#10 subject does not parse: {exc}") from None
+    try:
+        for extension in csr.extensions:
+            extension.value  # noqa: B018 - force the parse
+    except ValueError as exc:
+        raise ValueError(f"the PKCS#10 extensions do not parse: {exc}") from None
+    try:
+        attr = csr.attributes.get_attribute_for_oid(oids.CHALLENGE_PASSWORD)
+    except x509.AttributeNotFound:
+        return None
+    except ValueError as exc:
+        raise ValueError(f"the PKCS#10 attributes (challengePassword) do not parse: {exc}") from None
+    value = attr.value
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _csr_signature_ok(csr: x509.CertificateSigningRequest) -> bool:

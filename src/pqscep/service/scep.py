@@ -24,7 +24,8 @@ from ..cms import enveloped, signed
 from ..crypto.keys import key_family
 from ..protocol.messages import FailInfo, MessageType
 from ..protocol.server import PartialRequest, PkiRequest, RequestRejected, Responder
-from ..storage.errors import DuplicateSerial, TransactionKeyMismatch
+from ..storage.errors import DuplicateSerial
+from ..storage.repository import IssuedCertificate
 
 log = logging.getLogger("pqscep.service")
 
@@ -198,7 +199,7 @@ class ScepService:
     def _enroll(self, profile: Profile, request: PkiRequest, now, client_address) -> Reply:
         signer = request.signer_certificate
         assert signer is not None and request.csr is not None
-        # Refuse what we could never issue before touching the database or a one-time challenge.
+        # Refuse what we could never issue before touching a one-time challenge.
         try:
             profile.authority.check_request(request.csr)
         except IssuanceError as exc:
@@ -206,39 +207,27 @@ class ScepService:
         # The reply must be encryptable to the requester before anything is decided.
         self._reply_originator(request)
         fingerprint = policy.key_fingerprint(signer.public_key())
-        try:
-            record = self.store.open_transaction(
-                profile.name,
-                request.transaction_id,
-                fingerprint,
-                request.message_type,
-                request.raw_csr,
-                _certificate_der(signer),
-                request.csr.subject.rfc4514_string(),
-                now,
-            )
-        except TransactionKeyMismatch:
-            return self._failure(profile, request, FailInfo.BAD_REQUEST,
-                                 "transactionID already in use with another key", now)
-        state = record.state
-        if not record.created and record.csr_der != request.raw_csr:
-            # Same key, new request under an old transactionID (key-derived IDs on renewal).
-            if state not in ("issued", "rejected", "failed") or not self.store.restart_transaction(
-                profile.name, request.transaction_id, expect_state=state, message_type=request.message_type,
-                csr_der=request.raw_csr, signer_cert_der=_certificate_der(signer),
-                subject=request.csr.subject.rfc4514_string(), now=now,
-            ):
+        record = self.store.get_transaction(profile.name, request.transaction_id)
+        expect_state = None  # a new transaction: inserted with its outcome, in one write
+        if record is not None:
+            if record.signer_key_fingerprint != fingerprint:
+                return self._failure(profile, request, FailInfo.BAD_REQUEST,
+                                     "transactionID already in use with another key", now)
+            if record.csr_der == request.raw_csr:
+                resumed = self._resume(profile, request, record, now)  # a retransmission
+                if resumed is not None:
+                    return resumed
+            elif record.state not in ("issued", "rejected", "failed"):
                 return self._failure(profile, request, FailInfo.BAD_REQUEST,
                                      "transactionID already in use for another request in progress", now)
-            state = "received"
-        elif not record.created:
-            resumed = self._resume(profile, request, record, now)
-            if resumed is not None:
-                return resumed
-        return self._decide(profile, request, now, client_address, from_state=state)
+            # Same key, finished transaction, new request: clients that derive the transactionID
+            # from the key (micromdm, strongSwan) reuse it when they renew with the same key.
+            expect_state = record.state
+        return self._decide(profile, request, now, client_address, expect_state=expect_state)
 
     def _resume(self, profile: Profile, request: PkiRequest, record, now) -> Reply | None:
-        """A retransmitted request: answer from the transaction's state without re-deciding."""
+        """Answer from the transaction's state without deciding again (RFC 8894 section 3.3.1:
+        a repeated request gets the same answer)."""
         if record.state == "issued":
             cert = self.store.get_certificate(profile.name, record.cert_serial)
             return self._success(profile, request, now, certificates=[x509.load_der_x509_certificate(cert.der)])
@@ -247,29 +236,51 @@ class ScepService:
         if record.state == "rejected":
             return self._failure(profile, request, FailInfo.BAD_REQUEST, record.fail_text or "request rejected", now)
         if record.state == "approved":
-            return self._issue(profile, request, now, from_state="approved")
-        return None  # received (an earlier attempt died) or failed: decide again
+            return self._issue(profile, request, now, expect_state="approved")
+        return None  # received or failed: decide again
 
-    def _decide(self, profile: Profile, request: PkiRequest, now, client_address, *, from_state: str) -> Reply:
+    def _settle(self, profile: Profile, request: PkiRequest, now, *, expect_state, new_state: str,
+                certificate: IssuedCertificate | None = None) -> bool:
+        signer = request.signer_certificate
+        assert signer is not None and request.csr is not None
+        return self.store.settle_transaction(
+            profile.name,
+            request.transaction_id,
+            expect_state=expect_state,
+            new_state=new_state,
+            signer_key_fingerprint=policy.key_fingerprint(signer.public_key()),
+            message_type=request.message_type,
+            csr_der=request.raw_csr,
+            signer_cert_der=_certificate_der(signer),
+            subject=request.csr.subject.rfc4514_string(),
+            certificate=certificate,
+            now=now,
+        )
+
+    def _lost_race(self, profile: Profile, request: PkiRequest, now) -> Reply:
+        """Another server process settled this transaction first: answer with its outcome."""
+        record = self.store.get_transaction(profile.name, request.transaction_id)
+        resumed = self._resume(profile, request, record, now) if record is not None else None
+        return resumed or self._failure(profile, request, FailInfo.BAD_REQUEST, "transaction state changed", now)
+
+    def _decide(self, profile: Profile, request: PkiRequest, now, client_address, *, expect_state) -> Reply:
         ctx = self._context(profile, request, now, client_address)
         for check in self.checks:
             verdict = check(ctx)
             if verdict is None:
                 continue
             if verdict.pending:
-                self.store.set_transaction_state(profile.name, request.transaction_id, "pending",
-                                                 expect_state=from_state, now=now)
+                if not self._settle(profile, request, now, expect_state=expect_state, new_state="pending"):
+                    return self._lost_race(profile, request, now)
                 log.info("profile %s: PENDING %s (%s)", profile.name, request.transaction_id, verdict.text)
                 return self._pending(profile, request, now)
             if verdict.count_as_failed_attempt:
                 policy.record_failed_attempt(ctx)
-            self.store.set_transaction_state(profile.name, request.transaction_id, "failed",
-                                             expect_state=from_state, fail_info=int(verdict.fail_info),
-                                             fail_text=verdict.text, now=now)
+            # A refused request leaves no transaction behind: the device may fix it and retry.
             return self._failure(profile, request, verdict.fail_info, verdict.text, now)
-        return self._issue(profile, request, now, from_state=from_state)
+        return self._issue(profile, request, now, expect_state=expect_state)
 
-    def _issue(self, profile: Profile, request: PkiRequest, now, *, from_state: str) -> Reply:
+    def _issue(self, profile: Profile, request: PkiRequest, now, *, expect_state) -> Reply:
         csr = request.csr
         assert csr is not None
         for _ in range(5):
@@ -278,26 +289,21 @@ class ScepService:
                 cert = profile.authority.issue(csr, serial=serial, now=now)
             except IssuanceError as exc:
                 return self._failure(profile, request, FailInfo.BAD_REQUEST, str(exc), now)
+            issued = IssuedCertificate(
+                serial=serial,
+                der=_certificate_der(cert),
+                subject=cert.subject.rfc4514_string(),
+                not_before=cert.not_valid_before_utc,
+                not_after=cert.not_valid_after_utc,
+                key_fingerprint=policy.key_fingerprint(cert.public_key()),
+            )
             try:
-                claimed = self.store.record_issuance(
-                    profile.name,
-                    request.transaction_id,
-                    expect_state=from_state,
-                    serial=serial,
-                    der=_certificate_der(cert),
-                    subject=cert.subject.rfc4514_string(),
-                    not_before=cert.not_valid_before_utc,
-                    not_after=cert.not_valid_after_utc,
-                    key_fingerprint=policy.key_fingerprint(cert.public_key()),
-                    now=now,
-                )
+                settled = self._settle(profile, request, now, expect_state=expect_state, new_state="issued",
+                                       certificate=issued)
             except DuplicateSerial:
                 continue
-            if not claimed:
-                # Another server process answered this transaction first: reply with its result.
-                record = self.store.get_transaction(profile.name, request.transaction_id)
-                resumed = self._resume(profile, request, record, now) if record else None
-                return resumed or self._failure(profile, request, FailInfo.BAD_REQUEST, "transaction state changed", now)
+            if not settled:
+                return self._lost_race(profile, request, now)
             log.info("profile %s: issued serial %x to %s (%s)", profile.name, serial,
                      cert.subject.rfc4514_string(), request.transaction_id)
             return self._success(profile, request, now, certificates=[cert])
@@ -332,6 +338,8 @@ class ScepService:
         ca = profile.authority.certificate
         if issuer != ca.subject.public_bytes():
             return self._failure(profile, request, FailInfo.BAD_CERT_ID, "issuer is not this CA", now)
+        if not 0 < serial < 1 << 160:  # RFC 5280 4.1.2.2: positive, at most 20 octets
+            return self._failure(profile, request, FailInfo.BAD_CERT_ID, "no certificate with that serial", now)
         record = self.store.get_certificate(profile.name, serial)
         if record is None:
             return self._failure(profile, request, FailInfo.BAD_CERT_ID, "no certificate with that serial", now)

@@ -68,6 +68,18 @@ class CertificateRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    """A certificate to record with its transaction (`Store.settle_transaction`)."""
+
+    serial: int
+    der: bytes
+    subject: str
+    not_before: datetime
+    not_after: datetime
+    key_fingerprint: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class CrlRecord:
     profile: str
     number: int
@@ -218,6 +230,7 @@ class Store:
     def __init__(self, engine: Engine, write_engine: Engine | None = None) -> None:
         """`write_engine` is `engine` configured for writing (see `db.write_engine`)."""
         self.engine = engine
+        self._write_engine = write_engine or engine
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(write_engine or engine, expire_on_commit=False)
 
@@ -271,13 +284,11 @@ class Store:
             raise
 
     def get_certificate(self, profile: str, serial: int) -> CertificateRecord | None:
-        with self._reading() as s:
-            row = s.scalars(
-                select(Certificate).where(
-                    Certificate.profile == profile, Certificate.serial == _serial_hex(serial)
-                )
-            ).one_or_none()
-            return None if row is None else _cert_record(row)
+        table = _table(Certificate)  # Core, not ORM: on the hot path of renewals and GetCert
+        q = select(table).where(table.c.profile == profile, table.c.serial == _serial_hex(serial))
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return None if row is None else _cert_record(row)  # type: ignore[arg-type]
 
     def find_certificates(
         self,
@@ -462,12 +473,12 @@ class Store:
             return s.execute(stmt.values(values), execution_options=_NO_SYNC).rowcount == 1
 
     def get_transaction(self, profile: str, transaction_id: str) -> TransactionRecord | None:
-        q = select(Transaction).where(
-            Transaction.profile == profile, Transaction.transaction_id == transaction_id
-        )
-        with self._reading() as s:
-            row = s.scalars(q).one_or_none()
-            return None if row is None else _tx_record(row)
+        # Core, not ORM: this read is on every PKIOperation and the ORM costs ~3x more.
+        table = _table(Transaction)
+        q = select(table).where(table.c.profile == profile, table.c.transaction_id == transaction_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return None if row is None else _tx_record(row)  # type: ignore[arg-type]
 
     def list_transactions(
         self, profile: str, state: TransactionState | None = None, limit: int | None = None
@@ -492,99 +503,89 @@ class Store:
             profile, transaction_id, "rejected", expect_state="pending", fail_text=reason, now=now
         )
 
-    def record_issuance(
+    def settle_transaction(
         self,
         profile: str,
         transaction_id: str,
         *,
-        expect_state: TransactionState | Iterable[TransactionState],
-        serial: int,
-        der: bytes,
-        subject: str,
-        not_before: datetime,
-        not_after: datetime,
-        key_fingerprint: bytes,
-        now: datetime,
-    ) -> bool:
-        """Record a certificate issued for a transaction and mark the transaction issued, in
-        one database transaction: never a certificate without its transaction, or the reverse.
-
-        False (and nothing written) when the transaction was no longer in `expect_state`:
-        another server process answered it first. `DuplicateSerial` if the serial is taken.
-        """
-        expected = (expect_state,) if isinstance(expect_state, str) else tuple(expect_state)
-        now = _utc(now)
-        claim = (
-            update(Transaction)
-            .where(
-                Transaction.profile == profile,
-                Transaction.transaction_id == transaction_id,
-                Transaction.state.in_(expected),
-            )
-            .values(state="issued", cert_serial=_serial_hex(serial), updated_at=now)
-        )
-        try:
-            with self._write.begin() as s:
-                if s.execute(claim, execution_options=_NO_SYNC).rowcount != 1:
-                    s.rollback()
-                    return False
-                s.add(
-                    Certificate(
-                        profile=profile,
-                        serial=_serial_hex(serial),
-                        der=der,
-                        subject=subject,
-                        not_before=_utc(not_before),
-                        not_after=_utc(not_after),
-                        status="valid",
-                        transaction_id=transaction_id,
-                        key_fingerprint=key_fingerprint,
-                        created_at=now,
-                    )
-                )
-            return True
-        except IntegrityError as exc:
-            if _is_unique_violation(exc, _table(Certificate), "uq_certificates_profile_serial"):
-                raise DuplicateSerial(profile, serial) from None
-            raise
-
-    def restart_transaction(
-        self,
-        profile: str,
-        transaction_id: str,
-        *,
-        expect_state: TransactionState | Iterable[TransactionState],
+        expect_state: TransactionState | Iterable[TransactionState] | None,
+        new_state: TransactionState,
+        signer_key_fingerprint: bytes,
         message_type: int,
         csr_der: bytes | None,
         signer_cert_der: bytes,
         subject: str,
+        certificate: IssuedCertificate | None = None,
+        fail_info: int | None = None,
+        fail_text: str | None = None,
         now: datetime,
     ) -> bool:
-        """Reuse a finished transaction's ID for a new request from the same key (clients
-        that derive the transactionID from the key, like micromdm and strongSwan, send the
-        same ID when they renew with the same key). Back to 'received', with the new CSR."""
-        expected = (expect_state,) if isinstance(expect_state, str) else tuple(expect_state)
-        stmt = (
-            update(Transaction)
-            .where(
-                Transaction.profile == profile,
-                Transaction.transaction_id == transaction_id,
-                Transaction.state.in_(expected),
-            )
-            .values(
-                state="received",
-                message_type=message_type,
-                csr_der=csr_der,
-                signer_cert_der=signer_cert_der,
-                subject=subject,
-                cert_serial=None,
-                fail_info=None,
-                fail_text=None,
-                updated_at=_utc(now),
-            )
+        """Write the outcome of a request in ONE database transaction: the transaction row in
+        `new_state` and, when given, the certificate issued for it. Never one without the other.
+
+        `expect_state=None` inserts a new transaction; False if the ID exists (another request
+        with it won the race). Otherwise the existing row must be in `expect_state`; False if
+        it is not (another server process moved it first), and nothing is written.
+        `DuplicateSerial` if the certificate's serial is taken.
+        """
+        if new_state not in TRANSACTION_STATES:
+            raise ValueError(f"unknown transaction state {new_state!r}")
+        now = _utc(now)
+        tx_table, cert_table = _table(Transaction), _table(Certificate)
+        values: dict[str, Any] = dict(
+            state=new_state,
+            signer_key_fingerprint=signer_key_fingerprint,
+            message_type=message_type,
+            csr_der=csr_der,
+            signer_cert_der=signer_cert_der,
+            subject=subject,
+            cert_serial=None if certificate is None else _serial_hex(certificate.serial),
+            fail_info=fail_info,
+            fail_text=fail_text,
+            updated_at=now,
         )
-        with self._write.begin() as s:
-            return s.execute(stmt, execution_options=_NO_SYNC).rowcount == 1
+        try:
+            with self._write_engine.begin() as conn:
+                if expect_state is None:
+                    conn.execute(tx_table.insert().values(profile=profile, transaction_id=transaction_id,
+                                                          created_at=now, **values))
+                else:
+                    expected = (expect_state,) if isinstance(expect_state, str) else tuple(expect_state)
+                    claim = (
+                        tx_table.update()
+                        .where(
+                            tx_table.c.profile == profile,
+                            tx_table.c.transaction_id == transaction_id,
+                            tx_table.c.signer_key_fingerprint == signer_key_fingerprint,
+                            tx_table.c.state.in_(expected),
+                        )
+                        .values(**values)
+                    )
+                    if conn.execute(claim).rowcount != 1:
+                        conn.rollback()
+                        return False
+                if certificate is not None:
+                    conn.execute(
+                        cert_table.insert().values(
+                            profile=profile,
+                            serial=_serial_hex(certificate.serial),
+                            der=certificate.der,
+                            subject=certificate.subject,
+                            not_before=_utc(certificate.not_before),
+                            not_after=_utc(certificate.not_after),
+                            status="valid",
+                            transaction_id=transaction_id,
+                            key_fingerprint=certificate.key_fingerprint,
+                            created_at=now,
+                        )
+                    )
+            return True
+        except IntegrityError as exc:
+            if _is_unique_violation(exc, cert_table, "uq_certificates_profile_serial"):
+                raise DuplicateSerial(profile, certificate.serial if certificate else 0) from None
+            if _is_unique_violation(exc, tx_table, "uq_scep_transactions_profile_transaction_id"):
+                return False
+            raise
 
     # -------------------------------------------------------------- challenge passwords
 
@@ -653,9 +654,10 @@ class Store:
 
     def count_failures(self, key: str, since: datetime) -> int:
         """Failed attempts under `key` at or after `since`."""
-        q = select(func.count()).where(Failure.key == key, Failure.at >= _utc(since))
-        with self._reading() as s:
-            return int(s.execute(q).scalar_one())
+        table = _table(Failure)  # Core: read on every PKCSReq
+        q = select(func.count()).select_from(table).where(table.c.key == key, table.c.at >= _utc(since))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
 
     def prune_failures(self, before: datetime) -> int:
         """Forget failures older than `before`; returns how many."""
