@@ -452,6 +452,12 @@ TABLE = [
       Failure(F.BAD_ALG, "unsupported content encryption algorithm"), id="envelope-unknown-cipher"),
     P(lambda e: e.pkcsreq(pki_envelope=lambda c, r: envelope(c, Identity.new("other").cert)),
       Failure(F.BAD_MESSAGE_CHECK, "no RecipientInfo"), id="envelope-for-another-key"),
+    # Random ciphertext (bad padding) and a truncated block get the same one answer: a CA that
+    # told padding errors apart would be a padding oracle for recorded envelopes.
+    P(lambda e: e.pkcsreq(pki_envelope=lambda c, r: envelope(c, r, encrypted_content=ber.encode_tlv(0x80, os.urandom(64)))),
+      Failure(F.BAD_MESSAGE_CHECK, "cannot decrypt the pkcsPKIEnvelope"), id="envelope-random-ciphertext"),
+    P(lambda e: e.pkcsreq(pki_envelope=lambda c, r: envelope(c, r, encrypted_content=ber.encode_tlv(0x80, os.urandom(20)))),
+      Failure(F.BAD_MESSAGE_CHECK, "cannot decrypt the pkcsPKIEnvelope"), id="envelope-partial-block"),
     P(lambda e: e.pkcsreq(pki_envelope=lambda c, r: envelope(c, r, encrypted_content=_nested_segments(3000))),
       Failure(F.BAD_MESSAGE_CHECK, "encryptedContent"), id="envelope-segments-nested-3000-deep"),
     P(lambda e: e.pkcsreq(content=b"this is not a PKCS#10 request"), Failure(F.BAD_REQUEST, "malformed PKCS_REQ"),

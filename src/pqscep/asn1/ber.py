@@ -73,6 +73,8 @@ def _read_header(data: bytes, pos: int, end: int) -> tuple[bytes, int, int | Non
     first_len = data[pos]
     pos += 1
     if first_len < 0x80:
+        if pos + first_len > end:
+            raise BerError("truncated: content runs past the end")
         return tag, pos, first_len
     if first_len == 0x80:
         if not first & 0x20:

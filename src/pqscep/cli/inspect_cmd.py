@@ -40,7 +40,7 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from ..asn1 import ber, cms, oids
-from ..client.enrollment import FAIL_INFO_NAMES, MESSAGE_TYPE_NAMES, der_normalised
+from ..client.enrollment import FAIL_INFO_NAMES, MESSAGE_TYPE_NAMES
 from ..cms import enveloped, signed
 from ..crypto import keys as keymod
 from ..crypto import signing
@@ -408,7 +408,7 @@ class Inspector:
         return node
 
     def content_info(self, data: bytes, depth: int) -> dict:
-        normalised = der_normalised(data)
+        normalised = signed.normalise(data)
         content_info = cms.decode(cms.ContentInfo, normalised)
         handler = CONTENT_TYPES.get(content_info.content_type)
         if handler is None:
@@ -508,7 +508,7 @@ class Inspector:
     def _envelope_common(self, kind: str, env, eci) -> dict:
         try:
             ciphertext_length = len(ber.join_constructed_string(cms.tlv_bytes(eci.encrypted_content)))
-        except (ber.BerError, IndexError):
+        except ber.BerError:
             ciphertext_length = None
         return {
             "type": kind,
@@ -657,14 +657,14 @@ def _sequence_children(data: bytes) -> list[tuple[int, int, int]] | None:
             children.append((child_tag, pos, child_stop))
             pos = child_stop
         return children
-    except (ber.BerError, IndexError):
+    except ber.BerError:
         return None
 
 
 def _sniff_content_info(inspector: Inspector, data: bytes, depth: int) -> dict | None:
     try:
         der = ber.to_der(data)
-    except (ber.BerError, IndexError):  # IndexError: ber._read_header on a short-form overrun
+    except ber.BerError:
         return None
     children = _sequence_children(der)
     if not children or len(children) != 2 or children[0][0] != 0x06 or children[1][0] != 0xA0:

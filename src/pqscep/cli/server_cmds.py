@@ -14,9 +14,10 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ..ca.policy import challenge_digest
 from ..service.config import ConfigError, load_config
-from ..service.setup import init_data_dir, load_profiles
+
+# The server stack (SQLAlchemy, Alembic, Starlette) is imported inside the commands that need
+# it, so that client commands in the same executable start fast.
 
 DATA_OPTION = click.option(
     "--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), envvar="PQSCEP_DATA",
@@ -62,6 +63,8 @@ PROFILE_OPTION = click.option("--profile", "-p", help="Profile name (default: th
 @click.option("--port", type=int, default=8080, show_default=True)
 def init(data_dir: Path, challenge: str | None, port: int) -> None:
     """Create configuration, CA keys and database in DATA."""
+    from ..service.setup import init_data_dir
+
     try:
         config = init_data_dir(data_dir, challenge=challenge, port=port)
         store = _store(config)
@@ -110,6 +113,8 @@ def challenge() -> None:
 @click.option("--note", help="Free text stored with the challenge (e.g. the device).")
 def challenge_create(data_dir: Path, profile: str | None, count: int, ttl_minutes: int | None, note: str | None) -> None:
     """Print COUNT new single-use challenges, one a line. Only their SHA-256 is stored."""
+    from ..ca.policy import challenge_digest
+
     config = _config(data_dir)
     name = _profile_name(config, profile)
     settings = config.profiles[name]
@@ -228,6 +233,7 @@ def certs_revoke(data_dir: Path, profile: str | None, serial: str, reason: str) 
 
 def _sign_crl(config, store, name: str):
     from ..service.scep import ScepService
+    from ..service.setup import load_profiles
 
     service = ScepService(load_profiles(config), store)
     return service.current_crl(service.profiles[name], force=True)

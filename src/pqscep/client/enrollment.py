@@ -30,7 +30,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from ..asn1 import ber
 from ..cms import enveloped
 from ..cms.signed import build_certs_only
 from ..crypto import keys as keymod
@@ -399,7 +398,7 @@ class ScepSession:
         self.dumper.save("CertRep", "der", reply)
         try:
             return proto.parse_cert_rep(
-                der_normalised(reply),
+                reply,
                 bundle=bundle,
                 transaction_id=transaction_id,
                 sender_nonce=sender_nonce,
@@ -407,53 +406,6 @@ class ScepSession:
             )
         except proto.ClientError as exc:
             raise VerificationError(str(exc)) from None
-        except IndexError:
-            # asn1.ber._read_header does not bound-check short-form lengths, so some malformed
-            # BER makes ber.to_der (called by cms.decode) raise IndexError instead of BerError.
-            raise VerificationError("reply is not a pkiMessage: malformed BER (a length runs past the end)") from None
-
-
-def der_normalised(data: bytes) -> bytes:
-    """A ContentInfo(SignedData) re-encoded as DER, as far as a schema-less pass can, plus the
-    one schema-aware fix the decoder needs: the IMPLICIT [0] certificates and [1] crls SET OFs
-    sorted (X.690 11.6). Input that is not such a structure comes back unchanged.
-
-    Works around cms.signed.parse_signed_data, which decodes the inner SignedData as strict DER:
-    micromdm scepserver 2.1.0 sends CertReps whose certificates SET OF is not in DER order (the
-    issued certificate before the CA's), which fails with InvalidSetOrdering. ber.to_der only
-    sorts UNIVERSAL SETs, so it cannot repair that alone.
-    """
-    try:
-        der = ber.to_der(data)
-        tag, start, stop = ber.read_tlv(der)
-        if tag != 0x30:
-            return data
-        _, _, oid_stop = ber.read_tlv(der, start)
-        wrap_tag, wrap_start, wrap_stop = ber.read_tlv(der, oid_stop)
-        if wrap_tag != 0xA0:
-            return data
-        inner_tag, inner_start, inner_stop = ber.read_tlv(der, wrap_start)
-        if inner_tag != 0x30:
-            return data
-        fields = []
-        pos = inner_start
-        while pos < inner_stop:
-            field_tag, field_start, field_stop = ber.read_tlv(der, pos)
-            if field_tag in (0xA0, 0xA1):
-                elements = []
-                item = field_start
-                while item < field_stop:
-                    _, _, item_stop = ber.read_tlv(der, item)
-                    elements.append(der[item:item_stop])
-                    item = item_stop
-                fields.append(ber.encode_tlv(field_tag, b"".join(sorted(elements))))
-            else:
-                fields.append(der[pos:field_stop])
-            pos = field_stop
-        inner = ber.encode_tlv(0x30, b"".join(fields))
-        return ber.encode_tlv(0x30, der[start:oid_stop] + ber.encode_tlv(0xA0, inner))
-    except (ber.BerError, IndexError):  # IndexError: see `parse_reply`
-        return data
 
 
 def _outcome(result: proto.CertRepResult, message_type: MessageType, key=None) -> Outcome:

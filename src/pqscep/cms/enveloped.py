@@ -35,10 +35,12 @@ RandomBytes = Callable[[int], bytes]
 class EnvelopeError(ValueError):
     """An envelope that cannot be opened. `no_recipient` tells that no RecipientInfo named us."""
 
-    def __init__(self, message: str, *, no_recipient: bool = False, bad_algorithm: bool = False):
+    def __init__(self, message: str, *, no_recipient: bool = False, bad_algorithm: bool = False,
+                 decryption: bool = False):
         super().__init__(message)
         self.no_recipient = no_recipient
         self.bad_algorithm = bad_algorithm
+        self.decryption = decryption  # the keys or the content did not decrypt (vs malformed)
 
 
 @dataclass
@@ -93,7 +95,7 @@ class KeyTransRecipient:
         try:
             return self.private_key.decrypt(info.encrypted_key, padding.PKCS1v15())  # type: ignore[attr-defined]
         except ValueError:
-            raise EnvelopeError("the encrypted key does not decrypt with this recipient's key") from None
+            raise EnvelopeError("the encrypted key does not decrypt with this recipient's key", decryption=True) from None
 
 
 @dataclass
@@ -155,24 +157,34 @@ def open_envelope(data: bytes, recipients: list, *, allow_legacy: bool = False) 
     except ber.BerError as exc:
         raise EnvelopeError(f"bad encryptedContent: {exc}") from None
 
-    cek, kind = _recover_cek([cms.tlv_bytes(i) for i in infos.as_list()], recipients, allow_legacy)
-    try:
-        if authenticated:
-            aad = None
-            if env.auth_attrs is not None:  # RFC 5083 section 2.1: AAD is the DER of the SET OF
-                aad = ber.encode_tlv(0x31, b"".join(sorted(cms.encode(a) for a in env.auth_attrs.as_list())))
-            if len(env.mac) != tag_len:
-                raise DecryptionError("mac length differs from the GCM parameters' icvLen")
-            plaintext = cipher.decrypt_gcm(cek, iv, ciphertext, env.mac, aad)
-        else:
-            plaintext = cipher.decrypt_cbc(cek, iv, ciphertext)
-    except DecryptionError as exc:
-        raise EnvelopeError(str(exc)) from None
-    return OpenedEnvelope(plaintext, eci.content_type, cipher, kind, authenticated)
+    aad = None
+    if authenticated and env.auth_attrs is not None:  # RFC 5083 section 2.1: AAD is the DER SET OF
+        aad = ber.encode_tlv(0x31, b"".join(sorted(cms.encode(a) for a in env.auth_attrs.as_list())))
+    # Each key the recipients recover is tried on the content: RSA PKCS#1 v1.5 decryption with
+    # implicit rejection (OpenSSL 3.2+) returns random bytes for a wrong key instead of failing,
+    # so only the content's padding or tag tells a right key from a wrong one.
+    error: EnvelopeError | None = None
+    for cek, kind in _candidate_keys([cms.tlv_bytes(i) for i in infos.as_list()], recipients, allow_legacy):
+        try:
+            if len(cek) != cipher.key_size:
+                raise DecryptionError(f"recovered key has {len(cek)} bytes, {cipher.name} needs {cipher.key_size}")
+            if authenticated:
+                if len(env.mac) != tag_len:
+                    raise DecryptionError("mac length differs from the GCM parameters' icvLen")
+                plaintext = cipher.decrypt_gcm(cek, iv, ciphertext, env.mac, aad)
+            else:
+                plaintext = cipher.decrypt_cbc(cek, iv, ciphertext)
+        except DecryptionError as exc:
+            error = EnvelopeError(str(exc), decryption=True)
+            continue
+        return OpenedEnvelope(plaintext, eci.content_type, cipher, kind, authenticated)
+    raise error or EnvelopeError("no RecipientInfo is addressed to a key this side holds", no_recipient=True)
 
 
-def _recover_cek(infos: list[bytes], recipients: list, allow_legacy: bool) -> tuple[bytes, str]:
-    errors = []
+def _candidate_keys(infos: list[bytes], recipients: list, allow_legacy: bool):
+    """Yield (content-encryption key, recipient kind) for every RecipientInfo one of our
+    recipients matches; errors of single RecipientInfos are remembered, raised if none works."""
+    errors: list[EnvelopeError] = []
     for info in infos:
         for recipient in recipients:
             if info[0] != recipient.tag:
@@ -180,16 +192,15 @@ def _recover_cek(infos: list[bytes], recipients: list, allow_legacy: bool) -> tu
             try:
                 if not recipient.matches(info):
                     continue
-                return recipient.unwrap(info, allow_legacy=allow_legacy), recipient.kind
+                yield recipient.unwrap(info, allow_legacy=allow_legacy), recipient.kind
             except cms.Asn1Error as exc:
-                errors.append(str(exc))
+                errors.append(EnvelopeError(str(exc)))
             except EnvelopeError as exc:
                 if exc.bad_algorithm:
                     raise
-                errors.append(str(exc))
+                errors.append(exc)
     if errors:
-        raise EnvelopeError(errors[0])
-    raise EnvelopeError("no RecipientInfo is addressed to a key this side holds", no_recipient=True)
+        raise errors[0]
 
 
 def seal_envelope(

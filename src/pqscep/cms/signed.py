@@ -125,7 +125,13 @@ def parse_signed_data(data: bytes) -> SignedMessage:
     content_info = cms.decode(cms.ContentInfo, data)
     if content_info.content_type != oids.SIGNED_DATA:
         raise SignedDataError(f"content type is {content_info.content_type.dotted_string}, not signedData")
-    signed = cms.decode_der(cms.SignedData, cms.tlv_bytes(content_info.content))
+    body = cms.tlv_bytes(content_info.content)
+    try:
+        signed = cms.decode_der(cms.SignedData, body)
+    except cms.Asn1Error:
+        # micromdm's scepserver lists certificates out of DER order; the schema-less BER
+        # normaliser cannot know [0]/[1] are SET OFs, so sort them here and try once more.
+        signed = cms.decode_der(cms.SignedData, _sort_implicit_sets(body))
     certs, raws = _load_certificates(signed.certificates)
     crls = []
     for tlv in signed.crls.as_list() if signed.crls is not None else []:
@@ -162,6 +168,45 @@ def parse_signed_data(data: bytes) -> SignedMessage:
         signer_infos=signers,
         raw_certificates=raws,
     )
+
+
+def _sort_implicit_sets(signed_der: bytes) -> bytes:
+    """SignedData with its [0] IMPLICIT certificates and [1] IMPLICIT crls SET OFs sorted
+    (X.690 11.6); anything unreadable comes back unchanged for the decoder to refuse."""
+    try:
+        tag, start, stop = ber.read_tlv(signed_der)
+        fields, pos = [], start
+        while pos < stop:
+            field_tag, field_start, field_stop = ber.read_tlv(signed_der, pos)
+            if field_tag in (0xA0, 0xA1):
+                elements, item = [], field_start
+                while item < field_stop:
+                    _, _, item_stop = ber.read_tlv(signed_der, item)
+                    elements.append(signed_der[item:item_stop])
+                    item = item_stop
+                fields.append(ber.encode_tlv(field_tag, b"".join(sorted(elements))))
+            else:
+                fields.append(signed_der[pos:field_stop])
+            pos = field_stop
+        return ber.encode_tlv(tag, b"".join(fields))
+    except ber.BerError:
+        return signed_der
+
+
+def normalise(data: bytes) -> bytes:
+    """A ContentInfo as DER, with a SignedData's certificate and CRL sets sorted too; input
+    that is not BER comes back unchanged (for `pqscep inspect`, which shows what it can)."""
+    try:
+        der = ber.to_der(data)
+        tag, start, stop = ber.read_tlv(der)
+        _, _, oid_stop = ber.read_tlv(der, start)
+        wrap_tag, wrap_start, wrap_stop = ber.read_tlv(der, oid_stop)
+    except ber.BerError:
+        return data
+    if tag != 0x30 or wrap_tag != 0xA0 or der[start:oid_stop] != cms.encode(oids.SIGNED_DATA):
+        return der
+    inner = _sort_implicit_sets(der[wrap_start:wrap_stop])
+    return ber.encode_tlv(0x30, der[start:oid_stop] + ber.encode_tlv(0xA0, inner))
 
 
 def verify_signer(message: SignedMessage, signer: SignerInfoView, public_key, *, allow_legacy: bool = False) -> DigestAlgorithm:

@@ -168,8 +168,13 @@ class Responder:
         try:
             opened = enveloped.open_envelope(message.content, self.keys.recipients, allow_legacy=self.allow_legacy)
         except enveloped.EnvelopeError as exc:
-            info = FailInfo.BAD_ALG if exc.bad_algorithm else FailInfo.BAD_MESSAGE_CHECK
-            raise RequestRejected(f"cannot open the pkcsPKIEnvelope: {exc}", info, partial=partial) from None
+            if not exc.decryption:
+                info = FailInfo.BAD_ALG if exc.bad_algorithm else FailInfo.BAD_MESSAGE_CHECK
+                raise RequestRejected(f"cannot open the pkcsPKIEnvelope: {exc}", info, partial=partial) from None
+            # One answer for every decryption failure (wrong key, bad padding, bad tag): telling
+            # them apart would make the CA a padding oracle for envelopes an attacker recorded.
+            raise RequestRejected("cannot decrypt the pkcsPKIEnvelope", FailInfo.BAD_MESSAGE_CHECK,
+                                  partial=partial) from None
         except cms.Asn1Error as exc:
             raise RequestRejected(f"malformed pkcsPKIEnvelope: {exc}", FailInfo.BAD_REQUEST, partial=partial) from None
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Table, delete, func, select, update
+from sqlalchemy import Engine, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -218,6 +218,30 @@ def _upsert(session: Session, model: type[Base]) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
+# ---------------------------------------------------------------------------- hot statements
+# Built once: constructing a statement costs more than running it on SQLite, and these run on
+# every PKIOperation. Values are bound per call.
+
+_TX = Transaction.__table__
+_CERT = Certificate.__table__
+_FAILURE = Failure.__table__
+_GET_TRANSACTION = select(_TX).where(
+    _TX.c.profile == bindparam("profile"), _TX.c.transaction_id == bindparam("transaction_id")
+)
+_GET_CERTIFICATE = select(_CERT).where(_CERT.c.profile == bindparam("profile"), _CERT.c.serial == bindparam("serial"))
+_COUNT_FAILURES = (
+    select(func.count()).select_from(_FAILURE).where(_FAILURE.c.key == bindparam("key"), _FAILURE.c.at >= bindparam("since"))
+)
+_INSERT_TRANSACTION = _TX.insert()
+_INSERT_CERTIFICATE = _CERT.insert()
+_SETTLE_TRANSACTION = _TX.update().where(
+    _TX.c.profile == bindparam("w_profile"),
+    _TX.c.transaction_id == bindparam("w_transaction_id"),
+    _TX.c.signer_key_fingerprint == bindparam("w_fingerprint"),
+    _TX.c.state.in_(bindparam("w_states", expanding=True)),
+)
+
+
 # ---------------------------------------------------------------------------- the store
 
 
@@ -284,10 +308,9 @@ class Store:
             raise
 
     def get_certificate(self, profile: str, serial: int) -> CertificateRecord | None:
-        table = _table(Certificate)  # Core, not ORM: on the hot path of renewals and GetCert
-        q = select(table).where(table.c.profile == profile, table.c.serial == _serial_hex(serial))
+        # Core, not ORM: on the hot path of renewals and GetCert.
         with self.engine.connect() as conn:
-            row = conn.execute(q).first()
+            row = conn.execute(_GET_CERTIFICATE, {"profile": profile, "serial": _serial_hex(serial)}).first()
         return None if row is None else _cert_record(row)  # type: ignore[arg-type]
 
     def find_certificates(
@@ -474,10 +497,8 @@ class Store:
 
     def get_transaction(self, profile: str, transaction_id: str) -> TransactionRecord | None:
         # Core, not ORM: this read is on every PKIOperation and the ORM costs ~3x more.
-        table = _table(Transaction)
-        q = select(table).where(table.c.profile == profile, table.c.transaction_id == transaction_id)
         with self.engine.connect() as conn:
-            row = conn.execute(q).first()
+            row = conn.execute(_GET_TRANSACTION, {"profile": profile, "transaction_id": transaction_id}).first()
         return None if row is None else _tx_record(row)  # type: ignore[arg-type]
 
     def list_transactions(
@@ -531,7 +552,6 @@ class Store:
         if new_state not in TRANSACTION_STATES:
             raise ValueError(f"unknown transaction state {new_state!r}")
         now = _utc(now)
-        tx_table, cert_table = _table(Transaction), _table(Certificate)
         values: dict[str, Any] = dict(
             state=new_state,
             signer_key_fingerprint=signer_key_fingerprint,
@@ -547,26 +567,19 @@ class Store:
         try:
             with self._write_engine.begin() as conn:
                 if expect_state is None:
-                    conn.execute(tx_table.insert().values(profile=profile, transaction_id=transaction_id,
-                                                          created_at=now, **values))
+                    conn.execute(_INSERT_TRANSACTION,
+                                 dict(values, profile=profile, transaction_id=transaction_id, created_at=now))
                 else:
-                    expected = (expect_state,) if isinstance(expect_state, str) else tuple(expect_state)
-                    claim = (
-                        tx_table.update()
-                        .where(
-                            tx_table.c.profile == profile,
-                            tx_table.c.transaction_id == transaction_id,
-                            tx_table.c.signer_key_fingerprint == signer_key_fingerprint,
-                            tx_table.c.state.in_(expected),
-                        )
-                        .values(**values)
-                    )
-                    if conn.execute(claim).rowcount != 1:
+                    expected = [expect_state] if isinstance(expect_state, str) else list(expect_state)
+                    claim = dict(values, w_profile=profile, w_transaction_id=transaction_id,
+                                 w_fingerprint=signer_key_fingerprint, w_states=expected)
+                    if conn.execute(_SETTLE_TRANSACTION, claim).rowcount != 1:
                         conn.rollback()
                         return False
                 if certificate is not None:
                     conn.execute(
-                        cert_table.insert().values(
+                        _INSERT_CERTIFICATE,
+                        dict(
                             profile=profile,
                             serial=_serial_hex(certificate.serial),
                             der=certificate.der,
@@ -574,16 +587,18 @@ class Store:
                             not_before=_utc(certificate.not_before),
                             not_after=_utc(certificate.not_after),
                             status="valid",
+                            revoked_at=None,
+                            revocation_reason=None,
                             transaction_id=transaction_id,
                             key_fingerprint=certificate.key_fingerprint,
                             created_at=now,
-                        )
+                        ),
                     )
             return True
         except IntegrityError as exc:
-            if _is_unique_violation(exc, cert_table, "uq_certificates_profile_serial"):
+            if _is_unique_violation(exc, _CERT, "uq_certificates_profile_serial"):
                 raise DuplicateSerial(profile, certificate.serial if certificate else 0) from None
-            if _is_unique_violation(exc, tx_table, "uq_scep_transactions_profile_transaction_id"):
+            if _is_unique_violation(exc, _TX, "uq_scep_transactions_profile_transaction_id"):
                 return False
             raise
 
@@ -654,10 +669,8 @@ class Store:
 
     def count_failures(self, key: str, since: datetime) -> int:
         """Failed attempts under `key` at or after `since`."""
-        table = _table(Failure)  # Core: read on every PKCSReq
-        q = select(func.count()).select_from(table).where(table.c.key == key, table.c.at >= _utc(since))
-        with self.engine.connect() as conn:
-            return int(conn.execute(q).scalar_one())
+        with self.engine.connect() as conn:  # Core: read on every PKCSReq
+            return int(conn.execute(_COUNT_FAILURES, {"key": key, "since": _utc(since)}).scalar_one())
 
     def prune_failures(self, before: datetime) -> int:
         """Forget failures older than `before`; returns how many."""
