@@ -3,7 +3,7 @@
 Runs `ScepService.pki_operation` in-process (no HTTP) on a real store for N fresh PKCSReqs
 (RSA-2048 CA and devices, AES-256-CBC, SHA-256) and times every call into a cryptographic
 primitive by wrapping the project's crypto call sites: what is left is ASN.1, policy, storage
-and Python. Usage:
+and Python, of which the database calls are timed on their own. Usage:
 
     python benchmarks/pkioperation.py [--count 300] [--database sqlite:///...] [--json]
 """
@@ -38,15 +38,16 @@ from pqscep.service.setup import init_data_dir, load_profiles  # noqa: E402
 from pqscep.storage.db import open_store  # noqa: E402
 
 CRYPTO_SECONDS = [0.0]
+STORAGE_SECONDS = [0.0]
 
 
-def timed(function):
+def timed(function, bucket=CRYPTO_SECONDS):
     def wrapper(*args, **kwargs):
         start = time.perf_counter()
         try:
             return function(*args, **kwargs)
         finally:
-            CRYPTO_SECONDS[0] += time.perf_counter() - start
+            bucket[0] += time.perf_counter() - start
 
     return wrapper
 
@@ -65,6 +66,12 @@ def instrument() -> None:
     x509.CertificateBuilder.sign = timed(original)
     # Digests of content and attributes.
     registry.DigestAlgorithm.digest = timed(registry.DigestAlgorithm.digest)
+    # Every call into the database.
+    from pqscep.storage.repository import Store
+
+    for name in ("get_transaction", "get_certificate", "count_failures", "settle_transaction",
+                 "consume_challenge", "record_failure"):
+        setattr(Store, name, timed(getattr(Store, name), STORAGE_SECONDS))
 
 
 def build_requests(service, profile, count: int):
@@ -105,7 +112,7 @@ def main() -> None:
         for body in build_requests(service, profile, 5):
             service.pki_operation(profile, body, "127.0.0.1")
         instrument()
-        CRYPTO_SECONDS[0] = 0.0
+        CRYPTO_SECONDS[0] = STORAGE_SECONDS[0] = 0.0
         per_op = []
         start = time.perf_counter()
         for body in bodies:
@@ -122,6 +129,8 @@ def main() -> None:
         "p50_ms": 1000 * statistics.median(per_op),
         "crypto_ms_per_pkioperation": 1000 * CRYPTO_SECONDS[0] / args.count,
         "non_crypto_ms_per_pkioperation": 1000 * (total - CRYPTO_SECONDS[0]) / args.count,
+        "storage_ms_per_pkioperation": 1000 * STORAGE_SECONDS[0] / args.count,
+        "rest_ms_per_pkioperation": 1000 * (total - CRYPTO_SECONDS[0] - STORAGE_SECONDS[0]) / args.count,
     }
     if args.json:
         print(json.dumps(result))

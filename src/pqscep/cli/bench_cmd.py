@@ -1,11 +1,13 @@
 """`pqscep bench`: enrollment throughput and latency of a SCEP server (any RFC 8894 server:
 pqscep's own, micromdm's scepserver...).
 
-What is measured, per enrollment: the full PKCSReq round trip as a device does it with a key it
-already has: transient self-signed certificate, CSR, signed and enveloped pkiMessage, HTTP
-request, and the CertRep's verification and decryption. What is not: key generation (all keys
-are made before the clock starts, in a thread pool, since an RSA key costs far more than the
-rest) and the one-time GetCACaps/GetCACert, which a device fleet would cache.
+What is timed, per enrollment: the PKCSReq round trip as a provisioned device does it: sign and
+envelope the pkiMessage, HTTP, verify and decrypt the CertRep. What is prepared before the clock
+starts, as a device fleet has it before it talks to the CA: each device's new key, its CSR and
+transient self-signed certificate, and the CA's GetCACaps/GetCACert answers.
+
+Workers are processes, not threads: the client's own RSA work holds Python's GIL, and a
+thread pool would measure the client's single core instead of the server.
 """
 
 from __future__ import annotations
@@ -14,9 +16,7 @@ import json
 import math
 import os
 import queue
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import click
@@ -69,87 +69,130 @@ class BenchResult:
         }
 
 
-def _one_enrollment(url, transports: "queue.Queue[ScepTransport]", caps, bundle, key, index, run_id, challenge,
-                    cipher, digest) -> float:
-    """One timed PKCSReq round trip; returns its latency in seconds, raises on any failure."""
-    transport = transports.get()
-    try:
-        started = time.perf_counter()
-        session = E.ScepSession(url, transport, caps=caps, bundle=bundle, cipher=cipher, digest=digest)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"bench-{run_id}-{index}")])
-        outcome = E.enroll(session, key=key, subject=subject, challenge=challenge)
-        elapsed = time.perf_counter() - started
-    finally:
-        transports.put(transport)
-    if outcome.status == PkiStatus.FAILURE:
-        raise E.CaFailure(outcome)
-    if outcome.status != PkiStatus.SUCCESS:
-        raise E.EnrollmentError(f"CA answered {outcome.status.name}")
-    return elapsed
+@dataclass
+class _Plan:
+    url: str
+    ca_reply: tuple[str, bytes]  # GetCACert (content type, body), parsed again in each worker
+    use_post: bool
+    cipher: str
+    digest: str
+    challenge: str | None
+    key_type: str
+    timeout: float
+    run_id: str
+
+
+def _worker(plan: _Plan, indices: list[int], ready, start, results) -> None:
+    """One worker process: prepare its devices, wait for the start, enroll them one by one."""
+    from ..cms import enveloped
+    from ..crypto.registry import CIPHERS, DIGESTS
+    from ..protocol import client as proto
+    from ..protocol.messages import MessageType
+    from cryptography.hazmat.primitives import serialization
+
+    bundle = proto.parse_ca_certs(*plan.ca_reply)
+    cipher, digest = CIPHERS.by_name(plan.cipher), DIGESTS.by_name(plan.digest)
+    now = E.utc_now()
+    devices = []
+    for index in indices:
+        key = keymod.generate_key(plan.key_type)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"bench-{plan.run_id}-{index}")])
+        csr = proto.build_csr(key, subject, challenge=plan.challenge).public_bytes(serialization.Encoding.DER)
+        cert = proto.self_signed_certificate(key, subject, now=now, serial=int.from_bytes(os.urandom(8), "big") | 1)
+        devices.append((key, csr, cert))
+        ready.put(1)
+    start.wait()
+    with ScepTransport(timeout=plan.timeout) as transport:
+        for key, csr, cert in devices:
+            started = time.perf_counter()
+            try:
+                transaction_id, nonce = os.urandom(16).hex(), os.urandom(16)
+                message = proto.build_pki_message(
+                    message_type=MessageType.PKCS_REQ, transaction_id=transaction_id, sender_nonce=nonce,
+                    content=csr, originator=enveloped.KeyTransOriginator(bundle.encipherer), cipher=cipher,
+                    signer_key=key, signer_cert=cert, digest=digest, random_bytes=os.urandom)
+                reply = transport.pki_operation(plan.url, message, plan.use_post)
+                result = proto.parse_cert_rep(reply, bundle=bundle, transaction_id=transaction_id,
+                                              sender_nonce=nonce, recipients=[enveloped.KeyTransRecipient(cert, key)])
+                if result.status != PkiStatus.SUCCESS or not result.certificates:
+                    detail = E.describe_failure(result.fail_info, result.fail_info_text) \
+                        if result.status == PkiStatus.FAILURE else result.status.name
+                    raise E.EnrollmentError(f"CA answered {detail}")
+                results.put(("ok", time.perf_counter() - started))
+            except Exception as exc:  # every failure counts as an error, none stops the run
+                results.put(("error", f"{type(exc).__name__}: {str(exc)[:160]}"))
 
 
 def run_bench(url: str, *, count: int, concurrency: int, challenge: str | None, key_type: str = "rsa-2048",
               timeout: float = DEFAULT_TIMEOUT, cipher: str = "auto", digest: str = "auto",
               console: Console | None = None, progress: bool = True) -> BenchResult:
+    import multiprocessing
+
     console = console or Console(stderr=True, highlight=False)
     # One-time discovery (not timed): what a provisioned device already knows.
     with ScepTransport(timeout=timeout) as setup:
         probe = E.ScepSession(url, setup, cipher=cipher, digest=digest)
         caps, bundle = probe.caps(), probe.bundle()
         chosen_cipher, chosen_digest = probe.algorithms()
+        ca_reply = probe.ca_cert_raw()
     console.print(f"[dim]{escape(url)}: {chosen_cipher.name} + {chosen_digest.name} by "
                   f"{'POST' if caps.post else 'GET'}; CA {escape(bundle.ca.subject.rfc4514_string())}[/]")
-
+    plan = _Plan(url, ca_reply, caps.post, chosen_cipher.name, chosen_digest.name, challenge, key_type, timeout,
+                 os.urandom(4).hex())
+    context = multiprocessing.get_context("spawn")  # no inherited locks or connections
+    ready, results, start = context.Queue(), context.Queue(), context.Event()
+    workers = [
+        context.Process(target=_worker, args=(plan, list(range(n, count, concurrency)), ready, start, results),
+                        daemon=True)
+        for n in range(min(concurrency, count))
+    ]
+    result = BenchResult(count=count, concurrency=concurrency, wall_seconds=0.0)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
-        # Keys first, outside the measurement.
-        keygen = bar.add_task(f"generating {count} {key_type} keys (not timed)", total=count)
-        keys = []
-        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-            for future in as_completed(pool.submit(keymod.generate_key, key_type) for _ in range(count)):
-                keys.append(future.result())
-                bar.advance(keygen)
-
-        transports: queue.Queue[ScepTransport] = queue.Queue()
-        made = [ScepTransport(timeout=timeout) for _ in range(concurrency)]
-        for transport in made:
-            transports.put(transport)
-        run_id = os.urandom(4).hex()
-        result = BenchResult(count=count, concurrency=concurrency, wall_seconds=0.0)
-        lock = threading.Lock()
-        task = bar.add_task(f"enrolling ({concurrency} workers)", total=count)
-        try:
+    try:
+        with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
+            for worker in workers:
+                worker.start()
+            prepare = bar.add_task(f"preparing {count} devices: {key_type} key, CSR, certificate (not timed)",
+                                   total=count)
+            for _ in range(count):
+                _get(ready, workers)
+                bar.advance(prepare)
+            task = bar.add_task(f"enrolling ({len(workers)} worker processes)", total=count)
             started = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench") as pool:
-                futures = [
-                    pool.submit(_one_enrollment, url, transports, caps, bundle, key, i, run_id, challenge, cipher,
-                                digest)
-                    for i, key in enumerate(keys)
-                ]
-                for future in as_completed(futures):
-                    try:
-                        latency = future.result()
-                    except Exception as exc:  # every failure counts as an error, none stops the run
-                        reason = f"{type(exc).__name__}: {str(exc)[:160]}"
-                        with lock:
-                            result.errors += 1
-                            result.error_samples[reason] = result.error_samples.get(reason, 0) + 1
-                    else:
-                        result.latencies.append(latency)
-                    bar.advance(task)
+            start.set()
+            for _ in range(count):
+                kind, value = _get(results, workers)
+                if kind == "ok":
+                    result.latencies.append(value)
+                else:
+                    result.errors += 1
+                    result.error_samples[value] = result.error_samples.get(value, 0) + 1
+                bar.advance(task)
             result.wall_seconds = time.perf_counter() - started
-        finally:
-            for transport in made:
-                transport.close()
+    finally:
+        for worker in workers:
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.kill()
     return result
+
+
+def _get(channel, workers):
+    """The next message from the workers; a clear error if they all died instead."""
+    while True:
+        try:
+            return channel.get(timeout=1)
+        except queue.Empty:
+            if not any(worker.is_alive() for worker in workers):
+                raise E.EnrollmentError("every bench worker process exited early") from None
 
 
 @click.command("bench")
 @click.argument("url")
 @click.option("--count", type=click.IntRange(min=1), default=100, show_default=True,
               help="Number of enrollments, each by a fresh device (a new key).")
-@click.option("--concurrency", type=click.IntRange(min=1, max=512), default=4, show_default=True,
-              help="Worker threads, each with its own HTTP connection (httpx.Client).")
+@click.option("--concurrency", type=click.IntRange(min=1, max=256), default=4, show_default=True,
+              help="Worker processes, each a device fleet with its own HTTP connection.")
 @click.option("--challenge", envvar="PQSCEP_CHALLENGE", show_envvar=True, help="challengePassword (never printed).")
 @click.option("--key-type", type=click.Choice([n for n, t in keymod.KEY_TYPES.items() if t.family == "rsa"]),
               default="rsa-2048", show_default=True)
@@ -163,10 +206,10 @@ def run_bench(url: str, *, count: int, concurrency: int, challenge: str | None, 
 def bench_cmd(url, count, concurrency, challenge, key_type, cipher, digest, timeout, as_json) -> None:
     """Measure PKCSReq enrollments against a SCEP server: throughput and latency.
 
-    Each of COUNT enrollments is a fresh device with its own new key. The keys are generated
-    BEFORE the clock starts (in a thread pool), so key generation is NOT counted; what is timed
-    per enrollment is the full round trip: self-signed certificate, CSR, signed and encrypted
-    PKCSReq, HTTP, and verifying and decrypting the CertRep. GetCACaps and GetCACert are asked
+    Each of COUNT enrollments is a fresh device with its own new key. Each device's key, CSR and
+    transient self-signed certificate are made BEFORE the clock starts (NOT counted), as a fleet
+    has them before it talks to the CA; what is timed per enrollment is the round trip: sign and
+    encrypt the PKCSReq, HTTP, verify and decrypt the CertRep. GetCACaps and GetCACert are asked
     once, before timing. Exit 1 if any enrollment failed.
     """
     console = Console(stderr=True, highlight=False)

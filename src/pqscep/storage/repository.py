@@ -16,12 +16,13 @@ Serial numbers are Python ints (positive, at most 160 bits); they are stored as 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Table, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -255,6 +256,10 @@ class Store:
         """`write_engine` is `engine` configured for writing (see `db.write_engine`)."""
         self.engine = engine
         self._write_engine = write_engine or engine
+        # SQLite has one writer at a time. Threads of one process queue on this lock instead of
+        # on SQLite's busy handler, which sleeps in growing steps (up to 100 ms) and made the
+        # p99 latency of a busy server ten times its median. PostgreSQL needs no such lock.
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(write_engine or engine, expire_on_commit=False)
 
@@ -266,6 +271,18 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """A write transaction (ORM session), one at a time per process on SQLite."""
+        with self._write_lock, self._write.begin() as s:
+            yield s
+
+    @contextmanager
+    def _writing_core(self) -> Iterator[Connection]:
+        """A write transaction (Core connection), one at a time per process on SQLite."""
+        with self._write_lock, self._write_engine.begin() as conn:
+            yield conn
 
     @contextmanager
     def _reading(self) -> Iterator[Session]:
@@ -300,7 +317,7 @@ class Store:
             created_at=_utc(now),
         )
         try:
-            with self._write.begin() as s:
+            with self._writing() as s:
                 s.add(row)
         except IntegrityError as exc:
             if _is_unique_violation(exc, _table(Certificate), "uq_certificates_profile_serial"):
@@ -341,7 +358,7 @@ class Store:
             )
             .values(status="revoked", revoked_at=_utc(now), revocation_reason=reason)
         )
-        with self._write.begin() as s:
+        with self._writing() as s:
             return s.execute(stmt, execution_options=_NO_SYNC).rowcount == 1
 
     def revoked_certificates(self, profile: str) -> list[tuple[int, datetime, str]]:
@@ -358,7 +375,7 @@ class Store:
 
     def next_crl_number(self, profile: str) -> int:
         """The next CRL number of `profile` (1, 2, ...): never repeats, even across processes."""
-        with self._write.begin() as s:
+        with self._writing() as s:
             # Create the counter on first use; ON CONFLICT makes a concurrent creator wait
             # for ours and then do nothing, instead of failing.
             s.execute(
@@ -388,7 +405,7 @@ class Store:
             next_update=_utc(next_update),
         )
         try:
-            with self._write.begin() as s:
+            with self._writing() as s:
                 s.add(row)
         except IntegrityError as exc:
             if _is_unique_violation(exc, _table(Crl), "uq_crls_profile_number"):
@@ -438,7 +455,7 @@ class Store:
             updated_at=now,
         )
         try:
-            with self._write.begin() as s:
+            with self._writing() as s:
                 s.add(row)
             return _tx_record(row, created=True)
         except IntegrityError as exc:
@@ -492,7 +509,7 @@ class Store:
         if expect_state is not None:
             expected = (expect_state,) if isinstance(expect_state, str) else tuple(expect_state)
             stmt = stmt.where(Transaction.state.in_(expected))
-        with self._write.begin() as s:
+        with self._writing() as s:
             return s.execute(stmt.values(values), execution_options=_NO_SYNC).rowcount == 1
 
     def get_transaction(self, profile: str, transaction_id: str) -> TransactionRecord | None:
@@ -565,7 +582,7 @@ class Store:
             updated_at=now,
         )
         try:
-            with self._write_engine.begin() as conn:
+            with self._writing_core() as conn:
                 if expect_state is None:
                     conn.execute(_INSERT_TRANSACTION,
                                  dict(values, profile=profile, transaction_id=transaction_id, created_at=now))
@@ -621,7 +638,7 @@ class Store:
             note=note,
         )
         try:
-            with self._write.begin() as s:
+            with self._writing() as s:
                 s.add(row)
         except IntegrityError as exc:
             if _is_unique_violation(exc, _table(Challenge), "uq_challenges_profile_digest"):
@@ -642,7 +659,7 @@ class Store:
             )
             .values(used_at=now)
         )
-        with self._write.begin() as s:
+        with self._writing() as s:
             return s.execute(stmt, execution_options=_NO_SYNC).rowcount == 1
 
     def list_challenges(self, profile: str, include_used: bool = False) -> list[ChallengeRecord]:
@@ -657,14 +674,14 @@ class Store:
     def purge_expired_challenges(self, now: datetime) -> int:
         """Delete expired challenges (used or not) of every profile; returns how many."""
         stmt = delete(Challenge).where(Challenge.expires_at <= _utc(now))
-        with self._write.begin() as s:
+        with self._writing() as s:
             return s.execute(stmt, execution_options=_NO_SYNC).rowcount
 
     # -------------------------------------------------------------- rate limiting
 
     def record_failure(self, key: str, now: datetime) -> None:
         """Note one failed attempt under `key` (e.g. a client address or a subject)."""
-        with self._write.begin() as s:
+        with self._writing() as s:
             s.add(Failure(key=key, at=_utc(now)))
 
     def count_failures(self, key: str, since: datetime) -> int:
@@ -674,7 +691,7 @@ class Store:
 
     def prune_failures(self, before: datetime) -> int:
         """Forget failures older than `before`; returns how many."""
-        with self._write.begin() as s:
+        with self._writing() as s:
             stmt = delete(Failure).where(Failure.at < _utc(before))
             return s.execute(stmt, execution_options=_NO_SYNC).rowcount
 
@@ -703,7 +720,7 @@ class Store:
             "created_at": _utc(now),
             "spent_at": None,
         }
-        with self._write.begin() as s:
+        with self._writing() as s:
             stmt = _upsert(s, KemChallenge).values(
                 profile=profile, transaction_id=transaction_id, **values
             )
@@ -723,7 +740,7 @@ class Store:
         """
         now = _utc(now)
         where = (KemChallenge.profile == profile, KemChallenge.transaction_id == transaction_id)
-        with self._write.begin() as s:
+        with self._writing() as s:
             taken = (
                 s.execute(
                     update(KemChallenge)
