@@ -51,6 +51,7 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     root.setLevel(level)
     # Never log request URLs with their query: a GET PKIOperation carries the whole message.
     logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step is noise
 
 
 def _webhook_poster():
