@@ -11,11 +11,14 @@ read with a size limit before anything else; bad input gets 4xx and a one-line r
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 import binascii
 import logging
 import uuid
 from urllib.parse import unquote
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,6 +32,8 @@ log = logging.getLogger("pqscep.http")
 __all__ = ["create_app"]
 
 MAX_QUERY = 512 * 1024  # a GET PKIOperation carries the base64 message in the URL
+# Worker threads per server process for PKIOperations (PQSCEP_THREADS overrides).
+THREADS = int(os.environ.get("PQSCEP_THREADS", "0")) or 2 * (os.cpu_count() or 2)
 
 
 def _text(status: int, reason: str) -> PlainTextResponse:
@@ -161,9 +166,19 @@ def create_app(service: ScepService, *, default_profile: str, max_body: int = 25
                health_check=None) -> Starlette:
     app = ScepApp(service, default_profile, max_body, health_check)
     methods = ["GET", "POST"]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        # PKIOperations run in worker threads. The crypto releases the GIL, but more threads
+        # than cores only add switching: cap the pool near the core count (anyio's default is 40).
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = THREADS
+        yield
+
     return Starlette(
         routes=[
             Route("/health", app.health, methods=["GET"]),
             Route("/{path:path}", app.scep, methods=methods),
-        ]
+        ],
+        lifespan=lifespan,
     )
