@@ -278,6 +278,36 @@ class CMSAlgorithmProtection:  # RFC 6211 section 2 (the module has IMPLICIT TAG
     mac_algorithm: Annotated[HashAlgorithm | None, Implicit(2)]
 
 
+# --- keys (RFC 5958 OneAsymmetricKey = PKCS#8 v1/v2, RFC 5280 SubjectPublicKeyInfo, RFC 8018) ---
+
+
+@asn1.sequence
+class OneAsymmetricKey:  # RFC 5958 section 2 (PrivateKeyInfo is version 0 of it)
+    version: int
+    private_key_algorithm: TLV
+    private_key: bytes
+    attributes: Annotated[SetOf[TLV] | None, Implicit(0)]
+    public_key: Annotated[asn1.BitString | None, Implicit(1)]
+
+
+@asn1.sequence
+class SubjectPublicKeyInfo:  # RFC 5280 section 4.1
+    algorithm: TLV
+    subject_public_key: asn1.BitString
+
+
+@asn1.sequence
+class EncryptedPrivateKeyInfo:  # RFC 5958 section 3
+    encryption_algorithm: TLV
+    encrypted_data: bytes
+
+
+@asn1.sequence
+class PBES2Params:  # RFC 8018 A.4
+    key_derivation_func: TLV
+    encryption_scheme: TLV
+
+
 KTRI_TAG = 0x30
 KARI_TAG = 0xA1
 KEKRI_TAG = 0xA2

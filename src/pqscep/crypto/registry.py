@@ -1,6 +1,6 @@
-"""The algorithm registry: every digest, content cipher and key wrap the project knows, by OID
-and by name. Adding an algorithm is adding one entry to a table in this module (signature
-schemes are in `signing.py`, key types in `keys.py`, built the same way).
+"""The algorithm registry: every digest, content cipher, key wrap, KDF, KEM and PBKDF2 PRF the
+project knows, by OID and by name. Adding an algorithm is adding one entry to a table in this
+module (signature schemes are in `signing.py`, key types in `keys.py`, built the same way).
 
 Each entry says whether it is *legacy* (single DES, MD5): legacy algorithms are refused unless
 a profile opts in (RFC 8894 section 3.5.2 lets a CA advertise what it supports; MD5 and single
@@ -15,8 +15,10 @@ from typing import Callable, Generic, TypeVar
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives.asymmetric import mlkem
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509 import ObjectIdentifier
 
 from ..asn1 import oids
@@ -31,6 +33,12 @@ __all__ = [
     "DIGESTS",
     "KEY_WRAPS",
     "DecryptionError",
+    "KDFS",
+    "KEMS",
+    "PBKDF2_PRFS",
+    "KemAlgorithm",
+    "KeyDerivation",
+    "Pbkdf2Prf",
 ]
 
 
@@ -205,3 +213,95 @@ KEY_WRAPS: Registry[KeyWrap] = Registry(
         KeyWrap("aes256-wrap", oids.AES256_WRAP, 32),
     ],
 )
+
+
+# --- key derivation for KEMRecipientInfo (RFC 9629 section 5, RFC 8619 HKDF OIDs) ---
+
+
+@dataclass(frozen=True)
+class KeyDerivation:
+    name: str
+    oid: ObjectIdentifier
+    hash_factory: Callable[[], hashes.HashAlgorithm]
+    legacy: bool = False
+
+    def derive(self, ikm: bytes, length: int, info: bytes, salt: bytes = b"") -> bytes:
+        """HKDF (RFC 5869) as RFC 9629 uses it: IKM = the KEM shared secret, salt empty."""
+        return HKDF(self.hash_factory(), length, salt, info).derive(ikm)
+
+
+KDFS: Registry[KeyDerivation] = Registry(
+    "key derivation function",
+    [
+        KeyDerivation("hkdf-sha256", oids.HKDF_SHA256, hashes.SHA256),
+        KeyDerivation("hkdf-sha384", oids.HKDF_SHA384, hashes.SHA384),
+        KeyDerivation("hkdf-sha512", oids.HKDF_SHA512, hashes.SHA512),
+    ],
+)
+
+
+# --- KEM algorithms (RFC 9936 ML-KEM in CMS, FIPS 203) ---
+
+
+@dataclass(frozen=True)
+class KemAlgorithm:
+    name: str
+    oid: ObjectIdentifier
+    public_key_size: int  # bytes of ek
+    ciphertext_size: int
+    shared_secret_size: int
+    private_key_class: type | None  # None: known but not implemented by cryptography 50
+    public_key_class: type | None
+    legacy: bool = False
+
+    @property
+    def available(self) -> bool:
+        return self.private_key_class is not None
+
+    def fits(self, key) -> bool:
+        """True when `key` (private or public) is a key of this KEM."""
+        return self.available and isinstance(key, (self.private_key_class, self.public_key_class))
+
+
+KEMS: Registry[KemAlgorithm] = Registry(
+    "KEM algorithm",
+    [
+        # ML-KEM-512 is known (so messages and keys can name it) but cryptography 50 lacks it.
+        KemAlgorithm("ml-kem-512", oids.ML_KEM_512, 800, 768, 32, None, None),
+        KemAlgorithm("ml-kem-768", oids.ML_KEM_768, 1184, 1088, 32, mlkem.MLKEM768PrivateKey, mlkem.MLKEM768PublicKey),
+        KemAlgorithm("ml-kem-1024", oids.ML_KEM_1024, 1568, 1568, 32, mlkem.MLKEM1024PrivateKey, mlkem.MLKEM1024PublicKey),
+    ],
+)
+
+
+def kem_for_key(key) -> KemAlgorithm:
+    """The KEM entry of an ML-KEM private or public key object."""
+    for entry in KEMS:
+        if entry.fits(key):
+            return entry
+    raise UnknownAlgorithm(f"{type(key).__name__} is not a key of a supported KEM")
+
+
+# --- PBKDF2 pseudo-random functions (RFC 8018 B.1.2), for PasswordRecipientInfo ---
+
+
+@dataclass(frozen=True)
+class Pbkdf2Prf:
+    name: str
+    oid: ObjectIdentifier
+    hash_factory: Callable[[], hashes.HashAlgorithm]
+    legacy: bool = False
+
+
+PBKDF2_PRFS: Registry[Pbkdf2Prf] = Registry(
+    "PBKDF2 PRF",
+    [
+        # hmacWithSHA1 is PBKDF2's DEFAULT (an absent prf means it): read, never written.
+        Pbkdf2Prf("hmac-sha1", oids.HMAC_WITH_SHA1, hashes.SHA1),
+        Pbkdf2Prf("hmac-sha256", oids.HMAC_WITH_SHA256, hashes.SHA256),
+        Pbkdf2Prf("hmac-sha384", oids.HMAC_WITH_SHA384, hashes.SHA384),
+        Pbkdf2Prf("hmac-sha512", oids.HMAC_WITH_SHA512, hashes.SHA512),
+    ],
+)
+
+__all__ += ["kem_for_key"]
