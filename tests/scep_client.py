@@ -12,10 +12,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pqscep.cms import enveloped
+from pqscep.cms.kem import KemOriginator, KemRecipient
 from pqscep.crypto.keys import generate_key
 from pqscep.crypto.registry import CIPHERS, DIGESTS
 from pqscep.protocol import client as scep
-from pqscep.protocol.messages import MessageType
+from pqscep.protocol.messages import MessageType, response_key_attribute
 
 
 def now() -> datetime.datetime:
@@ -32,16 +33,21 @@ class Device:
     transaction_id: str = field(default_factory=lambda: os.urandom(16).hex())
     csr: x509.CertificateSigningRequest | None = None
 
+    key_type: str = "rsa-2048"
+
     def __post_init__(self):
         if self.key is None:
-            self.key = generate_key("rsa-2048")
+            self.key = generate_key(self.key_type)
         subject = x509.Name.from_rfc4514_string(f"CN={self.cn}")
         if self.cert is None:
             self.cert = scep.self_signed_certificate(self.key, subject, now=now(), serial=int.from_bytes(os.urandom(8), "big") | 1)
 
 
 class Requester:
-    def __init__(self, url: str, *, cipher: str = "aes256-cbc", digest: str = "sha256", client: httpx.Client | None = None):
+    def __init__(self, url: str, *, cipher: str = "aes256-cbc", digest: str = "sha256", client: httpx.Client | None = None,
+                 response_key: bool | None = None):
+        """`response_key`: send a fresh ML-KEM responseKey and encrypt to the CA's ML-KEM
+        recipient (post-quantum SCEP); None = when the CA has an ML-KEM recipient."""
         self.url = url
         self.http = client or httpx.Client(timeout=30)
         self.cipher = CIPHERS.by_name(cipher)
@@ -49,16 +55,29 @@ class Requester:
         reply = self.http.get(url, params={"operation": "GetCACert"})
         reply.raise_for_status()
         self.bundle = scep.parse_ca_certs(reply.headers["content-type"], reply.content)
+        self.response_key = self.bundle.kem_recipient is not None if response_key is None else response_key
 
     def send(self, device: Device, message_type: MessageType, content: bytes, *, signer_key=None, signer_cert=None,
              nonce: bytes | None = None) -> scep.CertRepResult:
         nonce = nonce or os.urandom(16)
+        recipients = [enveloped.KeyTransRecipient(signer_cert or device.cert, signer_key or device.key)]
+        extra = []
+        if self.response_key:
+            kem_key = generate_key("ml-kem-768")
+            extra.append(response_key_attribute(kem_key.public_key()))
+            ski = x509.SubjectKeyIdentifier.from_public_key(kem_key.public_key()).digest
+            recipients.append(KemRecipient(kem_key, subject_key_identifier=ski))
+        if self.bundle.kem_recipient is not None:
+            originator = KemOriginator(self.bundle.kem_recipient.public_key(), certificate=self.bundle.kem_recipient)
+        else:
+            originator = enveloped.KeyTransOriginator(self.bundle.encipherer)
         body = scep.build_pki_message(
             message_type=message_type,
             transaction_id=device.transaction_id,
             sender_nonce=nonce,
             content=content,
-            originator=enveloped.KeyTransOriginator(self.bundle.encipherer),
+            extra_attributes=extra,
+            originator=originator,
             cipher=self.cipher,
             signer_key=signer_key or device.key,
             signer_cert=signer_cert or device.cert,
@@ -73,7 +92,7 @@ class Requester:
             bundle=self.bundle,
             transaction_id=device.transaction_id,
             sender_nonce=nonce,
-            recipients=[enveloped.KeyTransRecipient(signer_cert or device.cert, signer_key or device.key)],
+            recipients=recipients,
         )
 
     def enroll(self, device: Device, challenge: str | None) -> scep.CertRepResult:

@@ -41,7 +41,7 @@ from server_proc import ServerProcess, init_data, pqscep
 PROFILES = ("default", "legacy", "manual", "ratelimited")
 RATE_LIMIT = 3  # failed challenges the "ratelimited" profile allows per address
 MAX_BODY = 256 * 1024  # the server's default max_body_bytes
-MAX_QUERY = 512 * 1024  # pqscep.http.app._MAX_QUERY
+from pqscep.http.app import MAX_QUERY  # noqa: E402
 
 CONFIG = f"""\
 [server]

@@ -53,5 +53,11 @@ class ProfileSettings:
     allow_rekey: bool = True  # renewal with a new key
     allow_legacy_algorithms: bool = False  # single DES and MD5 (logged when used)
     crl_validity: datetime.timedelta = datetime.timedelta(days=1)
+    # Post-quantum update (design sections 1-4): an ML-KEM recipient certificate the CA issues
+    # for request envelopes ("ml-kem-768" or "ml-kem-1024"), and AuthEnvelopedData (AES-GCM).
+    kem_recipient_key_type: str | None = None
+    aes_gcm: bool = False
+    # PasswordRecipientInfo keyed by the static challenge (RFC 8894 section 3.1): PBKDF2 rounds.
+    pwri_iterations: int = 100_000
     rate_limit: RateLimit = field(default_factory=RateLimit)
     max_message_size: int = 256 * 1024

@@ -72,6 +72,7 @@ class BenchResult:
 @dataclass
 class _Plan:
     url: str
+    caps: object  # the CA's GetCACaps (transport.CaCaps)
     ca_reply: tuple[str, bytes]  # GetCACert (content type, body), parsed again in each worker
     use_post: bool
     cipher: str
@@ -83,15 +84,17 @@ class _Plan:
 
 
 def _worker(plan: _Plan, indices: list[int], ready, start, results) -> None:
-    """One worker process: prepare its devices, wait for the start, enroll them one by one."""
-    from ..cms import enveloped
-    from ..crypto.registry import CIPHERS, DIGESTS
-    from ..protocol import client as proto
-    from ..protocol.messages import MessageType
+    """One worker process: prepare its devices, wait for the start, enroll them one by one.
+
+    Each round trip goes through `ScepSession.transact`, the same code as `pqscep enroll`: so a
+    CA that lists ML-KEM gets ML-KEM envelopes both ways (responseKey), AES-GCM if listed."""
     from cryptography.hazmat.primitives import serialization
 
+    from ..cms import enveloped
+    from ..protocol import client as proto
+    from ..protocol.messages import MessageType
+
     bundle = proto.parse_ca_certs(*plan.ca_reply)
-    cipher, digest = CIPHERS.by_name(plan.cipher), DIGESTS.by_name(plan.digest)
     now = E.utc_now()
     devices = []
     for index in indices:
@@ -103,17 +106,14 @@ def _worker(plan: _Plan, indices: list[int], ready, start, results) -> None:
         ready.put(1)
     start.wait()
     with ScepTransport(timeout=plan.timeout) as transport:
+        session = E.ScepSession(plan.url, transport, caps=plan.caps, bundle=bundle, cipher=plan.cipher,
+                                digest=plan.digest)
         for key, csr, cert in devices:
             started = time.perf_counter()
             try:
-                transaction_id, nonce = os.urandom(16).hex(), os.urandom(16)
-                message = proto.build_pki_message(
-                    message_type=MessageType.PKCS_REQ, transaction_id=transaction_id, sender_nonce=nonce,
-                    content=csr, originator=enveloped.KeyTransOriginator(bundle.encipherer), cipher=cipher,
-                    signer_key=key, signer_cert=cert, digest=digest, random_bytes=os.urandom)
-                reply = transport.pki_operation(plan.url, message, plan.use_post)
-                result = proto.parse_cert_rep(reply, bundle=bundle, transaction_id=transaction_id,
-                                              sender_nonce=nonce, recipients=[enveloped.KeyTransRecipient(cert, key)])
+                result = session.transact(
+                    MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(), signer_key=key,
+                    signer_cert=cert, recipients=[enveloped.KeyTransRecipient(cert, key)], use_post=plan.use_post)
                 if result.status != PkiStatus.SUCCESS or not result.certificates:
                     detail = E.describe_failure(result.fail_info, result.fail_info_text) \
                         if result.status == PkiStatus.FAILURE else result.status.name
@@ -137,7 +137,7 @@ def run_bench(url: str, *, count: int, concurrency: int, challenge: str | None, 
         ca_reply = probe.ca_cert_raw()
     console.print(f"[dim]{escape(url)}: {chosen_cipher.name} + {chosen_digest.name} by "
                   f"{'POST' if caps.post else 'GET'}; CA {escape(bundle.ca.subject.rfc4514_string())}[/]")
-    plan = _Plan(url, ca_reply, caps.post, chosen_cipher.name, chosen_digest.name, challenge, key_type, timeout,
+    plan = _Plan(url, caps, ca_reply, caps.post, chosen_cipher.name, chosen_digest.name, challenge, key_type, timeout,
                  os.urandom(4).hex())
     context = multiprocessing.get_context("spawn")  # no inherited locks or connections
     ready, results, start = context.Queue(), context.Queue(), context.Event()
@@ -194,11 +194,12 @@ def _get(channel, workers):
 @click.option("--concurrency", type=click.IntRange(min=1, max=256), default=4, show_default=True,
               help="Worker processes, each a device fleet with its own HTTP connection.")
 @click.option("--challenge", envvar="PQSCEP_CHALLENGE", show_envvar=True, help="challengePassword (never printed).")
-@click.option("--key-type", type=click.Choice([n for n, t in keymod.KEY_TYPES.items() if t.family == "rsa"]),
-              default="rsa-2048", show_default=True)
-@click.option("--cipher", type=click.Choice(["auto", "aes256-cbc", "aes128-cbc", "des3-cbc"]), default="auto",
-              show_default=True)
-@click.option("--digest", type=click.Choice(["auto", "sha256", "sha1"]), default="auto", show_default=True)
+@click.option("--key-type", type=click.Choice([n for n, t in keymod.KEY_TYPES.items() if t.can_sign]),
+              default="rsa-2048", show_default=True,
+              help="Device key type; EC and ML-DSA need a CA that lists ML-KEM (the reply goes to a responseKey).")
+@click.option("--cipher", type=click.Choice(["auto", "aes256-gcm", "aes256-cbc", "aes128-cbc", "des3-cbc"]),
+              default="auto", show_default=True)
+@click.option("--digest", type=click.Choice(["auto", "sha512", "sha256", "sha1"]), default="auto", show_default=True)
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT, show_default=True)
 @click.option("--json", "as_json", is_flag=True,
               help='Print exactly one JSON object on stdout: {"enrollments_per_s", "p50_ms", "p99_ms", "errors", '

@@ -25,7 +25,7 @@ from ..client import enrollment as E
 from ..client.transport import DEFAULT_TIMEOUT, ScepTransport, TransportError
 from ..crypto import keys as keymod
 from ..protocol.messages import PkiStatus
-from .main import EXIT_FAILURE, EXIT_PENDING, EXIT_TRANSPORT, EXIT_VERIFY
+from .main import EXIT_USAGE, EXIT_FAILURE, EXIT_PENDING, EXIT_TRANSPORT, EXIT_VERIFY
 
 __all__ = ["COMMANDS"]
 
@@ -56,6 +56,8 @@ def _handle_errors(func):
             _fail(EXIT_VERIFY, f"verification failed: {exc}")
         except E.CaFailure as exc:
             _fail(EXIT_FAILURE, f"the CA answered FAILURE: {exc}")
+        except E.UnusableKey as exc:
+            _fail(EXIT_USAGE, str(exc))
         except E.EnrollmentError as exc:
             _fail(EXIT_FAILURE, str(exc))
 
@@ -150,11 +152,10 @@ def _subject(cn: str | None, subject: str | None) -> x509.Name:
 
 
 def _check_key_type(key_type: str) -> None:
-    entry = keymod.KEY_TYPES[key_type]
-    if entry.family != "rsa":
+    if keymod.KEY_TYPES[key_type].family == "ml-kem":
         raise click.BadParameter(
-            f"{key_type} keys cannot decrypt the CA's reply: SCEP (RFC 8894) encrypts it with RSA key "
-            "transport to the request's signer. Use rsa-2048, rsa-3072 or rsa-4096.",
+            f"{key_type} keys cannot sign their own request; certifying ML-KEM keys needs the proof of "
+            "possession of post-quantum SCEP, which this version does not implement yet",
             param_hint="--key-type",
         )
 
@@ -231,7 +232,7 @@ def _new_key_guard(key_path: Path | None, option: str = "--key"):
     is useless and removed; on any other error it is kept, and the message says how to retry."""
     try:
         yield
-    except E.CaFailure:
+    except (E.CaFailure, E.UnusableKey):
         if key_path is not None:
             key_path.unlink(missing_ok=True)
         raise
@@ -323,7 +324,6 @@ def enroll_cmd(url, challenge, cn, subject, key_type, key_file, dns, out, key_ou
     name = _subject(cn, subject)
     if key_file is not None:
         key = _load_private_key(key_file)
-        E.check_can_decrypt(key, f"the key in {key_file}")
         key_path = key_file
     else:
         _check_key_type(key_type)
@@ -377,7 +377,6 @@ def renew_cmd(url, cert_file, key_file, reuse_key, new_key_file, key_type, chall
         new_key, key_path = None, key_file
     elif new_key_file:
         new_key, key_path = _load_private_key(new_key_file), new_key_file
-        E.check_can_decrypt(new_key, f"the key in {new_key_file}")
     else:
         _check_key_type(key_type)
         key_path = _new_key_path(key_out, out)

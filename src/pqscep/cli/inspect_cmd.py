@@ -41,6 +41,7 @@ from rich.tree import Tree
 
 from ..asn1 import ber, cms, oids
 from ..client.enrollment import FAIL_INFO_NAMES, MESSAGE_TYPE_NAMES
+from ..cms.kem import KemRecipient
 from ..cms import enveloped, signed
 from ..crypto import keys as keymod
 from ..crypto import signing
@@ -369,9 +370,16 @@ def _rsa_recipients(entry: KeyEntry, infos: list[bytes]) -> list:
     return [_OneKtri(entry.key, info) for info in infos if info[0] == cms.KTRI_TAG]
 
 
+def _kem_recipients(entry: KeyEntry, infos: list[bytes]) -> list:
+    # With a certificate, only KEMRecipientInfos naming it; without, any of this KEM's (the
+    # responseKey of a request is named by an SKI no certificate carries).
+    return [KemRecipient(entry.key, certificate=entry.certificate)]
+
+
 # key family -> recipients to try for one key, given the RecipientInfos (DER) of the envelope.
 RECIPIENT_FACTORIES: dict[str, Callable[[KeyEntry, list[bytes]], list]] = {
     "rsa": _rsa_recipients,
+    "ml-kem": _kem_recipients,
 }
 
 

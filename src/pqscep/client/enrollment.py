@@ -11,7 +11,8 @@ can replay a run; the protocol functions below get them passed in.
 
 Key types: the CertRep envelope is a KeyTransRecipientInfo (RSA key transport) encrypted to the
 certificate that signed the request, so that certificate's key must be able to decrypt, i.e.
-be RSA. EC and ML-DSA keys cannot, and are refused with a clear error (`check_can_decrypt`).
+be RSA, unless the CA lists ML-KEM: then the reply goes to a fresh ML-KEM responseKey and any
+signing key type works (EC, ML-DSA); otherwise they are refused clearly (`check_can_decrypt`).
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from ..cms import enveloped
+from ..cms.kem import KemOriginator, KemRecipient
 from ..cms.signed import build_certs_only
 from ..crypto import keys as keymod
 from ..crypto.registry import CIPHERS, DIGESTS, ContentCipher, DigestAlgorithm, UnknownAlgorithm
 from ..protocol import client as proto
-from ..protocol.messages import FailInfo, MessageType, PkiStatus
+from ..protocol.messages import FailInfo, MessageType, PkiStatus, response_key_attribute
 from .transport import CaCaps, ScepTransport, TransportError
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "TransportError",
     "VerificationError",
     "check_can_decrypt",
+    "UnusableKey",
     "choose_algorithms",
     "enroll",
     "get_cert",
@@ -95,6 +98,10 @@ class EnrollmentError(Exception):
 
 class VerificationError(EnrollmentError):
     """A check failed: CA pin, reply signature, nonce, transaction, envelope decryption."""
+
+
+class UnusableKey(EnrollmentError):
+    """The key cannot be used with this CA (e.g. it cannot decrypt the CA's reply)."""
 
 
 class CaFailure(EnrollmentError):
@@ -152,25 +159,29 @@ def choose_algorithms(
     except UnknownAlgorithm as exc:
         raise EnrollmentError(str(exc)) from None
     if chosen_cipher is None:
-        chosen_cipher = CIPHERS.by_name("aes256-cbc" if caps.aes else "des3-cbc")
+        # AES-GCM (AuthEnvelopedData) when the CA says AES-GCM (design section 1).
+        chosen_cipher = CIPHERS.by_name("aes256-gcm" if caps.aes_gcm else "aes256-cbc" if caps.aes else "des3-cbc")
     if chosen_digest is None:
         chosen_digest = DIGESTS.by_name("sha256" if caps.sha256 else "sha1")
-    if chosen_cipher.aead:
-        raise EnrollmentError(f"{chosen_cipher.name} needs AuthEnvelopedData, which RFC 8894 CAs do not accept")
+    if chosen_cipher.aead and not caps.aes_gcm:
+        raise EnrollmentError(f"{chosen_cipher.name} needs AuthEnvelopedData, which this CA does not list (AES-GCM)")
     return chosen_cipher, chosen_digest
 
 
 # --- keys and transient certificates ---
 
 
-def check_can_decrypt(key, what: str = "the key") -> None:
-    """The CertRep is encrypted to the request signer's RSA key (KeyTransRecipientInfo)."""
+def check_can_decrypt(key, what: str = "the key", caps: CaCaps | None = None) -> None:
+    """The CertRep is encrypted to the request signer's RSA key (RFC 8894), or, with a CA that
+    lists ML-KEM, to the responseKey the client sends (design section 4), so any key type works."""
     family = keymod.key_family(key)
-    if family != "rsa":
-        raise EnrollmentError(
-            f"{what} is {family}: it cannot decrypt the CA's reply, which SCEP (RFC 8894) encrypts with "
-            "RSA key transport to the request's signer. Use an RSA key type (rsa-2048, rsa-3072, rsa-4096)"
-        )
+    if family == "rsa" or (caps is not None and caps.ml_kem):
+        return
+    raise UnusableKey(
+        f"{what} is {family}: it cannot decrypt the CA's reply, which RFC 8894 encrypts with RSA key "
+        "transport to the request's signer; use an RSA key, or a CA that lists ML-KEM (post-quantum "
+        "SCEP: the reply is encrypted to a responseKey)"
+    )
 
 
 def _serial(random_bytes: RandomBytes) -> int:
@@ -376,17 +387,30 @@ class ScepSession:
         if use_post is None:
             use_post = caps.post
         sender_nonce = self.random_bytes(NONCE_SIZE)
+        extra_attributes = []
+        if caps.ml_kem and bundle.kem_recipient is not None:
+            # Post-quantum SCEP (design sections 3 and 4): the envelope goes to the CA's ML-KEM
+            # recipient certificate, and the reply to a fresh ML-KEM key of ours (responseKey),
+            # whatever our signing key is, so that neither direction relies on RSA.
+            originator = KemOriginator(bundle.kem_recipient.public_key(), certificate=bundle.kem_recipient)
+            response_key = keymod.generate_key(_kem_key_type(bundle.kem_recipient))
+            extra_attributes.append(response_key_attribute(response_key.public_key()))
+            recipients = [*recipients, KemRecipient(response_key, subject_key_identifier=x509.SubjectKeyIdentifier
+                                                    .from_public_key(response_key.public_key()).digest)]
+        else:
+            originator = enveloped.KeyTransOriginator(bundle.encipherer)
         message = proto.build_pki_message(
             message_type=message_type,
             transaction_id=transaction_id,
             sender_nonce=sender_nonce,
             content=content,
-            originator=enveloped.KeyTransOriginator(bundle.encipherer),
+            originator=originator,
             cipher=cipher,
             signer_key=signer_key,
             signer_cert=signer_cert,
             digest=digest,
             random_bytes=self.random_bytes,
+            extra_attributes=extra_attributes,
         )
         self.dumper.save(MESSAGE_TYPE_NAMES[message_type], "der", message)
         try:
@@ -406,6 +430,13 @@ class ScepSession:
             )
         except proto.ClientError as exc:
             raise VerificationError(str(exc)) from None
+
+
+def _kem_key_type(recipient: x509.Certificate) -> str:
+    """The responseKey's parameter set: the same as the CA's recipient certificate."""
+    from cryptography.hazmat.primitives.asymmetric import mlkem
+
+    return "ml-kem-1024" if isinstance(recipient.public_key(), mlkem.MLKEM1024PublicKey) else "ml-kem-768"
 
 
 def _outcome(result: proto.CertRepResult, message_type: MessageType, key=None) -> Outcome:
@@ -455,7 +486,7 @@ def enroll(
     cert_format: str = "pem",
 ) -> Outcome:
     """PKCSReq with a transient self-signed certificate (RFC 8894 section 3.3.1)."""
-    check_can_decrypt(key)
+    check_can_decrypt(key, caps=session.caps())
     use_post = session.caps().post
     session.bundle()
     cipher, digest = session.algorithms()
@@ -502,10 +533,10 @@ def renew(
     `new_key` None re-uses the old key. When the CA does not advertise Renewal, a PKCSReq
     signed with the existing certificate is sent instead (and a note says so).
     """
-    check_can_decrypt(old_key, "the existing certificate's key")
+    check_can_decrypt(old_key, "the existing certificate's key", caps=session.caps())
     key = new_key if new_key is not None else old_key
-    check_can_decrypt(key)
-    if keymod.key_family(old_cert.public_key()) != "rsa" or public_key_der(old_cert) != public_key_der(old_key):
+    check_can_decrypt(key, caps=session.caps())
+    if public_key_der(old_cert) != public_key_der(old_key):
         raise EnrollmentError("--key is not the private key of --cert")
     cipher, digest = session.algorithms()
     caps = session.caps()
@@ -612,7 +643,7 @@ def poll_once(session: ScepSession, state: PendingState) -> Outcome:
     key = _load_key(state.key_path)
     signer_key = key if state.signer_key_path == state.key_path else _load_key(state.signer_key_path)
     signer_cert = x509.load_pem_x509_certificate(state.signer_cert_pem.encode())
-    check_can_decrypt(signer_key, "the request signer's key")
+    check_can_decrypt(signer_key, "the request signer's key", caps=session.caps())
     bundle = session.bundle()
     content = proto.poll_content(bundle.ca.subject, state.subject_name)
     result = session.transact(
@@ -673,7 +704,7 @@ def _issuer_serial_request(session: ScepSession, message_type: MessageType, issu
         signer_key, signer_cert = transient_signer(session.random_bytes, session.now())
     elif signer_cert is None:
         raise EnrollmentError("a signer key needs its certificate")
-    check_can_decrypt(signer_key, "the signer key")
+    check_can_decrypt(signer_key, "the signer key", caps=session.caps())
     if public_key_der(signer_cert) != public_key_der(signer_key):
         raise EnrollmentError("--key is not the private key of --cert")
     result = session.transact(

@@ -83,6 +83,19 @@ class CaCaps:
     def renewal(self) -> bool:
         return "Renewal" in self
 
+    # The post-quantum update's keywords (design section 1).
+    @property
+    def ml_kem(self) -> bool:
+        return "ML-KEM" in self
+
+    @property
+    def ml_dsa(self) -> bool:
+        return "ML-DSA" in self
+
+    @property
+    def aes_gcm(self) -> bool:
+        return "AES-GCM" in self
+
 
 def _first_line(body: bytes) -> str:
     """The server's first non-empty line of text, printable and bounded, for an error message."""

@@ -57,6 +57,8 @@ class CaBundle:
     signer: x509.Certificate  # signs CertReps: the CA or the RA signing certificate
     encipherer: x509.Certificate  # the request envelope's recipient: the CA or the RA encryption cert
     all: list[x509.Certificate] = field(default_factory=list)
+    # The CA's ML-KEM recipient certificate (design section 2), found by its key type.
+    kem_recipient: x509.Certificate | None = None
 
 
 def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
@@ -86,7 +88,8 @@ def parse_ca_certs(content_type: str, body: bytes) -> CaBundle:
     if not certs:
         raise ClientError("GetCACert reply holds no certificate")
     cas = [c for c in certs if _is_ca(c)]
-    others = [c for c in certs if not _is_ca(c)]
+    kem = [c for c in certs if not _is_ca(c) and _family(c) == "ml-kem"]
+    others = [c for c in certs if not _is_ca(c) and c not in kem]
     # The issuing CA is the one the RA certificates chain to, else the last CA certificate.
     ca = cas[-1] if cas else certs[0]
     for candidate in cas:
@@ -102,7 +105,14 @@ def parse_ca_certs(content_type: str, body: bytes) -> CaBundle:
             signer = cert
         if usage.key_encipherment:
             encipherer = cert
-    return CaBundle(ca=ca, signer=signer, encipherer=encipherer, all=certs)
+    return CaBundle(ca=ca, signer=signer, encipherer=encipherer, all=certs, kem_recipient=kem[0] if kem else None)
+
+
+def _family(cert: x509.Certificate) -> str | None:
+    try:
+        return key_family(cert.public_key())
+    except (ValueError, TypeError):  # a key type cryptography cannot load (e.g. ML-KEM-512)
+        return None
 
 
 def _looks_like_certificate(body: bytes) -> bool:

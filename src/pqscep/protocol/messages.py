@@ -86,6 +86,7 @@ _SCEP_OIDS = {
     oids.CONTENT_TYPE,
     oids.MESSAGE_DIGEST,
     oids.SIGNING_TIME,
+    oids.SCEP_RESPONSE_KEY,
 }
 
 
@@ -156,3 +157,12 @@ def request_attributes(message_type: MessageType, transaction_id: str, sender_no
         printable_attribute(oids.SCEP_TRANSACTION_ID, transaction_id),
         octets_attribute(oids.SCEP_SENDER_NONCE, sender_nonce),
     ]
+
+
+def response_key_attribute(public_key) -> cms.Attribute:
+    """The responseKey signed attribute (design section 4, PROVISIONAL OID): the SPKI of an
+    ML-KEM key the requester holds, for a requester whose own key cannot decrypt the reply."""
+    from cryptography.hazmat.primitives import serialization
+
+    spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return attribute(oids.SCEP_RESPONSE_KEY, spki)

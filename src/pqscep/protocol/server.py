@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from ..asn1 import cms, oids
 from ..cms import enveloped, signed
 from ..cms.signed import SignedDataError
+from ..crypto.keys import key_family
 from ..crypto.registry import DIGESTS, ContentCipher, DigestAlgorithm, UnknownAlgorithm
 from .messages import (
     FailInfo,
@@ -95,6 +97,8 @@ class PkiRequest(PartialRequest):
     extra: dict = field(default_factory=dict)
 
     challenge_password: str | None = None  # from the CSR, read (and checked) by receive()
+    # The requester's responseKey (design section 4): an ML-KEM public key for the reply.
+    response_key: object | None = None
 
 
 @dataclass
@@ -118,9 +122,11 @@ class Responder:
         *,
         allow_legacy: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE,
+        accept_aes_gcm: bool = False,
     ):
         self.keys = keys
         self.allow_legacy = allow_legacy
+        self.accept_aes_gcm = accept_aes_gcm
         self.max_message_size = max_message_size
 
     # --- requests ---
@@ -191,6 +197,10 @@ class Responder:
             attributes=attrs,
             extra=attrs.extra,
         )
+        if opened.authenticated and not self.accept_aes_gcm:
+            raise RequestRejected("AuthEnvelopedData (AES-GCM) is not enabled on this profile", FailInfo.BAD_ALG,
+                                  partial=partial)
+        request.response_key = _response_key(signer, partial)
         self._parse_message_data(request, message_type)
         return request
 
@@ -317,6 +327,30 @@ def _signing_time(now: datetime.datetime):
     now = now.astimezone(datetime.timezone.utc).replace(microsecond=0)
     # RFC 5652 section 11.3: UTCTime for 1950-2049.
     return UTCTime(now) if 1950 <= now.year < 2050 else GeneralizedTime(now)
+
+
+def _response_key(signer: signed.SignerInfoView, partial: PartialRequest):
+    """The responseKey signed attribute (design section 4): one SubjectPublicKeyInfo of an
+    ML-KEM key the requester holds. PROVISIONAL OID, see asn1/oids.py."""
+    try:
+        value = signer.single(oids.SCEP_RESPONSE_KEY)
+    except SignedDataError as exc:
+        raise RequestRejected(str(exc), FailInfo.BAD_REQUEST, partial=partial) from None
+    if value is None:
+        return None
+    try:
+        key = serialization.load_der_public_key(value)
+    except (ValueError, TypeError):
+        raise RequestRejected("responseKey is not a SubjectPublicKeyInfo this CA can use", FailInfo.BAD_REQUEST,
+                              partial=partial) from None
+    try:
+        family = key_family(key)
+    except ValueError:
+        family = type(key).__name__
+    if family != "ml-kem":
+        raise RequestRejected(f"responseKey must be an ML-KEM key, not {family}", FailInfo.BAD_REQUEST,
+                              partial=partial)
+    return key
 
 
 def read_csr(csr: x509.CertificateSigningRequest) -> str | None:

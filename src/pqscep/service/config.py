@@ -15,7 +15,9 @@
     challenge_file (static challenge, kept out of this file) | PQSCEP_CHALLENGE_<NAME>,
     one_time_challenges, one_time_ttl_minutes, webhook_url, webhook_timeout,
     webhook_secret_file, manual_approval, renewal_window_days, allow_rekey,
-    allow_legacy_algorithms, crl_validity_hours, rate_limit_failures, rate_limit_window_minutes
+    allow_legacy_algorithms, crl_validity_hours, rate_limit_failures, rate_limit_window_minutes,
+    kem_recipient (ml-kem-768 | ml-kem-1024: post-quantum request envelopes), aes_gcm,
+    pwri_iterations
 
 Secrets (CA passphrase, challenge, webhook secret) live in files of mode 0600 or in the
 environment, never in the TOML file, so the configuration can be shown and versioned.
@@ -87,6 +89,7 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
         "one_time_challenges", "one_time_ttl_minutes", "webhook_url", "webhook_timeout", "webhook_secret_file",
         "manual_approval", "renewal_window_days", "allow_rekey", "allow_legacy_algorithms",
         "crl_validity_hours", "rate_limit_failures", "rate_limit_window_minutes",
+        "kem_recipient", "aes_gcm", "pwri_iterations",
     }
     unknown = set(table) - known
     if unknown:
@@ -94,6 +97,12 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
     key_type = table.get("ca_key_type", "rsa-2048")
     if key_type not in KEY_TYPES or not KEY_TYPES[key_type].can_sign:
         raise ConfigError(f"profile {name}: ca_key_type {key_type!r} is not a signing key type")
+    kem_type = table.get("kem_recipient") or None
+    if kem_type is not None and (kem_type not in KEY_TYPES or KEY_TYPES[kem_type].family != "ml-kem"):
+        raise ConfigError(f"profile {name}: kem_recipient {kem_type!r} must be ml-kem-768 or ml-kem-1024")
+    pwri_iterations = int(table.get("pwri_iterations", 100_000))
+    if not 1000 <= pwri_iterations <= 10_000_000:
+        raise ConfigError(f"profile {name}: pwri_iterations must be between 1000 and 10000000")
     ekus = tuple(table.get("extended_key_usage", ["clientAuth"]))
     for eku in ekus:
         if eku not in EKU_NAMES:
@@ -132,6 +141,9 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
             max_failures=int(table.get("rate_limit_failures", 10)),
             window=datetime.timedelta(minutes=int(table.get("rate_limit_window_minutes", 15))),
         ),
+        kem_recipient_key_type=kem_type,
+        aes_gcm=bool(table.get("aes_gcm", False)),
+        pwri_iterations=pwri_iterations,
     )
 
 

@@ -21,6 +21,8 @@ from ..ca import policy
 from ..ca.authority import Authority, IssuanceError, random_serial
 from ..ca.profile import ProfileSettings
 from ..cms import enveloped, signed
+from ..cms.kem import KemOriginator
+from ..cms.password import PasswordOriginator
 from ..crypto.keys import key_family
 from ..protocol.messages import FailInfo, MessageType
 from ..protocol.server import PartialRequest, PkiRequest, RequestRejected, Responder
@@ -28,6 +30,12 @@ from ..storage.errors import DuplicateSerial
 from ..storage.repository import IssuedCertificate
 
 log = logging.getLogger("pqscep.service")
+
+
+def subject_key_id(public_key) -> bytes:
+    """RFC 5280 4.2.1.2 method 1: how a responseKey or a requested key is named in a reply."""
+    return x509.SubjectKeyIdentifier.from_public_key(public_key).digest
+
 
 __all__ = ["Profile", "Reply", "ScepService", "CONTENT_TYPES"]
 
@@ -64,11 +72,28 @@ class Profile:
     def name(self) -> str:
         return self.settings.name
 
+    @property
+    def kem_recipient(self) -> x509.Certificate | None:
+        """The ML-KEM recipient certificate of GetCACert (design section 2), if any."""
+        for cert in self.ra_certificates:
+            if key_family(cert.public_key()) == "ml-kem":
+                return cert
+        return None
+
     def capabilities(self) -> list[str]:
-        """GetCACaps keywords (RFC 8894 section 3.5.2), only those that are true here."""
-        caps = ["AES", "DES3", "POSTPKIOperation", "Renewal", "SHA-1", "SHA-224", "SHA-256", "SHA-384", "SHA-512", "SCEPStandard"]
+        """GetCACaps keywords (RFC 8894 section 3.5.2 and design section 1), only those that
+        are true here. SHA-224 and SHA-384 are listed too: they are supported, and strongSwan
+        5.9.8 misreads the list so that its AES check looks for SHA-384."""
+        caps = ["AES", "DES3", "POSTPKIOperation", "Renewal", "SHA-1", "SHA-224", "SHA-256", "SHA-384", "SHA-512",
+                "SCEPStandard"]
         if self.next_ca_certificates:
             caps.append("GetNextCACert")
+        if key_family(self.responder.keys.signer_key) == "ml-dsa":
+            caps.append("ML-DSA")
+        if self.kem_recipient is not None:
+            caps.append("ML-KEM")
+        if self.settings.aes_gcm:
+            caps.append("AES-GCM")
         return caps
 
 
@@ -165,18 +190,28 @@ class ScepService:
         return Reply(200, CONTENT_TYPES["pki"], reply, "pending")
 
     def _success(self, profile: Profile, request: PkiRequest, now, *, certificates=(), crls=()) -> Reply:
-        originator = self._reply_originator(request)
+        originator = self._reply_originator(profile, request)
         reply = profile.responder.success(request, certificates=list(certificates), crls=list(crls),
                                           originator=originator, now=now, random_bytes=self.random_bytes)
         return Reply(200, CONTENT_TYPES["pki"], reply, "success")
 
-    def _reply_originator(self, request: PkiRequest):
-        """Who the CertRep envelope is encrypted to (design section 4; RFC 8894 section 3.3.2):
-        the signer certificate's RSA key."""
+    def _reply_originator(self, profile: Profile, request: PkiRequest):
+        """Who the CertRep envelope is encrypted to (design section 4): the requested ML-KEM
+        key; else the requester's responseKey; else the signer's RSA key (RFC 8894 3.3.2); else,
+        for a request that came in a PasswordRecipientInfo, the same challenge password."""
         signer = request.signer_certificate
         assert signer is not None
+        if request.csr is not None and key_family(request.csr.public_key()) == "ml-kem":
+            key = request.csr.public_key()
+            return KemOriginator(key, subject_key_identifier=subject_key_id(key))
+        if request.response_key is not None:
+            key = request.response_key
+            return KemOriginator(key, subject_key_identifier=subject_key_id(key))
         if key_family(signer.public_key()) == "rsa":
             return enveloped.KeyTransOriginator(signer)
+        password = profile.settings.challenge.static_password
+        if request.envelope_kind == "pwri" and password:
+            return PasswordOriginator(password.encode("utf-8"), profile.settings.pwri_iterations)
         raise RequestRejected(
             "no way to encrypt the reply: the signer key cannot decrypt and no responseKey was sent",
             FailInfo.BAD_REQUEST,
@@ -205,7 +240,7 @@ class ScepService:
         except IssuanceError as exc:
             return self._failure(profile, request, FailInfo.BAD_REQUEST, str(exc), now)
         # The reply must be encryptable to the requester before anything is decided.
-        self._reply_originator(request)
+        self._reply_originator(profile, request)
         fingerprint = policy.key_fingerprint(signer.public_key())
         record = self.store.get_transaction(profile.name, request.transaction_id)
         expect_state = None  # a new transaction: inserted with its outcome, in one write

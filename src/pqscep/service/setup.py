@@ -7,6 +7,7 @@ Layout of a data directory:
     secrets/challenge-<profile>     static challenge password (0600), if any
     profiles/<name>/ca.pem, ca.key  CA certificate and encrypted PKCS#8 key (0600)
     profiles/<name>/ra-sign.*, ra-encrypt.*   RA certificates and keys, when used
+    profiles/<name>/kem-recipient.*           the ML-KEM recipient certificate and key (PQ profile)
     profiles/<name>/next-ca.pem, next-ca.key  the next CA during a rollover (GetNextCACert)
 """
 
@@ -24,7 +25,9 @@ from cryptography.hazmat.primitives import serialization
 from ..ca.authority import Authority, create_ca_certificate, issue_ra_certificate, random_serial
 from ..ca.profile import ProfileSettings
 from ..cms import enveloped
-from ..crypto.keys import KEY_TYPES, generate_key, key_family, load_private_key, write_private_key
+from ..cms.kem import KemRecipient
+from ..cms.password import PasswordRecipient
+from ..crypto.keys import generate_key, key_family, load_private_key, write_private_key
 from ..protocol.server import Responder, ResponderKeys
 from .config import CONFIG_NAME, ConfigError, ServerConfig, load_config
 from .scep import Profile
@@ -53,6 +56,19 @@ renewal_window_days = 0
 allow_rekey = true
 # Single DES and MD5, for old devices such as micromdm's scepclient 2.1.0. Logged when used.
 allow_legacy_algorithms = false
+
+# The post-quantum profile (at /scep/pq): an ML-DSA-65 CA, an ML-KEM-768 recipient certificate
+# it issues for request envelopes, AES-GCM. Classic clients use the default profile above and
+# never see a certificate they cannot parse.
+[profiles.pq]
+ca_key_type = "ml-dsa-65"
+ca_subject = "CN=pqscep post-quantum CA,O=pqscep"
+kem_recipient = "ml-kem-768"
+aes_gcm = true
+validity_days = 365
+extended_key_usage = ["clientAuth"]
+challenge_file = "secrets/challenge-default"
+one_time_challenges = true
 """
 
 
@@ -134,16 +150,27 @@ def ensure_profile_keys(config: ServerConfig, settings: ProfileSettings) -> None
         write_private_key(folder / "ca.key", key, config.ca_passphrase)
         _write_cert(folder / "ca.pem", cert)
     ca_key, ca_cert = _load_pair(folder, "ca", config.ca_passphrase)
-    needs_encryption_cert = settings.use_ra or not KEY_TYPES[settings.ca_key_type].can_decrypt or \
-        key_family(ca_key) != "rsa"
-    purposes = (["sign"] if settings.use_ra else []) + (["encrypt"] if needs_encryption_cert else [])
+    issue = dict(now=now, days=min(settings.ca_validity_days, 2 * 365))
+    if settings.kem_recipient_key_type and not (folder / "kem-recipient.pem").exists():
+        # Design section 2: the CA's ML-KEM recipient certificate, keyEncipherment only (RFC 9935).
+        kem_key = generate_key(settings.kem_recipient_key_type)
+        subject = x509.Name.from_rfc4514_string(f"CN=pqscep {settings.name} ML-KEM recipient")
+        cert = issue_ra_certificate(ca_key, ca_cert, kem_key.public_key(), subject, purpose="encrypt",
+                                    serial=random_serial(os.urandom), **issue)
+        write_private_key(folder / "kem-recipient.key", kem_key, config.ca_passphrase)
+        _write_cert(folder / "kem-recipient.pem", cert)
+    # An RSA encryption certificate for KeyTransRecipientInfo: with an RA, or when nothing else
+    # could open a classic request envelope.
+    ca_decrypts = key_family(ca_key) == "rsa"
+    needs_rsa_recipient = settings.use_ra or (not ca_decrypts and not settings.kem_recipient_key_type)
+    purposes = (["sign"] if settings.use_ra else []) + (["encrypt"] if needs_rsa_recipient else [])
     for purpose in purposes:
         if (folder / f"ra-{purpose}.pem").exists():
             continue
         ra_key = generate_key("rsa-2048")
         subject = x509.Name.from_rfc4514_string(f"CN=pqscep {settings.name} RA {purpose}")
-        cert = issue_ra_certificate(ca_key, ca_cert, ra_key.public_key(), subject, purpose=purpose, now=now,
-                                    days=min(settings.ca_validity_days, 2 * 365), serial=random_serial(os.urandom))
+        cert = issue_ra_certificate(ca_key, ca_cert, ra_key.public_key(), subject, purpose=purpose,
+                                    serial=random_serial(os.urandom), **issue)
         write_private_key(folder / f"ra-{purpose}.key", ra_key, config.ca_passphrase)
         _write_cert(folder / f"ra-{purpose}.pem", cert)
 
@@ -177,6 +204,14 @@ def load_profiles(config: ServerConfig) -> dict[str, Profile]:
         if key_family(ca_key) == "rsa":
             # Also open envelopes addressed to the CA itself (clients that ignore RA certificates).
             recipients.append(enveloped.KeyTransRecipient(ca_cert, ca_key))
+        kem_certs: list[x509.Certificate] = []
+        if (folder / "kem-recipient.pem").exists():
+            kem_key, kem_cert = _load_pair(folder, "kem-recipient", config.ca_passphrase)
+            kem_certs.append(kem_cert)
+            recipients.append(KemRecipient(kem_key, certificate=kem_cert))
+        if settings.challenge.static_password:
+            # RFC 8894 section 3.1: a PasswordRecipientInfo keyed by the challenge password.
+            recipients.append(PasswordRecipient(settings.challenge.static_password.encode("utf-8")))
         next_ca = []
         if (folder / "next-ca.pem").exists():
             next_ca.append(x509.load_pem_x509_certificate((folder / "next-ca.pem").read_bytes()))
@@ -189,12 +224,13 @@ def load_profiles(config: ServerConfig) -> dict[str, Profile]:
             ),
             allow_legacy=settings.allow_legacy_algorithms,
             max_message_size=min(settings.max_message_size, config.max_body_bytes),
+            accept_aes_gcm=settings.aes_gcm,
         )
         profiles[name] = Profile(
             settings=settings,
             authority=Authority(ca_cert, ca_key, settings.issuance),
             responder=responder,
-            ra_certificates=ra_certs,
+            ra_certificates=ra_certs + kem_certs,
             next_ca_certificates=next_ca,
         )
     return profiles
