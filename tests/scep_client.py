@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 
 from pqscep.cms import enveloped
 from pqscep.cms.kem import KemOriginator, KemRecipient
+from pqscep.cms.password import PasswordOriginator, PasswordRecipient
 from pqscep.crypto.keys import generate_key
 from pqscep.crypto.registry import CIPHERS, DIGESTS
 from pqscep.protocol import client as scep
@@ -45,10 +46,12 @@ class Device:
 
 class Requester:
     def __init__(self, url: str, *, cipher: str = "aes256-cbc", digest: str = "sha256", client: httpx.Client | None = None,
-                 response_key: bool | None = None):
+                 response_key: bool | None = None, password: str | None = None):
         """`response_key`: send a fresh ML-KEM responseKey and encrypt to the CA's ML-KEM
-        recipient (post-quantum SCEP); None = when the CA has an ML-KEM recipient."""
+        recipient (post-quantum SCEP); None = when the CA has an ML-KEM recipient. `password`:
+        encrypt to the challenge password instead (PasswordRecipientInfo, RFC 8894 3.1)."""
         self.url = url
+        self.password = password
         self.http = client or httpx.Client(timeout=30)
         self.cipher = CIPHERS.by_name(cipher)
         self.digest = DIGESTS.by_name(digest)
@@ -67,7 +70,10 @@ class Requester:
             extra.append(response_key_attribute(kem_key.public_key()))
             ski = x509.SubjectKeyIdentifier.from_public_key(kem_key.public_key()).digest
             recipients.append(KemRecipient(kem_key, subject_key_identifier=ski))
-        if self.bundle.kem_recipient is not None:
+        if self.password is not None:
+            originator = PasswordOriginator(self.password.encode(), 1000)
+            recipients.append(PasswordRecipient(self.password.encode()))
+        elif self.bundle.kem_recipient is not None:
             originator = KemOriginator(self.bundle.kem_recipient.public_key(), certificate=self.bundle.kem_recipient)
         else:
             originator = enveloped.KeyTransOriginator(self.bundle.encipherer)

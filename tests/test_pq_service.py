@@ -113,3 +113,15 @@ def test_classic_client_still_enrolls_at_the_same_server(server):
     assert result.status == PkiStatus.SUCCESS
     assert key_family(scep.bundle.ca.public_key()) == "rsa"
     result.certificates[0].verify_directly_issued_by(scep.bundle.ca)
+
+
+def test_password_recipient_both_ways(server):
+    """RFC 8894 section 3.1: a requester whose key cannot decrypt, at a CA it cannot reach with
+    ML-KEM, encrypts to the challenge password; the CA answers with the same password."""
+    scep = Requester(server.url("/scep"), response_key=False, password="secret")
+    result = scep.enroll(Device("pwri-device", key_type="ec-p256"), "secret")
+    assert result.status == PkiStatus.SUCCESS, result.fail_info_text
+    result.certificates[0].verify_directly_issued_by(scep.bundle.ca)
+    wrong = Requester(server.url("/scep"), response_key=False, password="not-the-challenge")
+    refused = wrong.enroll(Device("pwri-wrong", key_type="ec-p256"), "secret")
+    assert (refused.status, refused.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
