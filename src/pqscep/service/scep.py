@@ -321,7 +321,7 @@ class ScepService:
         for _ in range(5):
             serial = random_serial(self.random_bytes)
             try:
-                cert = profile.authority.issue(csr, serial=serial, now=now)
+                cert = profile.authority.issue(csr, serial=serial, now=now, checked=True)
             except IssuanceError as exc:
                 return self._failure(profile, request, FailInfo.BAD_REQUEST, str(exc), now)
             issued = IssuedCertificate(
@@ -339,8 +339,8 @@ class ScepService:
                 continue
             if not settled:
                 return self._lost_race(profile, request, now)
-            log.info("profile %s: issued serial %x to %s (%s)", profile.name, serial,
-                     cert.subject.rfc4514_string(), request.transaction_id)
+            log.info("profile %s: issued serial %x to %s (%s)", profile.name, serial, issued.subject,
+                     request.transaction_id)
             return self._success(profile, request, now, certificates=[cert])
         return self._failure(profile, request, FailInfo.BAD_REQUEST, "could not allocate a serial number", now)
 
