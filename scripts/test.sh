@@ -10,7 +10,7 @@ scripts/install-test-deps.sh
 PQSCEP_TEST_POSTGRES_URL=$(scripts/start-postgres.sh)
 export PQSCEP_TEST_POSTGRES_URL
 # The post-quantum OpenSSL (3.6, built once, 4-8 min) -- enable when a test needs it:
-# export PQSCEP_OPENSSL=$(../shared/tools/openssl-pq.sh)
+if [[ -z ${PQSCEP_OPENSSL:-} && -e ../shared/tools/openssl-pq.sh ]]; then PQSCEP_OPENSSL=$(../shared/tools/openssl-pq.sh); export PQSCEP_OPENSSL; fi
 
 rc=0
 .venv/bin/python -m pytest -q -ra "$@" || rc=$?
