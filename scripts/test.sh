@@ -9,7 +9,7 @@ scripts/install-test-deps.sh
 # start-postgres.sh prints only the URL on stdout (progress goes to stderr).
 PQSCEP_TEST_POSTGRES_URL=$(scripts/start-postgres.sh)
 export PQSCEP_TEST_POSTGRES_URL
-# The post-quantum OpenSSL (3.6, built once, 4-8 min) -- enable when a test needs it:
+# The post-quantum OpenSSL (3.6, built once, 4-8 min, then cached) for the interop tests:
 if [[ -z ${PQSCEP_OPENSSL:-} && -e ../shared/tools/openssl-pq.sh ]]; then PQSCEP_OPENSSL=$(../shared/tools/openssl-pq.sh); export PQSCEP_OPENSSL; fi
 
 rc=0

@@ -500,12 +500,6 @@ def test_openssl_verifies_the_ml_kem_recipient_certificate(pq, openssl):
 # OpenSSL 3.5+ writes ML-DSA and ML-KEM private keys in the PKCS#8 "both" form (seed and expanded
 # key, RFC 9881/9935), which pqscep.crypto.pqkeys.load_any_private_key reads and checks; the CLI's
 # --key options load keys with crypto.keys.load_private_key (cryptography only: seed form) instead.
-KEY_LOADER_BUG = ("BUG: the CLI's --key loads private keys with pqscep.crypto.keys.load_private_key "
-                  "(src/pqscep/crypto/keys.py:108, cryptography only), which refuses the PKCS#8 'both' form "
-                  "OpenSSL 3.5+ writes for ML-DSA/ML-KEM; pqkeys.load_any_private_key reads it but nothing uses it")
-
-
-@pytest.mark.xfail(strict=True, reason=KEY_LOADER_BUG)
 def test_enroll_with_an_openssl_ml_dsa_key(pq, openssl, tmp_path):
     """`pqscep enroll --key` with `openssl genpkey -algorithm ML-DSA-65`'s key (an EC key from
     openssl works: test_enroll_with_an_openssl_ec_key)."""
@@ -526,7 +520,6 @@ def _enroll_with_openssl_key(pq, openssl, tmp_path, cn):
     assert openssl.run("x509", "-in", tmp_path / "cert.pem", "-noout", "-pubkey").stdout == public
 
 
-@pytest.mark.xfail(strict=True, reason=KEY_LOADER_BUG)
 def test_inspect_opens_a_request_with_the_key_openssl_decrypted(pq, openssl, tmp_path):
     """`pqscep inspect --key` with the ML-KEM recipient key as `openssl pkey` writes it unencrypted
     (test_pq_service does the same with the key re-serialised by cryptography, seed form)."""

@@ -106,9 +106,12 @@ def key_family(key: object) -> str:
 
 
 def load_private_key(data: bytes, passphrase: bytes | None = None):
-    """Load a PEM or DER (PKCS#8, PKCS#1, SEC1) private key, encrypted or not."""
-    loader = serialization.load_pem_private_key if b"-----BEGIN" in data else serialization.load_der_private_key
-    return loader(data, password=passphrase)
+    """Load a PEM or DER (PKCS#8, PKCS#1, SEC1) private key, encrypted or not, including
+    ML-KEM/ML-DSA keys in every RFC 9935/9881 form (OpenSSL 3.5+ writes seed and expanded key
+    together, which cryptography alone cannot read): see `pqkeys.load_any_private_key`."""
+    from .pqkeys import load_any_private_key
+
+    return load_any_private_key(data, passphrase)
 
 
 def private_key_pem(key, passphrase: bytes | None) -> bytes:
