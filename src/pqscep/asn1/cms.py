@@ -322,3 +322,88 @@ def implicit_to_sequence(der: bytes) -> bytes:
 
 def sequence_to_implicit(der: bytes, tag: int) -> bytes:
     return bytes((tag,)) + der[1:]
+
+
+# --- KEM proof of possession (design section 5): RFC 9810, RFC 9883, RFC 2986 ---
+#
+# RFC 9810's module (PKIXCMP-2023, Appendix F) has EXPLICIT TAGS, so kemContext [0] is EXPLICIT.
+#   PKIFreeText ::= SEQUENCE SIZE (1..MAX) OF UTF8String            -- RFC 9810 section 5.1.1
+
+
+@asn1.sequence
+class KemCiphertextInfo:  # RFC 9810 section 5.3.19.18 (and Appendix F)
+    # KemCiphertextInfo ::= SEQUENCE {
+    #    kem   AlgorithmIdentifier{KEM-ALGORITHM, {...}},
+    #    ct    OCTET STRING }
+    kem: TLV  # AlgorithmIdentifier, taken apart with parse_algorithm
+    ct: bytes
+
+
+@asn1.sequence
+class KemOtherInfo:  # RFC 9810 section 5.1.3.4 (and Appendix F): the KDF's info input
+    # KemOtherInfo ::= SEQUENCE {
+    #    staticString      PKIFreeText,          -- CMP: "CMP-KEM"; SCEP (design 5): "SCEP-KEM-POP"
+    #    transactionID     OCTET STRING,
+    #    kemContext    [0] OCTET STRING OPTIONAL }
+    # SCEP's transactionID is a PrintableString: transactionID here holds its ASCII bytes (the
+    # string's content octets, without tag and length). kemContext = SHA-256(DER(CSR)).
+    static_string: Annotated[list[str], asn1.Size(1, None)]
+    transaction_id: bytes
+    kem_context: Annotated[bytes | None, Explicit(0)]
+
+
+@asn1.sequence
+class KemPopProof:  # design section 5 a) 3: the kemPopProof attribute value (PROVISIONAL OID)
+    # KemPopProof ::= SEQUENCE {
+    #    macAlgorithm  AlgorithmIdentifier,     -- hmacWithSHA256 (RFC 8018 / RFC 4231)
+    #    mac           OCTET STRING }            -- HMAC-SHA256(K, DER(CSR))
+    mac_algorithm: TLV
+    mac: bytes
+
+
+@asn1.sequence
+class CertificateParts:  # RFC 5280 section 4.1, for an OPTIONAL Certificate (no OPTIONAL TLV here)
+    tbs_certificate: TLV
+    signature_algorithm: TLV
+    signature_value: asn1.BitString
+
+
+@asn1.sequence
+class PrivateKeyPossessionStatement:  # RFC 9883 section 3 (and its ASN.1 module)
+    # id-at-statementOfPossession OBJECT IDENTIFIER ::= { 1 3 6 1 4 1 22112 2 1 }
+    # PrivateKeyPossessionStatement ::= SEQUENCE {
+    #    signer  IssuerAndSerialNumber,
+    #    cert    Certificate OPTIONAL }
+    signer: IssuerAndSerialNumber
+    cert: CertificateParts | None
+
+
+@asn1.sequence
+class CertificationRequestInfo:  # RFC 2986 section 4.1 (the module has IMPLICIT TAGS)
+    # CertificationRequestInfo ::= SEQUENCE {
+    #    version       INTEGER { v1(0) },
+    #    subject       Name,
+    #    subjectPKInfo SubjectPublicKeyInfo{{ PKInfoAlgorithms }},
+    #    attributes    [0] Attributes{{ CRIAttributes }} }      -- SET OF Attribute
+    version: int
+    subject: TLV  # Name, as its DER
+    subject_pk_info: TLV  # SubjectPublicKeyInfo, as its DER
+    attributes: Annotated[SetOf[Attribute], Implicit(0)]
+
+
+@asn1.sequence
+class CertificationRequest:  # RFC 2986 section 4.2
+    # CertificationRequest ::= SEQUENCE {
+    #    certificationRequestInfo CertificationRequestInfo,
+    #    signatureAlgorithm AlgorithmIdentifier{{ SignatureAlgorithms }},
+    #    signature          BIT STRING }
+    certification_request_info: TLV  # kept whole: its exact DER is what the signature covers
+    signature_algorithm: TLV
+    signature: asn1.BitString
+
+
+@asn1.sequence
+class Extension:  # RFC 5280 section 4.1 (an extensionRequest value is SEQUENCE OF Extension)
+    extn_id: ObjectIdentifier
+    critical: Annotated[bool, asn1.Default(False)]
+    extn_value: bytes
