@@ -666,17 +666,8 @@ TABLE = [
       Failure(F.BAD_MESSAGE_CHECK, "CMSAlgorithmProtection does not match"),
       id="pq-algorithm-protection-other-signature"),
     P(lambda e: e.pq(protection=cms.encode(b"not a CMSAlgorithmProtection")),
-      Failure(F.BAD_REQUEST, "CMSAlgorithmProtection"), id="pq-algorithm-protection-malformed",
-      marks=bug("a CMSAlgorithmProtection signed attribute that does not decode gets FAILURE badAlg "
-                "('signature check failed: not a valid CMSAlgorithmProtection'); a malformed attribute is "
-                "badRequest, as for every other malformed signed attribute (e.g. messageType 'abc'). "
-                "cms.signed._check_algorithm_protection lets cms.Asn1Error (a ValueError) out of verify_signer "
-                "and protocol/server.py Responder.receive maps any ValueError there to BAD_ALG")),
-    P(_slh_dsa_signer, Failure(F.BAD_ALG), id="pq-signer-certificate-slh-dsa-key",
-      marks=bug("a signer certificate whose key cryptography cannot load (SLH-DSA, out of scope in design "
-                "section 7) gets HTTP 500: certificate.public_key() raises cryptography's UnsupportedAlgorithm, "
-                "which is not a ValueError, and protocol/server.py Responder.receive catches only "
-                "SignedDataError, ValueError and TypeError around verify_signer. Expected FAILURE badAlg")),
+      Failure(F.BAD_REQUEST, "CMSAlgorithmProtection"), id="pq-algorithm-protection-malformed"),
+    P(_slh_dsa_signer, Failure(F.BAD_ALG), id="pq-signer-certificate-slh-dsa-key"),
     # responseKey (design section 4, PROVISIONAL OID 1.3.6.1.5.5.7.24.4)
     P(lambda e: e.pq(response_key=[_spki(Identity.new().key)]),
       Failure(F.BAD_REQUEST, "responseKey must be an ML-KEM key, not rsa"), id="pq-response-key-rsa"),
@@ -690,17 +681,10 @@ TABLE = [
     P(lambda e: e.pq(response_key=[_spki(_new_ml_kem()), _spki(_new_ml_kem())]),
       Failure(F.BAD_REQUEST, "must have exactly one value"), id="pq-response-key-two-values"),
     P(lambda e: e.pq(response_key=[_raw_spki(oids.ML_KEM_512, os.urandom(800))]), Failure(F.BAD_ALG, "responseKey"),
-      id="pq-response-key-ml-kem-512",
-      marks=bug("a responseKey holding an ML-KEM-512 SubjectPublicKeyInfo gets HTTP 500: "
-                "serialization.load_der_public_key raises cryptography's UnsupportedAlgorithm (not a ValueError) "
-                "and protocol/server.py _response_key catches only ValueError/TypeError. Expected FAILURE badAlg "
-                "(ML-KEM-512 is unsupported, design section 7); pqkeys.public_key_from_spki already turns it "
-                "into UnsupportedKeyForm")),
+      id="pq-response-key-ml-kem-512"),
     P(lambda e: e.pq(response_key=[_raw_spki(UNKNOWN_KEY_ALGORITHM, os.urandom(64))]),
       Failure(F.BAD_ALG, "responseKey"),
-      id="pq-response-key-unknown-algorithm",
-      marks=bug("same cause as pq-response-key-ml-kem-512: an SPKI of an algorithm cryptography does not know "
-                "makes load_der_public_key raise UnsupportedAlgorithm, which escapes _response_key: HTTP 500")),
+      id="pq-response-key-unknown-algorithm"),
     P(lambda e: e.pq(kind="ec", response_key=False), Failure(F.BAD_REQUEST, "no way to encrypt the reply"),
       id="pq-ec-signer-without-response-key"),
     P(lambda e: e.pq(response_key=False), Failure(F.BAD_REQUEST, "no way to encrypt the reply"),

@@ -32,7 +32,13 @@ __all__ = [
 
 
 class SignedDataError(ValueError):
-    """A SignedData that cannot be used: malformed, unsigned, or with a bad signature."""
+    """A SignedData that cannot be used. `reason` says why, for the failInfo it maps to:
+    "malformed" (badRequest), "algorithm" (unsupported or not allowed: badAlg) or "signature"
+    (it does not verify: badMessageCheck)."""
+
+    def __init__(self, message: str, reason: str = "malformed"):
+        super().__init__(message)
+        self.reason = reason
 
 
 Attributes = dict[ObjectIdentifier, list[bytes]]
@@ -213,7 +219,7 @@ def verify_signer(message: SignedMessage, signer: SignerInfoView, public_key, *,
     try:
         digest = DIGESTS.by_oid(signer.digest_algorithm.oid, allow_legacy=allow_legacy)
     except UnknownAlgorithm as exc:
-        raise SignedDataError(str(exc)) from None
+        raise SignedDataError(str(exc), "algorithm") from None
     if signer.signed_attrs_der is None:
         # RFC 8894 section 3.2.1: SCEP messages always carry signed attributes.
         raise SignedDataError("SignerInfo has no signed attributes")
@@ -225,7 +231,7 @@ def verify_signer(message: SignedMessage, signer: SignerInfoView, public_key, *,
         raise SignedDataError("messageDigest attribute missing")
     expected = digest.digest(message.content or b"")
     if not hmac.compare_digest(cms.decode_der(bytes, message_digest), expected):
-        raise SignedDataError("messageDigest does not match the content")
+        raise SignedDataError("messageDigest does not match the content", "signature")
     protection = signer.single(oids.CMS_ALGORITHM_PROTECTION)
     if protection is not None:
         _check_algorithm_protection(protection, signer)
@@ -238,21 +244,26 @@ def verify_signer(message: SignedMessage, signer: SignerInfoView, public_key, *,
             signer.signed_attrs_der,
             allow_legacy=allow_legacy,
         )
-    except (signing.SignatureError, UnknownAlgorithm) as exc:
-        raise SignedDataError(str(exc)) from None
+    except signing.SignatureError as exc:
+        raise SignedDataError(str(exc), exc.reason) from None
+    except UnknownAlgorithm as exc:
+        raise SignedDataError(str(exc), "algorithm") from None
     return digest
 
 
 def _check_algorithm_protection(value_der: bytes, signer: SignerInfoView) -> None:
     """RFC 6211 section 3: the protected algorithms must equal the SignerInfo's."""
-    protected = cms.decode_der(cms.CMSAlgorithmProtection, value_der)
+    try:
+        protected = cms.decode_der(cms.CMSAlgorithmProtection, value_der)
+    except cms.Asn1Error as exc:
+        raise SignedDataError(f"CMSAlgorithmProtection attribute: {exc}", "malformed") from None
     signature = protected.signature_algorithm
     if (
         protected.digest_algorithm.algorithm != signer.digest_algorithm.oid
         or signature is None
         or signature.algorithm != signer.signature_algorithm.oid
     ):
-        raise SignedDataError("CMSAlgorithmProtection does not match the SignerInfo's algorithms")
+        raise SignedDataError("CMSAlgorithmProtection does not match the SignerInfo's algorithms", "signature")
 
 
 def attribute(oid: ObjectIdentifier, *values_der: bytes) -> cms.Attribute:

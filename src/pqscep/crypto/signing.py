@@ -23,7 +23,13 @@ __all__ = ["SignatureError", "VERIFIERS", "SignatureVerifier", "sign", "signatur
 
 
 class SignatureError(ValueError):
-    """A signature does not verify, or its algorithm does not fit the key."""
+    """A signature that does not verify, or whose declared algorithm does not fit the key (an
+    integrity failure too: badMessageCheck). `reason` "algorithm" is for callers that refuse an
+    algorithm outright."""
+
+    def __init__(self, message: str, reason: str = "signature"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from ..asn1 import cms, oids
@@ -165,10 +166,12 @@ class Responder:
         try:
             digest = signed.verify_signer(message, signer, certificate.public_key(), allow_legacy=self.allow_legacy)
         except SignedDataError as exc:
-            info = FailInfo.BAD_ALG if "not enabled" in str(exc) or "unsupported" in str(exc) else FailInfo.BAD_MESSAGE_CHECK
+            info = {"algorithm": FailInfo.BAD_ALG, "malformed": FailInfo.BAD_REQUEST}.get(
+                exc.reason, FailInfo.BAD_MESSAGE_CHECK)
             raise RequestRejected(f"signature check failed: {exc}", info, partial=partial) from None
-        except (ValueError, TypeError) as exc:  # e.g. a signer key type this server cannot use
-            raise RequestRejected(f"signature check failed: {exc}", FailInfo.BAD_ALG, partial=partial) from None
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # a signer key this server cannot use
+            raise RequestRejected(f"signature check failed: the signer's key is not supported ({str(exc)[:80]})",
+                                  FailInfo.BAD_ALG, partial=partial) from None
         if message.content_type != oids.DATA or message.content is None:
             raise RequestRejected("the pkiMessage carries no pkcsPKIEnvelope", FailInfo.BAD_REQUEST, partial=partial)
         try:
@@ -340,6 +343,9 @@ def _response_key(signer: signed.SignerInfoView, partial: PartialRequest):
         return None
     try:
         key = serialization.load_der_public_key(value)
+    except UnsupportedAlgorithm:  # e.g. ML-KEM-512 (design section 7) or an unknown algorithm
+        raise RequestRejected("responseKey holds a key algorithm this CA does not support", FailInfo.BAD_ALG,
+                              partial=partial) from None
     except (ValueError, TypeError):
         raise RequestRejected("responseKey is not a SubjectPublicKeyInfo this CA can use", FailInfo.BAD_REQUEST,
                               partial=partial) from None
