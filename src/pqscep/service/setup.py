@@ -27,7 +27,8 @@ from ..ca.profile import ProfileSettings
 from ..cms import enveloped
 from ..cms.kem import KemRecipient
 from ..cms.password import PasswordRecipient
-from ..crypto.keys import generate_key, key_family, load_private_key, write_private_key
+from ..crypto.keys import generate_key, key_family, write_private_key
+from ..crypto.pqkeys import load_any_private_key
 from ..protocol.server import Responder, ResponderKeys
 from .config import CONFIG_NAME, ConfigError, ServerConfig, load_config
 from .scep import Profile
@@ -178,7 +179,8 @@ def ensure_profile_keys(config: ServerConfig, settings: ProfileSettings) -> None
 def _load_pair(folder: Path, stem: str, passphrase: bytes | None):
     try:
         cert = x509.load_pem_x509_certificate((folder / f"{stem}.pem").read_bytes())
-        key = load_private_key((folder / f"{stem}.key").read_bytes(), passphrase)
+        # Every RFC 9881/9935 ML-DSA/ML-KEM form (seed, both; checked), and all classic keys.
+        key = load_any_private_key((folder / f"{stem}.key").read_bytes(), passphrase)
     except FileNotFoundError as exc:
         raise ConfigError(f"missing {exc.filename}: run `pqscep init` or restore the file") from None
     except (ValueError, TypeError) as exc:
