@@ -9,9 +9,16 @@ Everything is table-driven so that new structures are one more entry:
   KEMRecipientInfo);
 - `RECIPIENT_FACTORIES`: key family -> the `cms.enveloped` recipient that decrypts with such a
   key (RSA: KeyTransRecipient; an ML-KEM entry comes with the KEM recipient);
-- `ATTRIBUTES`: attribute OID -> (name, value decoder);
+- `ATTRIBUTES`: attribute OID -> (name, value decoder); the post-quantum SCEP attributes
+  (responseKey, kemPopChallenge, kemPopProof; PROVISIONAL OIDs) are decoded, not dumped;
 - `PAYLOADS`: sniffers for what an envelope or eContent may hold (ContentInfo, PKCS#10,
   certificate, CRL, IssuerAndSubject, IssuerAndSerialNumber).
+
+Keys: `--key` files load through `pqkeys.load_any_private_key` (PEM or DER; PKCS#8 in every
+RFC 9881/9935 ML-DSA/ML-KEM form, PKCS#1, SEC1); an encrypted one needs
+`--key-passphrase-env VAR`, the name of an environment variable holding the passphrase (a
+passphrase is never taken on the command line). `--password PW` opens PasswordRecipientInfos
+(RFC 3211, the SCEP challenge password); it is never printed.
 
 Exit 0 when everything decoded and every signature verified (and every envelope tried with a
 key opened); EXIT_VERIFY (5) when a signature did not verify or a decryption failed; 1 when the
@@ -23,7 +30,10 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import hashlib
 import json
+import os
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +42,7 @@ from typing import Callable
 import click
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ObjectIdentifier
 from cryptography.x509.oid import ExtensionOID, NameOID
 from rich.console import Console
@@ -43,9 +53,10 @@ from ..asn1 import ber, cms, oids
 from ..client.enrollment import FAIL_INFO_NAMES, MESSAGE_TYPE_NAMES
 from ..cms.kem import KemRecipient
 from ..cms import enveloped, signed
+from ..cms.password import MAX_ITERATIONS, MIN_ITERATIONS, PasswordRecipient
 from ..crypto import keys as keymod
-from ..crypto import signing
-from ..crypto.registry import CIPHERS, DIGESTS, KEY_WRAPS
+from ..crypto import pqkeys, signing
+from ..crypto.registry import CIPHERS, DIGESTS, KDFS, KEMS, KEY_WRAPS, PBKDF2_PRFS
 from ..protocol.messages import FailInfo, IssuerAndSubject, MessageType, PkiStatus
 from .main import EXIT_FAILURE, EXIT_OK, EXIT_VERIFY
 
@@ -73,13 +84,14 @@ _OID_NAMES.update({
     oids.DATA: "data", oids.SIGNED_DATA: "signedData", oids.ENVELOPED_DATA: "envelopedData",
     oids.AUTH_ENVELOPED_DATA: "authEnvelopedData", oids.ORI_KEM: "id-ori-kem",
     oids.RSA_ENCRYPTION: "rsaEncryption", oids.RSAES_OAEP: "RSAES-OAEP",
+    oids.PBKDF2: "PBKDF2", oids.PWRI_KEK: "id-alg-PWRI-KEK",
 })
 _EXTENSION_NAMES = {v: k.lower() for k, v in vars(ExtensionOID).items() if isinstance(v, ObjectIdentifier)}
 
 
 def oid_name(oid: ObjectIdentifier) -> str:
     """The registry name of an algorithm or content type, else its dotted form."""
-    for registry in (DIGESTS, CIPHERS, KEY_WRAPS, signing.VERIFIERS):
+    for registry in (DIGESTS, CIPHERS, KEY_WRAPS, KDFS, KEMS, PBKDF2_PRFS, signing.VERIFIERS):
         entry = registry.get(oid)
         if entry is not None:
             return entry.name
@@ -181,6 +193,50 @@ def _protection_value(der: bytes) -> str:
     return ", ".join(parts)
 
 
+def _key_name(oid: ObjectIdentifier) -> str:
+    return pqkeys.pq_algorithm_name(oid) or oid_name(oid)
+
+
+def _response_key_value(der: bytes) -> str:
+    """responseKey (design section 4): "ML-KEM-768 public key, SKI <hex>". The SKI is RFC 5280
+    4.2.1.2 method 1 (SHA-1 of the subjectPublicKey bits): the rid a CA's reply names it by."""
+    oid, raw = pqkeys.spki_raw_public_key(der)
+    ski = hashlib.sha1(raw).hexdigest()
+    kem = KEMS.get(oid)
+    if kem is not None:
+        text = f"{_key_name(oid)} public key, SKI {ski}"
+        if len(raw) != kem.public_key_size:
+            return f"{text} (malformed: {len(raw)} bytes, {_key_name(oid)} keys have {kem.public_key_size})"
+        if not kem.available:
+            return f"{text} ({_key_name(oid)} is not supported by this build: a pqscep CA refuses it)"
+        return text
+    try:
+        name = describe_public_key(serialization.load_der_public_key(der))
+    except Exception:  # a key type cryptography or this project does not know
+        name = _key_name(oid)
+    return f"{name} public key, SKI {ski} (not an ML-KEM key: a pqscep CA refuses it)"
+
+
+def _kem_pop_challenge_value(der: bytes) -> str:
+    """kemPopChallenge: KemCiphertextInfo { kem, ct } (RFC 9810), e.g. "KemCiphertextInfo: kem
+    ML-KEM-768, ct 1088 bytes (sha256 ...)"."""
+    value = cms.decode_der(cms.KemCiphertextInfo, der)
+    kem_oid = cms.parse_algorithm(value.kem).oid
+    text = f"KemCiphertextInfo: kem {_key_name(kem_oid)}, ct {len(value.ct)} bytes " \
+           f"(sha256 {hashlib.sha256(value.ct).hexdigest()[:16]}...)"
+    kem = KEMS.get(kem_oid)
+    if kem is not None and len(value.ct) != kem.ciphertext_size:
+        text += f" (wrong size: {_key_name(kem_oid)} ciphertexts have {kem.ciphertext_size} bytes)"
+    return text
+
+
+def _kem_pop_proof_value(der: bytes) -> str:
+    """kemPopProof: SEQUENCE { macAlgorithm, mac }, e.g. "macAlgorithm hmac-sha256, mac 32 bytes <hex>"."""
+    value = cms.decode_der(cms.KemPopProof, der)
+    algorithm = cms.parse_algorithm(value.mac_algorithm)
+    return f"macAlgorithm {oid_name(algorithm.oid)}, mac {len(value.mac)} bytes {value.mac.hex()}"
+
+
 def _message_type_name(number: int) -> str:
     return MESSAGE_TYPE_NAMES[MessageType(number)]
 
@@ -205,10 +261,10 @@ ATTRIBUTES: dict[ObjectIdentifier, tuple[str, Callable[[bytes], object]]] = {
     oids.SCEP_TRANSACTION_ID: ("transactionID", _string_value),
     oids.SCEP_SENDER_NONCE: ("senderNonce", _octets_value),
     oids.SCEP_RECIPIENT_NONCE: ("recipientNonce", _octets_value),
-    # The post-quantum SCEP attributes (PROVISIONAL OIDs, see asn1.oids), shown as raw values.
-    oids.SCEP_KEM_POP_CHALLENGE: ("kemPopChallenge", lambda der: der.hex()),
-    oids.SCEP_KEM_POP_PROOF: ("kemPopProof", lambda der: der.hex()),
-    oids.SCEP_RESPONSE_KEY: ("responseKey", lambda der: der.hex()),
+    # The post-quantum SCEP attributes (PROVISIONAL OIDs, see asn1.oids).
+    oids.SCEP_KEM_POP_CHALLENGE: ("kemPopChallenge", _kem_pop_challenge_value),
+    oids.SCEP_KEM_POP_PROOF: ("kemPopProof", _kem_pop_proof_value),
+    oids.SCEP_RESPONSE_KEY: ("responseKey", _response_key_value),
 }
 
 
@@ -239,6 +295,32 @@ def _attribute_set_nodes(attrs) -> list[dict]:
     for attr in attrs.as_list():
         mapping.setdefault(attr.attr_type, []).extend(cms.tlv_bytes(v) for v in attr.attr_values.as_list())
     return attribute_nodes(mapping)
+
+
+def _protection_check(signer: signed.SignerInfoView) -> str:
+    """Whether the CMSAlgorithmProtection attribute (RFC 6211) names the SignerInfo's own
+    digest and signature algorithms (the signature check refuses it otherwise)."""
+    values = signer.signed_attrs[oids.CMS_ALGORITHM_PROTECTION]
+    if len(values) != 1:
+        return f"malformed: {len(values)} values (RFC 6211: exactly one)"
+    try:
+        value = cms.decode_der(cms.CMSAlgorithmProtection, values[0])
+    except cms.Asn1Error as exc:
+        return f"malformed: {exc}"
+    differences = []
+    if value.digest_algorithm.algorithm != signer.digest_algorithm.oid:
+        differences.append(f"digest {oid_name(value.digest_algorithm.algorithm)}, "
+                           f"SignerInfo {oid_name(signer.digest_algorithm.oid)}")
+    if value.signature_algorithm is None:
+        differences.append("no signatureAlgorithm")
+    elif value.signature_algorithm.algorithm != signer.signature_algorithm.oid:
+        differences.append(f"signature {oid_name(value.signature_algorithm.algorithm)}, "
+                           f"SignerInfo {oid_name(signer.signature_algorithm.oid)}")
+    if value.mac_algorithm is not None:
+        differences.append("macAlgorithm present (RFC 6211: absent in a SignedData)")
+    if differences:
+        return "does NOT match the SignerInfo: " + "; ".join(differences)
+    return "matches the SignerInfo's digest and signature algorithms"
 
 
 # --- certificates, CRLs, CSRs ---
@@ -388,6 +470,7 @@ class Inspector:
     keys: list[KeyEntry] = field(default_factory=list)
     certificates: list[x509.Certificate] = field(default_factory=list)  # --cert: extra signer candidates
     show_secrets: bool = False
+    passwords: list[bytes] = field(default_factory=list, repr=False)  # --password: opens PWRIs; never shown
     problems: list[str] = field(default_factory=list)
     innermost: bytes | None = None  # the last (deepest) decrypted content
 
@@ -463,6 +546,8 @@ class Inspector:
             "signature_algorithm": oid_name(signer.signature_algorithm.oid),
             "signed_attributes": attribute_nodes(signer.signed_attrs),
         }
+        if oids.CMS_ALGORITHM_PROTECTION in signer.signed_attrs:
+            node["algorithm_protection"] = _protection_check(signer)
         if signer.raw.unsigned_attrs is not None:
             node["unsigned_attributes"] = _attribute_set_nodes(signer.raw.unsigned_attrs)
         cert = message.signer_certificate(signer)
@@ -538,35 +623,48 @@ class Inspector:
             return {"type": f"RecipientInfo (tag {der[0]:#04x})", "error": str(exc)[:160]}
 
     def _decrypt(self, data: bytes, infos, depth: int) -> dict | str:
-        if not self.keys:
-            return "not attempted (give --key)"
         info_ders = [cms.tlv_bytes(i) for i in infos.as_list()]
+        has_pwri = any(info[0] == cms.PWRI_TAG for info in info_ders)
+        if not self.keys and not self.passwords:
+            return "not attempted (give --key or --password)" if has_pwri else "not attempted (give --key)"
         errors = []
-        tried = False
+        # (label for errors, "with" text, recipient): every key's recipients, then the password.
+        candidates = []
         for entry in self.keys:
-            family = keymod.key_family(entry.key)
+            try:
+                family = keymod.key_family(entry.key)
+            except ValueError:
+                family = type(entry.key).__name__
             factory = RECIPIENT_FACTORIES.get(family)
             if factory is None:
                 errors.append(f"{entry.label}: a {family} key cannot open any RecipientInfo yet")
                 continue
-            for recipient in factory(entry, info_ders):
-                tried = True
-                try:
-                    opened = enveloped.open_envelope(data, [recipient], allow_legacy=True)
-                except (enveloped.EnvelopeError, cms.Asn1Error, ValueError) as exc:
-                    errors.append(f"{entry.label}: {exc}")
-                    continue
-                self.innermost = opened.content
-                return {
-                    "decrypted": True,
-                    "with": entry.label + (f" + certificate {entry.certificate.subject.rfc4514_string()}"
-                                           if entry.certificate is not None else ""),
-                    "recipient_info": opened.recipient_kind,
-                    "cipher": opened.cipher.name + (" (legacy)" if opened.cipher.legacy else ""),
-                    "content_length": len(opened.content),
-                    "content": self.payload(opened.content, depth + 1),
-                }
-        if not tried and not errors:
+            shown = entry.label + (f" + certificate {entry.certificate.subject.rfc4514_string()}"
+                                   if entry.certificate is not None else "")
+            candidates.extend((entry.label, shown, recipient) for recipient in factory(entry, info_ders))
+        for number, password in enumerate(self.passwords, 1):
+            # The password itself is never shown: only which option it came from.
+            label = "--password" if len(self.passwords) == 1 else f"--password #{number}"
+            if not has_pwri:
+                errors.append(f"{label}: the envelope has no PasswordRecipientInfo")
+                continue
+            candidates.append((label, label, PasswordRecipient(password)))
+        for label, shown, recipient in candidates:
+            try:
+                opened = enveloped.open_envelope(data, [recipient], allow_legacy=True)
+            except (enveloped.EnvelopeError, cms.Asn1Error, ValueError) as exc:
+                errors.append(f"{label}: {exc}")
+                continue
+            self.innermost = opened.content
+            return {
+                "decrypted": True,
+                "with": shown,
+                "recipient_info": opened.recipient_kind,
+                "cipher": opened.cipher.name + (" (legacy)" if opened.cipher.legacy else ""),
+                "content_length": len(opened.content),
+                "content": self.payload(opened.content, depth + 1),
+            }
+        if not candidates and not errors:
             errors.append("no RecipientInfo the given keys can open")
         reason = "; ".join(dict.fromkeys(errors))[:400] or "no matching RecipientInfo"
         self.problem(f"decryption failed: {reason}")
@@ -591,12 +689,44 @@ class Inspector:
         return {"type": "KEKRecipientInfo", "note": "not decoded"}
 
     def pwri(self, der: bytes) -> dict:
+        """PasswordRecipientInfo (RFC 3211): the KDF with its iteration count, PRF and salt, and
+        the KEK algorithm (id-alg-PWRI-KEK with its CBC cipher, or an AES key wrap)."""
         info = cms.decode_der(cms.PasswordRecipientInfo, cms.implicit_to_sequence(der))
         node: dict = {"type": "PasswordRecipientInfo", "version": info.version}
-        if info.key_derivation_algorithm is not None:
-            node["key_derivation_algorithm"] = oid_name(info.key_derivation_algorithm.algorithm)
-        node["key_encryption_algorithm"] = _algorithm_label(algorithm_node(info.key_encryption_algorithm))
+        notes = []
+        kda = info.key_derivation_algorithm
+        if kda is None:
+            node["key_derivation_algorithm"] = "absent (the KEK would be agreed out of band)"
+        else:
+            node["key_derivation_algorithm"] = oid_name(kda.algorithm)
+            if kda.algorithm == oids.PBKDF2:
+                try:
+                    params = cms.decode_der(cms.PBKDF2Params, cms.tlv_bytes(kda.parameters))
+                except cms.Asn1Error as exc:
+                    notes.append(f"PBKDF2 parameters do not decode: {exc}")
+                else:
+                    node["iterations"] = params.iteration_count
+                    if not MIN_ITERATIONS <= params.iteration_count <= MAX_ITERATIONS:
+                        notes.append(f"iteration count outside {MIN_ITERATIONS}..{MAX_ITERATIONS:,}: "
+                                     "a pqscep CA refuses it")
+                    node["prf"] = (oid_name(params.prf.algorithm) if params.prf is not None
+                                   else "hmac-sha1 (PBKDF2's DEFAULT: prf absent)")
+                    node["salt_length"] = len(params.salt)
+                    if params.key_length is not None:
+                        node["key_length"] = params.key_length
+        try:
+            kea = cms.parse_algorithm(info.key_encryption_algorithm)
+            if kea.oid == oids.PWRI_KEK:
+                inner = cms.parse_algorithm(kea.parameters) if kea.parameters is not None else None
+                node["key_encryption_algorithm"] = (f"id-alg-PWRI-KEK with {oid_name(inner.oid)}" if inner
+                                                    else "id-alg-PWRI-KEK without its KEK cipher")
+            else:
+                node["key_encryption_algorithm"] = oid_name(kea.oid)
+        except cms.Asn1Error as exc:
+            node["key_encryption_algorithm"] = {"error": str(exc)}
         node["encrypted_key_length"] = len(info.encrypted_key)
+        if notes:
+            node["notes"] = notes
         return node
 
     def ori(self, der: bytes) -> dict:
@@ -607,20 +737,48 @@ class Inspector:
         return handler(self, cms.tlv_bytes(info.ori_value))
 
     def kemri(self, der: bytes) -> dict:
+        """KEMRecipientInfo (RFC 9629): kem, kdf, kekLength, ukm, wrap and rid, with notes where
+        the fields do not fit together (what a recipient refuses)."""
         info = cms.decode_der(cms.KEMRecipientInfo, der)
-        return {
+        kem = cms.parse_algorithm(info.kem)
+        kdf = cms.parse_algorithm(info.kdf)
+        wrap = cms.parse_algorithm(info.wrap)
+        node = {
             "type": "KEMRecipientInfo",
             "ori_type": "id-ori-kem",
             "version": info.version,
             "rid": _rid_node(info.rid),
-            "kem": _algorithm_label(algorithm_node(info.kem)),
+            "kem": _key_name(kem.oid),
             "kem_ciphertext_length": len(info.kemct),
-            "kdf": _algorithm_label(algorithm_node(info.kdf)),
+            "kdf": oid_name(kdf.oid),
             "kek_length": info.kek_length,
             "ukm": info.ukm.hex() if info.ukm is not None else None,
-            "wrap": _algorithm_label(algorithm_node(info.wrap)),
+            "wrap": oid_name(wrap.oid),
             "encrypted_key_length": len(info.encrypted_key),
         }
+        notes = []
+        if info.version != 0:
+            notes.append(f"version {info.version} (RFC 9629: 0)")
+        kem_entry = KEMS.get(kem.oid)
+        if kem_entry is None:
+            notes.append(f"unknown KEM {kem.oid.dotted_string}")
+        elif len(info.kemct) != kem_entry.ciphertext_size:
+            notes.append(f"kemct has {len(info.kemct)} bytes; {_key_name(kem.oid)} ciphertexts have "
+                         f"{kem_entry.ciphertext_size}")
+        if KDFS.get(kdf.oid) is None:
+            notes.append(f"unknown KDF {kdf.oid.dotted_string}")
+        wrap_entry = KEY_WRAPS.get(wrap.oid)
+        if wrap_entry is None:
+            notes.append(f"unknown key wrap {wrap.oid.dotted_string}")
+        elif info.kek_length != wrap_entry.kek_size:
+            notes.append(f"kekLength {info.kek_length} does not match {wrap_entry.name} "
+                         f"({wrap_entry.kek_size}-byte KEK)")
+        for what, algorithm in (("KEM", kem), ("KDF", kdf), ("wrap", wrap)):
+            if algorithm.parameters not in (None, cms.NULL):
+                notes.append(f"{what} AlgorithmIdentifier has parameters (must be absent)")
+        if notes:
+            node["notes"] = notes
+        return node
 
     # data
 
@@ -782,7 +940,50 @@ def read_input(data: bytes) -> bytes:
     raise InputError("not DER, PEM or base64 of a DER structure")
 
 
-def _load_key_entries(key_files: tuple[Path, ...], cert_files: tuple[Path, ...]) -> tuple[list[KeyEntry], list]:
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def passphrase_from_env(variable: str | None) -> bytes | None:
+    """The passphrase held by the environment variable named `variable` (--key-passphrase-env).
+    Errors never repeat what was given: it might be a passphrase typed in the wrong place."""
+    if variable is None:
+        return None
+    if not _ENV_NAME.match(variable):
+        raise InputError("--key-passphrase-env takes the NAME of an environment variable that holds the "
+                         "passphrase, not the passphrase itself")
+    value = os.environ.get(variable)
+    if value is None:
+        raise InputError("the environment variable named by --key-passphrase-env is not set")
+    return value.encode("utf-8")
+
+
+def load_key_file(path: Path, passphrase: bytes | None):
+    """A private key through `pqkeys.load_any_private_key` (every RFC 9881/9935 form), with a
+    one-line InputError that never contains the passphrase."""
+    data = path.read_bytes()
+    try:
+        try:
+            return pqkeys.load_any_private_key(data, passphrase)
+        except TypeError:
+            if passphrase is None:
+                raise
+            return pqkeys.load_any_private_key(data, None)  # the passphrase was for another --key
+    except TypeError:
+        raise InputError(f"{path} is an encrypted key: put its passphrase in an environment variable and "
+                         "name that variable with --key-passphrase-env VAR") from None
+    except pqkeys.UnsupportedKeyForm as exc:
+        raise InputError(f"{path}: this build cannot use the key: {str(exc)[:300]}") from None
+    except pqkeys.InvalidPrivateKey as exc:
+        raise InputError(f"{path} is not a valid private key: {str(exc)[:300]}") from None
+    except UnsupportedAlgorithm as exc:
+        raise InputError(f"{path}: this cryptography build cannot load the key ({exc})") from None
+    except ValueError as exc:
+        wrong = " (or the passphrase is wrong)" if passphrase is not None else ""
+        raise InputError(f"{path} is not a private key{wrong}: {str(exc)[:120]}") from None
+
+
+def _load_key_entries(key_files: tuple[Path, ...], cert_files: tuple[Path, ...],
+                      passphrase: bytes | None = None) -> tuple[list[KeyEntry], list]:
     certs = []
     for path in cert_files:
         data = path.read_bytes()
@@ -795,14 +996,7 @@ def _load_key_entries(key_files: tuple[Path, ...], cert_files: tuple[Path, ...])
             raise InputError(f"{path} is not a certificate: {exc}") from None
     entries = []
     for path in key_files:
-        try:
-            key = keymod.load_private_key(path.read_bytes())
-        except TypeError:
-            raise InputError(f"{path} is an encrypted key; give an unencrypted one") from None
-        except UnsupportedAlgorithm as exc:
-            raise InputError(f"{path}: this cryptography build cannot load the key ({exc})") from None
-        except ValueError as exc:
-            raise InputError(f"{path} is not a private key: {str(exc)[:120]}") from None
+        key = load_key_file(path, passphrase)
         entry = KeyEntry(str(path), key)
         public = _spki(key)
         entry.certificate = next((c for c in certs if _spki(c) == public), None)
@@ -876,26 +1070,34 @@ def render(tree_data: dict, title: str) -> Tree:
 @click.command("inspect")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path))
 @click.option("--key", "key_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Private key (PEM/DER) to decrypt envelopes with; repeatable.")
+              help="Private key (PEM/DER; RSA, EC, ML-KEM and ML-DSA in every RFC 9881/9935 form) to decrypt "
+                   "envelopes with; repeatable.")
+@click.option("--key-passphrase-env", "passphrase_env", metavar="VAR",
+              help="Name of an environment variable holding the passphrase of encrypted --key files "
+                   "(the passphrase itself is never taken on the command line).")
+@click.option("--password", "password", metavar="PW",
+              help="Password (e.g. the SCEP challenge) to open PasswordRecipientInfo envelopes with; never printed.")
 @click.option("--cert", "cert_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Certificate of a --key (to pick its RecipientInfo), or of a signer that is not included.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a tree.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the innermost decrypted content (e.g. the CSR DER of a PKCSReq) here.")
 @click.option("--show-secrets", is_flag=True, help="Show the challengePassword of a CSR.")
-def inspect_cmd(file: Path, key_files, cert_files, as_json: bool, out: Path | None, show_secrets: bool) -> None:
+def inspect_cmd(file: Path, key_files, passphrase_env: str | None, password: str | None, cert_files, as_json: bool,
+                out: Path | None, show_secrets: bool) -> None:
     """Decode a SCEP message or any CMS ContentInfo (SignedData, EnvelopedData,
     AuthEnvelopedData), a CSR, certificate or CRL: DER, PEM or base64. Verifies signatures;
-    with --key decrypts envelopes and shows what they hold."""
+    with --key (or --password for a PasswordRecipientInfo) decrypts envelopes and shows what they hold."""
     err = Console(stderr=True, highlight=False)
     try:
         raw = click.get_binary_stream("stdin").read() if str(file) == "-" else file.read_bytes()
         data = read_input(raw)
-        entries, certs = _load_key_entries(tuple(key_files), tuple(cert_files))
+        entries, certs = _load_key_entries(tuple(key_files), tuple(cert_files), passphrase_from_env(passphrase_env))
     except (InputError, OSError) as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise click.exceptions.Exit(EXIT_FAILURE)
-    inspector = Inspector(keys=entries, certificates=certs, show_secrets=show_secrets)
+    passwords = [password.encode("utf-8")] if password is not None else []
+    inspector = Inspector(keys=entries, certificates=certs, show_secrets=show_secrets, passwords=passwords)
     tree_data = inspector.payload(data)
     if tree_data.get("type") == "unknown":
         inspector.problem("the input is not a structure pqscep knows")
