@@ -58,7 +58,7 @@ from ..crypto import keys as keymod
 from ..crypto import pqkeys, signing
 from ..crypto.registry import CIPHERS, DIGESTS, KDFS, KEMS, KEY_WRAPS, PBKDF2_PRFS
 from ..protocol.messages import FailInfo, IssuerAndSubject, MessageType, PkiStatus
-from .main import EXIT_FAILURE, EXIT_OK, EXIT_VERIFY
+from .exits import EXIT_FAILURE, EXIT_OK, EXIT_VERIFY
 
 __all__ = [
     "ATTRIBUTES",

@@ -10,13 +10,14 @@ import click
 
 from .. import __version__
 
-# Exit codes scripts can rely on (also documented in the README).
-EXIT_OK = 0
-EXIT_FAILURE = 1  # the CA answered FAILURE, or the operation failed
-EXIT_USAGE = 2  # bad command line (Click's own code)
-EXIT_PENDING = 3  # the CA answered PENDING: run `pqscep poll` later
-EXIT_TRANSPORT = 4  # could not reach the server, or it answered with an HTTP error
-EXIT_VERIFY = 5  # a signature, pin or decryption check failed
+from .exits import (  # noqa: F401 - re-exported: the codes are part of this module's interface
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_PENDING,
+    EXIT_TRANSPORT,
+    EXIT_USAGE,
+    EXIT_VERIFY,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,13 +31,8 @@ _SUBCOMMAND_MODULES = ("server_cmds", "client_cmds", "inspect_cmd", "bench_cmd")
 
 def _register() -> None:
     for name in _SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__package__}.{name}":
-                continue  # a part not installed in this build
-            raise
-        for command in getattr(module, "COMMANDS", ()):
+        module = importlib.import_module(f"{__package__}.{name}")
+        for command in module.COMMANDS:
             cli.add_command(command)
 
 
