@@ -30,7 +30,7 @@ from ..client import enrollment as E
 from ..client.transport import DEFAULT_TIMEOUT, ScepTransport, TransportError
 from ..crypto import keys as keymod
 from ..protocol.messages import PkiStatus
-from .main import EXIT_FAILURE, EXIT_OK, EXIT_TRANSPORT, EXIT_VERIFY
+from .exits import EXIT_FAILURE, EXIT_OK, EXIT_TRANSPORT, EXIT_VERIFY
 
 __all__ = ["COMMANDS", "BenchResult", "percentile", "run_bench"]
 
