@@ -19,6 +19,7 @@ packages=(
   openssl                         # `openssl verify`, key/cert conversion in tests
   postgresql                      # real PostgreSQL for the storage tests
   python3-venv                    # `python3 -m venv` with Debian's python3
+  ruby-kramdown-rfc2629           # kramdown-rfc: builds the Internet-Draft in docs/draft (tests/test_draft.py)
 )
 
 # dpkg-query prints "install ok installed" for each installed package; anything else
