@@ -35,6 +35,9 @@ echo "== enrolling a demo device against $url (challenge: secret)"
   --out "$demo/device.pem" --key-out "$demo/device.key"
 "$pqscep" inspect "$demo/device.pem" 2>/dev/null | head -n 20 || openssl x509 -in "$demo/device.pem" -noout -subject -issuer
 command -v openssl >/dev/null && openssl verify -CAfile "$data/profiles/default/ca.pem" "$demo/device.pem"
+echo "== and a post-quantum one: ML-DSA-65 device key, ML-KEM-768 envelopes both ways, AES-GCM ($url/pq)"
+"$pqscep" enroll "$url/pq" --challenge secret --cn "pq-device-$(date +%s)" --key-type ml-dsa-65 \
+  --out "$demo/pq-device.pem" --key-out "$demo/pq-device.key"
 echo "== the certificate and its key are in $demo"
-echo "== pqscep is serving $url (also /cgi-bin/pkiclient.exe); Ctrl-C stops it"
+echo "== pqscep is serving $url (also /cgi-bin/pkiclient.exe) and $url/pq; Ctrl-C stops it"
 wait $server
