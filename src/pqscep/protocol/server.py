@@ -100,6 +100,11 @@ class PkiRequest(PartialRequest):
     challenge_password: str | None = None  # from the CSR, read (and checked) by receive()
     # The requester's responseKey (design section 4): an ML-KEM public key for the reply.
     response_key: object | None = None
+    # Design section 5: for a CSR of an ML-KEM key, the (issuer Name DER, serial) its RFC 9883
+    # statement names (checked to be the pkiMessage signer's certificate); None for other CSRs.
+    kem_statement: tuple[bytes, int] | None = None
+    # The kemPopProof signed attribute value (DER KemPopProof), on any message type that has one.
+    kem_pop_proof: bytes | None = None
 
 
 @dataclass
@@ -204,6 +209,7 @@ class Responder:
             raise RequestRejected("AuthEnvelopedData (AES-GCM) is not enabled on this profile", FailInfo.BAD_ALG,
                                   partial=partial)
         request.response_key = _response_key(signer, partial)
+        request.kem_pop_proof = _kem_pop_proof(signer, partial)
         self._parse_message_data(request, message_type)
         return request
 
@@ -248,7 +254,11 @@ class Responder:
                 csr = x509.load_der_x509_csr(data)
                 request.raw_csr = data
                 request.csr = csr
-                if not _csr_signature_ok(csr):
+                if _csr_key_family(csr) == "ml-kem":
+                    # A KEM key cannot sign its own request (design section 5): the CSR is signed
+                    # by the pkiMessage signer's key and names that certificate in its statement.
+                    _check_kem_csr(request)
+                elif not _csr_signature_ok(csr):
                     raise RequestRejected("the PKCS#10 signature does not verify", FailInfo.BAD_MESSAGE_CHECK,
                                           partial=request)
                 request.challenge_password = read_csr(csr)
@@ -379,6 +389,54 @@ def read_csr(csr: x509.CertificateSigningRequest) -> str | None:
         raise ValueError(f"the PKCS#10 attributes (challengePassword) do not parse: {exc}") from None
     value = attr.value
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _kem_pop_proof(signer: signed.SignerInfoView, partial: PartialRequest) -> bytes | None:
+    """The kemPopProof signed attribute (design section 5 a, PROVISIONAL OID): one value."""
+    try:
+        return signer.single(oids.SCEP_KEM_POP_PROOF)
+    except SignedDataError as exc:
+        raise RequestRejected(str(exc), FailInfo.BAD_REQUEST, partial=partial) from None
+
+
+def _csr_key_family(csr: x509.CertificateSigningRequest) -> str | None:
+    try:
+        return key_family(csr.public_key())
+    except (ValueError, UnsupportedAlgorithm):
+        return None
+
+
+def _check_kem_csr(request: PkiRequest) -> None:
+    """Design section 5: the CSR of an ML-KEM key verifies with the pkiMessage signer's key (that
+    binds it to this SCEP transaction: badMessageCheck otherwise), carries one RFC 9883
+    privateKeyPossessionStatement naming the signer's certificate (badRequest otherwise), and asks
+    for no key usage but keyEncipherment (RFC 9935 section 4; badRequest otherwise)."""
+    from . import kempop
+
+    signer = request.signer_certificate
+    assert signer is not None
+    try:
+        view = kempop.parse_csr(request.raw_csr)
+        kempop.verify_csr_with(view, signer.public_key())
+        issuer, serial, _cert = kempop.csr_possession_statement(view)
+    except kempop.PopError as exc:
+        raise RequestRejected(exc.text, exc.fail_info, partial=request) from None
+    if issuer != kempop.certificate_issuer_der(signer) or serial != signer.serial_number:
+        raise RequestRejected("the CSR's privateKeyPossessionStatement does not name the certificate that signed "
+                              "the pkiMessage", FailInfo.BAD_REQUEST, partial=request)
+    request.kem_statement = (issuer, serial)
+    assert request.csr is not None
+    try:
+        usage = request.csr.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    except ValueError:
+        return  # read_csr refuses extensions that do not parse
+    wanted = {name for name in ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+                                "key_agreement", "key_cert_sign", "crl_sign") if getattr(usage, name)}
+    if wanted - {"key_encipherment"}:
+        raise RequestRejected(f"an ML-KEM certificate has keyUsage keyEncipherment only (RFC 9935); the CSR asks "
+                              f"for {', '.join(sorted(wanted))}", FailInfo.BAD_REQUEST, partial=request)
 
 
 def _csr_signature_ok(csr: x509.CertificateSigningRequest) -> bool:
