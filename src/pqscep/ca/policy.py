@@ -26,6 +26,7 @@ __all__ = [
     "Context",
     "Verdict",
     "challenge_digest",
+    "check_kem_pop",
     "key_fingerprint",
     "standard_checks",
     "WebhookPoster",
@@ -122,8 +123,25 @@ def check_signer(ctx: Context) -> Verdict | None:
         if not ctx.profile.allow_rekey and key_fingerprint(ctx.csr.public_key()) != key_fingerprint(signer.public_key()):
             return Verdict.refuse(FailInfo.BAD_REQUEST, "this profile does not allow re-key on renewal")
         return None
+    if request.kem_statement is not None:
+        # An ML-KEM key cannot sign: the CSR was checked to be signed by this signer and to name
+        # it in its RFC 9883 statement (protocol.server); the proof of possession is check_kem_pop's
+        # (statement) or the service's (challenge, encrypted certificate).
+        return None
     if not ours and key_fingerprint(ctx.csr.public_key()) != key_fingerprint(signer.public_key()):
         return Verdict.refuse(FailInfo.BAD_REQUEST, "the CSR's key is not the key that signed the message")
+    return None
+
+
+def check_kem_pop(ctx: Context) -> Verdict | None:
+    """Design section 5 c): in statement mode the RFC 9883 statement alone is the proof, so the
+    certificate it names (the pkiMessage signer) must be one this CA issued and that is valid and
+    not revoked now (check_signer, which runs first, found it: `issued_signer`)."""
+    if ctx.request.kem_statement is None or ctx.profile.kem_pop != "statement":
+        return None
+    if ctx.issued_signer is None:
+        return Verdict.refuse(FailInfo.BAD_REQUEST, "statement proof of possession: the signer certificate must be "
+                              "one this CA issued")
     return None
 
 
@@ -217,4 +235,4 @@ def check_approval(ctx: Context) -> Verdict | None:
 
 
 def standard_checks() -> list[Check]:
-    return [check_signer, check_rate_limit, check_challenge, check_approval]
+    return [check_signer, check_kem_pop, check_rate_limit, check_challenge, check_approval]

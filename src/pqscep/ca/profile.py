@@ -9,7 +9,11 @@ from dataclasses import dataclass, field
 
 from .authority import IssuancePolicy
 
-__all__ = ["ChallengeSettings", "ProfileSettings", "RateLimit"]
+__all__ = ["ChallengeSettings", "ProfileSettings", "RateLimit", "KEM_POP_MODES"]
+
+# Proof of possession for ML-KEM keys (design section 5): a) challenge-response, b) the certificate
+# encrypted to the new key, c) the RFC 9883 statement of a signer certificate this CA issued.
+KEM_POP_MODES = ("challenge", "encrypted-cert", "statement")
 
 
 @dataclass(frozen=True)
@@ -61,3 +65,7 @@ class ProfileSettings:
     pwri_iterations: int = 100_000
     rate_limit: RateLimit = field(default_factory=RateLimit)
     max_message_size: int = 256 * 1024
+    # ML-KEM certificates (design section 5): how possession of the key is proven; None = the
+    # profile does not certify ML-KEM keys. The challenge's shared secret lives `kem_pop_ttl`.
+    kem_pop: str | None = None
+    kem_pop_ttl: datetime.timedelta = datetime.timedelta(minutes=10)

@@ -17,7 +17,9 @@
     webhook_secret_file, manual_approval, renewal_window_days, allow_rekey,
     allow_legacy_algorithms, crl_validity_hours, rate_limit_failures, rate_limit_window_minutes,
     kem_recipient (ml-kem-768 | ml-kem-1024: post-quantum request envelopes), aes_gcm,
-    pwri_iterations
+    pwri_iterations, kem_pop (challenge | encrypted-cert | statement: certify ML-KEM keys with
+    that proof of possession; setting it adds ml-kem to key_types, and ml-kem in key_types
+    without it means "challenge"), kem_pop_ttl_minutes (lifetime of a KEM challenge, default 10)
 
 Secrets (CA passphrase, challenge, webhook secret) live in files of mode 0600 or in the
 environment, never in the TOML file, so the configuration can be shown and versioned.
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..ca.authority import EKU_NAMES, IssuancePolicy
-from ..ca.profile import ChallengeSettings, ProfileSettings, RateLimit
+from ..ca.profile import KEM_POP_MODES, ChallengeSettings, ProfileSettings, RateLimit
 from ..crypto.keys import KEY_TYPES
 
 __all__ = ["ConfigError", "ServerConfig", "load_config", "CONFIG_NAME"]
@@ -89,7 +91,7 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
         "one_time_challenges", "one_time_ttl_minutes", "webhook_url", "webhook_timeout", "webhook_secret_file",
         "manual_approval", "renewal_window_days", "allow_rekey", "allow_legacy_algorithms",
         "crl_validity_hours", "rate_limit_failures", "rate_limit_window_minutes",
-        "kem_recipient", "aes_gcm", "pwri_iterations",
+        "kem_recipient", "aes_gcm", "pwri_iterations", "kem_pop", "kem_pop_ttl_minutes",
     }
     unknown = set(table) - known
     if unknown:
@@ -107,6 +109,22 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
     for eku in ekus:
         if eku not in EKU_NAMES:
             raise ConfigError(f"profile {name}: unknown extended_key_usage {eku!r}")
+    families = tuple(table.get("key_types", ["rsa", "ec", "ml-dsa"]))
+    kem_pop = table.get("kem_pop") or None
+    if kem_pop is not None and kem_pop not in KEM_POP_MODES:
+        raise ConfigError(f"profile {name}: kem_pop {kem_pop!r} must be one of {', '.join(KEM_POP_MODES)}")
+    if kem_pop is None and "ml-kem" in families:
+        kem_pop = "challenge"  # design section 5: the default proof
+    if kem_pop is not None and "ml-kem" not in families:
+        families = (*families, "ml-kem")
+    kem_pop_ttl = float(table.get("kem_pop_ttl_minutes", 10))
+    if not 0 < kem_pop_ttl <= 24 * 60:
+        raise ConfigError(f"profile {name}: kem_pop_ttl_minutes must be more than 0 and at most 1440")
+    if kem_pop == "challenge" and table.get("manual_approval"):
+        # A PENDING for approval and a PENDING for the KEM challenge would share one transaction
+        # state; until they are told apart, an approved request could be issued without a proof.
+        raise ConfigError(f"profile {name}: kem_pop = \"challenge\" cannot be combined with manual_approval "
+                          "(use encrypted-cert or statement)")
     static = os.environ.get(f"PQSCEP_CHALLENGE_{name.upper().replace('-', '_')}") or _read_secret(
         data_dir, table.get("challenge_file")
     )
@@ -121,7 +139,7 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
             extended_key_usage=ekus,
             copy_subject_alt_names=bool(table.get("copy_subject_alt_names", True)),
             crl_distribution_url=table.get("crl_url") or None,
-            allowed_key_families=tuple(table.get("key_types", ["rsa", "ec", "ml-dsa"])),
+            allowed_key_families=families,
             min_rsa_bits=int(table.get("min_rsa_bits", 2048)),
         ),
         challenge=ChallengeSettings(
@@ -144,6 +162,8 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
         kem_recipient_key_type=kem_type,
         aes_gcm=bool(table.get("aes_gcm", False)),
         pwri_iterations=pwri_iterations,
+        kem_pop=kem_pop,
+        kem_pop_ttl=datetime.timedelta(minutes=kem_pop_ttl),
     )
 
 

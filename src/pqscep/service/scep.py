@@ -8,6 +8,8 @@ The clock and the randomness are injected, so tests can pin time.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import hmac
 import logging
 import os
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from ..cms import enveloped, signed
 from ..cms.kem import KemOriginator
 from ..cms.password import PasswordOriginator
 from ..crypto.keys import key_family
+from ..protocol import kempop
 from ..protocol.messages import FailInfo, MessageType
 from ..protocol.server import PartialRequest, PkiRequest, RequestRejected, Responder
 from ..storage.errors import DuplicateSerial
@@ -94,6 +97,8 @@ class Profile:
             caps.append("ML-KEM")
         if self.settings.aes_gcm:
             caps.append("AES-GCM")
+        if self.settings.kem_pop:
+            caps.append("KEMPoP")
         return caps
 
 
@@ -267,6 +272,8 @@ class ScepService:
             cert = self.store.get_certificate(profile.name, record.cert_serial)
             return self._success(profile, request, now, certificates=[x509.load_der_x509_certificate(cert.der)])
         if record.state == "pending":
+            if self._kem_challenge_mode(profile, request):
+                return self._kem_pending(profile, request, record, now)
             return self._pending(profile, request, now)
         if record.state == "rejected":
             return self._failure(profile, request, FailInfo.BAD_REQUEST, record.fail_text or "request rejected", now)
@@ -313,7 +320,84 @@ class ScepService:
                 policy.record_failed_attempt(ctx)
             # A refused request leaves no transaction behind: the device may fix it and retry.
             return self._failure(profile, request, verdict.fail_info, verdict.text, now)
+        if self._kem_challenge_mode(profile, request):
+            return self._kem_challenge(profile, request, now, expect_state=expect_state)
         return self._issue(profile, request, now, expect_state=expect_state)
+
+    # --- proof of possession for ML-KEM keys (design section 5 a) ---
+
+    @staticmethod
+    def _kem_challenge_mode(profile: Profile, request: PkiRequest) -> bool:
+        """The request is for an ML-KEM key at a profile that wants the challenge-response proof.
+        (The other modes need nothing here: encrypted-cert issues at once and the reply goes to
+        the new key, rule 1 of `_reply_originator`; statement is `policy.check_kem_pop`.)"""
+        if profile.settings.kem_pop != "challenge" or request.csr is None:
+            return False
+        try:
+            return key_family(request.csr.public_key()) == "ml-kem"
+        except ValueError:
+            return False
+
+    def _kem_challenge(self, profile: Profile, request: PkiRequest, now, *, expect_state) -> Reply:
+        """The request passed every check: keep it PENDING (one write) and challenge the key."""
+        if not self._settle(profile, request, now, expect_state=expect_state, new_state="pending"):
+            return self._lost_race(profile, request, now)
+        log.info("profile %s: PENDING %s (KEM proof of possession)", profile.name, request.transaction_id)
+        return self._send_kem_challenge(profile, request, now)
+
+    def _send_kem_challenge(self, profile: Profile, request: PkiRequest, now) -> Reply:
+        """Encapsulate to the CSR's key, keep the shared secret under the transactionID (in the
+        database, so any server process of the profile can check the answer), and answer PENDING
+        with the kemPopChallenge. The ciphertext is not kept, so a repeated request cannot get the
+        same challenge again: it gets a fresh one, which replaces (and so kills) the earlier one."""
+        assert request.csr is not None and request.signer_certificate is not None
+        try:
+            challenge, value = kempop.issue_challenge(request.csr.public_key())
+        except kempop.PopError as exc:
+            return self._failure(profile, request, exc.fail_info, exc.text, now)
+        self.store.put_kem_challenge(
+            profile.name,
+            request.transaction_id,
+            challenge.shared_secret,
+            hashlib.sha256(request.raw_csr).digest(),
+            policy.key_fingerprint(request.signer_certificate.public_key()),
+            now + profile.settings.kem_pop_ttl,
+            now,
+        )
+        reply = profile.responder.pending(request, now=now, random_bytes=self.random_bytes,
+                                          attributes=[kempop.challenge_attribute(value)])
+        return Reply(200, CONTENT_TYPES["pki"], reply, "pending:kem-challenge")
+
+    def _kem_pending(self, profile: Profile, request: PkiRequest, record, now) -> Reply:
+        """A CertPoll or repeated PKCSReq for a transaction waiting for its KEM proof."""
+        if request.kem_pop_proof is None:
+            return self._send_kem_challenge(profile, request, now)
+        assert request.signer_certificate is not None
+        # Spent by this read, whatever follows: the challenge dies after the first proof.
+        taken = self.store.take_kem_challenge(profile.name, request.transaction_id, now)
+        if taken is None:
+            return self._failure(profile, request, FailInfo.BAD_REQUEST,
+                                 "no KEM proof-of-possession challenge was issued for this transaction", now)
+        if taken.outcome == "expired":
+            return self._failure(profile, request, FailInfo.BAD_TIME,
+                                 "the KEM proof-of-possession challenge has expired; send the request again", now)
+        if taken.outcome != "ok":
+            return self._failure(profile, request, FailInfo.BAD_REQUEST,
+                                 "the KEM proof-of-possession challenge was already answered; send the request again",
+                                 now)
+        if not hmac.compare_digest(taken.signer_key_fingerprint,
+                                   policy.key_fingerprint(request.signer_certificate.public_key())):
+            return self._failure(profile, request, FailInfo.BAD_REQUEST,
+                                 "the KEM proof is not signed by the certificate of the request", now)
+        if not hmac.compare_digest(taken.csr_digest, hashlib.sha256(request.raw_csr).digest()):
+            return self._failure(profile, request, FailInfo.BAD_REQUEST,
+                                 "the KEM challenge was issued for another CSR", now)
+        try:
+            kempop.verify_proof(taken.secret, request.kem_pop_proof, request.transaction_id, request.raw_csr)
+        except kempop.PopError as exc:
+            log.info("profile %s: KEM proof refused for %s: %s", profile.name, request.transaction_id, exc.text)
+            return self._failure(profile, request, exc.fail_info, exc.text, now)
+        return self._issue(profile, request, now, expect_state="pending")
 
     def _issue(self, profile: Profile, request: PkiRequest, now, *, expect_state) -> Reply:
         csr = request.csr

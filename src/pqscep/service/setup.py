@@ -66,6 +66,9 @@ ca_key_type = "ml-dsa-65"
 ca_subject = "CN=pqscep post-quantum CA,O=pqscep"
 kem_recipient = "ml-kem-768"
 aes_gcm = true
+# ML-KEM certificates (KEMPoP): the CA encapsulates to the requested key and issues after the
+# requester's MAC proves it could decapsulate; "encrypted-cert" and "statement" are the others.
+kem_pop = "challenge"
 validity_days = 365
 extended_key_usage = ["clientAuth"]
 challenge_file = "secrets/challenge-default"

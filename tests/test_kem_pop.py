@@ -1,0 +1,540 @@
+"""Certifying ML-KEM keys with proof of possession (issue #4, design section 5) over real HTTP,
+on SQLite and PostgreSQL: challenge-response (kemPopChallenge / kemPopProof), the certificate
+encrypted to the new key, and the RFC 9883 statement; ML-KEM-768 and -1024; the refusals with
+their failInfo; and, when PQSCEP_OPENSSL is set, OpenSSL 3.6 verifying the certificates and
+opening the final CertRep with the new KEM key.
+
+Pinned decisions:
+- A CertPoll (or repeated PKCSReq) without a proof while the challenge is open gets a fresh
+  challenge, which replaces the earlier one (the CA keeps the shared secret, not the ciphertext).
+- A wrong proof spends the challenge: the right proof sent after it is refused (badRequest).
+- A replay of the whole exchange after SUCCESS gets the same certificate again (RFC 8894 3.3.1:
+  a repeated request gets the same answer), still encrypted to the new KEM key, so only its
+  holder can read it.
+- A revoked signer certificate is badCertId (the signer check every request goes through),
+  a signer certificate this CA did not issue is badRequest (statement mode).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from pqscep.asn1 import cms, oids
+from pqscep.cms import signed
+from pqscep.cms.kem import KemOriginator, KemRecipient
+from pqscep.crypto.keys import generate_key, key_family
+from pqscep.crypto.registry import CIPHERS, DIGESTS
+from pqscep.protocol import client as scep
+from pqscep.protocol import kempop
+from pqscep.protocol.messages import FailInfo, MessageType, PkiStatus
+from server_proc import ServerProcess, init_data, pqscep
+
+CONFIG = """
+[server]
+database = "{database}"
+default_profile = "challenge"
+
+[profiles.challenge]
+ca_key_type = "ml-dsa-65"
+ca_subject = "CN=kempop challenge CA"
+kem_recipient = "ml-kem-768"
+aes_gcm = true
+challenge_file = "secrets/challenge-default"
+kem_pop = "challenge"
+rate_limit_failures = 1000
+
+[profiles.shortttl]
+ca_key_type = "ml-dsa-65"
+ca_subject = "CN=kempop short CA"
+kem_recipient = "ml-kem-768"
+challenge_file = "secrets/challenge-default"
+kem_pop = "challenge"
+kem_pop_ttl_minutes = 0.02
+rate_limit_failures = 1000
+
+[profiles.encrypted]
+ca_key_type = "ml-dsa-65"
+ca_subject = "CN=kempop encrypted-cert CA"
+kem_recipient = "ml-kem-1024"
+challenge_file = "secrets/challenge-default"
+kem_pop = "encrypted-cert"
+rate_limit_failures = 1000
+
+[profiles.statement]
+ca_key_type = "ml-dsa-65"
+ca_subject = "CN=kempop statement CA"
+kem_recipient = "ml-kem-768"
+aes_gcm = true
+challenge_file = "secrets/challenge-default"
+kem_pop = "statement"
+rate_limit_failures = 1000
+
+[profiles.classic]
+ca_subject = "CN=kempop classic CA"
+challenge_file = "secrets/challenge-default"
+"""
+
+ML_DSA_65 = "2.16.840.1.101.3.4.3.18"
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def server(request, tmp_path_factory):
+    """One server with every mode as a profile, per database (module scope: ML-DSA CAs are slow
+    to set up; each test uses its own transactions)."""
+    tmp = tmp_path_factory.mktemp(f"kempop-{request.param}")
+    if request.param == "sqlite":
+        databases = iter([f"sqlite:///{tmp / 'pqscep.sqlite3'}"])
+    else:
+        from conftest import _fresh_postgres_database
+
+        databases = _fresh_postgres_database(request.getfixturevalue("postgres_url"))
+    for database in databases:
+        data = init_data(tmp / "data", challenge="secret", config_text=CONFIG.format(database=database))
+        with ServerProcess(data) as proc:
+            proc.database = database
+            yield proc
+
+
+# --------------------------------------------------------------------------------------------
+# a requester that holds every key (so the tests can break each step)
+# --------------------------------------------------------------------------------------------
+
+
+def _self_signed(key, cn: str) -> x509.Certificate:
+    return scep.self_signed_certificate(key, x509.Name.from_rfc4514_string(f"CN={cn}"), now=_now(),
+                                        serial=int.from_bytes(os.urandom(8), "big") | 1)
+
+
+@dataclass
+class KemDevice:
+    cn: str
+    kem_type: str = "ml-kem-768"
+    signer_key: object = None
+    signer_cert: x509.Certificate | None = None
+    extensions: list | None = None
+    transaction_id: str = field(default_factory=lambda: os.urandom(16).hex().upper())
+
+    def __post_init__(self):
+        self.kem_key = generate_key(self.kem_type)
+        if self.signer_key is None:
+            self.signer_key = generate_key("ml-dsa-65")
+            self.signer_cert = _self_signed(self.signer_key, f"{self.cn} transient signer")
+        self.subject = x509.Name.from_rfc4514_string(f"CN={self.cn}")
+        self.csr_der = kempop.build_kem_csr(self.kem_key.public_key(), self.subject, self.signer_key,
+                                            self.signer_cert, challenge_password="secret",
+                                            extensions=self.extensions)
+
+    @property
+    def ski(self) -> bytes:
+        return x509.SubjectKeyIdentifier.from_public_key(self.kem_key.public_key()).digest
+
+
+@dataclass
+class Exchange:
+    result: scep.CertRepResult
+    reply: bytes
+
+
+class KemClient:
+    def __init__(self, url: str, cipher: str = "aes256-cbc"):
+        self.url = url
+        self.cipher = CIPHERS.by_name(cipher)
+        reply = httpx.get(url, params={"operation": "GetCACert"}, timeout=30)
+        reply.raise_for_status()
+        self.bundle = scep.parse_ca_certs(reply.headers["content-type"], reply.content)
+
+    def send(self, device: KemDevice, message_type: MessageType, content: bytes, *, extra=(), signer=None,
+             transaction_id: str | None = None) -> Exchange:
+        signer_key, signer_cert = signer or (device.signer_key, device.signer_cert)
+        transaction_id = transaction_id or device.transaction_id
+        nonce = os.urandom(16)
+        body = scep.build_pki_message(
+            message_type=message_type,
+            transaction_id=transaction_id,
+            sender_nonce=nonce,
+            content=content,
+            originator=KemOriginator(self.bundle.kem_recipient.public_key(), certificate=self.bundle.kem_recipient),
+            cipher=self.cipher,
+            signer_key=signer_key,
+            signer_cert=signer_cert,
+            digest=DIGESTS.by_name("sha512"),
+            random_bytes=os.urandom,
+            extra_attributes=list(extra),
+        )
+        reply = httpx.post(self.url, params={"operation": "PKIOperation"}, content=body,
+                           headers={"Content-Type": "application/x-pki-message"}, timeout=60)
+        assert reply.status_code == 200, f"HTTP {reply.status_code}: {reply.text[:300]}"
+        result = scep.parse_cert_rep(reply.content, bundle=self.bundle, transaction_id=transaction_id,
+                                     sender_nonce=nonce,
+                                     recipients=[KemRecipient(device.kem_key, subject_key_identifier=device.ski)])
+        return Exchange(result, reply.content)
+
+    def pkcs_req(self, device: KemDevice, **kw) -> Exchange:
+        return self.send(device, MessageType.PKCS_REQ, device.csr_der, **kw)
+
+    def poll(self, device: KemDevice, proof: bytes | None = None, **kw) -> Exchange:
+        extra = [kempop.proof_attribute(proof)] if proof is not None else []
+        return self.send(device, MessageType.CERT_POLL, scep.poll_content(self.bundle.ca.subject, device.subject),
+                         extra=extra, **kw)
+
+
+def challenge_of(result: scep.CertRepResult) -> bytes:
+    assert result.status == PkiStatus.PENDING, (result.status, result.fail_info, result.fail_info_text)
+    (value,) = result.attributes[oids.SCEP_KEM_POP_CHALLENGE]
+    return value
+
+
+def proof_for(device: KemDevice, challenge: bytes, *, transaction_id: str | None = None) -> bytes:
+    return kempop.make_proof(device.kem_key, challenge, transaction_id or device.transaction_id, device.csr_der)
+
+
+def check_kem_certificate(cert: x509.Certificate, device: KemDevice, ca: x509.Certificate) -> None:
+    assert cert.public_key() == device.kem_key.public_key()
+    assert key_family(cert.public_key()) == "ml-kem"
+    cert.verify_directly_issued_by(ca)
+    assert cert.signature_algorithm_oid.dotted_string == ML_DSA_65
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.key_encipherment
+    assert not (usage.digital_signature or usage.content_commitment or usage.data_encipherment
+                or usage.key_agreement or usage.key_cert_sign or usage.crl_sign)
+    assert cert.subject == device.subject
+
+
+def failure(exchange: Exchange) -> tuple:
+    return exchange.result.status, exchange.result.fail_info
+
+
+def enroll_with_challenge(client: KemClient, device: KemDevice) -> Exchange:
+    challenge = challenge_of(client.pkcs_req(device).result)
+    done = client.poll(device, proof_for(device, challenge))
+    assert done.result.status == PkiStatus.SUCCESS, (done.result.fail_info, done.result.fail_info_text)
+    return done
+
+
+def identity_certificate(server, profile: str, cn: str):
+    """An ML-DSA-65 device certificate issued by the profile's CA (ordinary enrollment)."""
+    from scep_client import Device, Requester
+
+    device = Device(cn, key_type="ml-dsa-65")
+    result = Requester(server.url(f"/scep/{profile}"), digest="sha512").enroll(device, "secret")
+    assert result.status == PkiStatus.SUCCESS, result.fail_info_text
+    return device.key, result.certificates[0]
+
+
+# --------------------------------------------------------------------------------------------
+# capabilities
+# --------------------------------------------------------------------------------------------
+
+
+def test_kempop_capability(server):
+    for profile in ("challenge", "encrypted", "statement"):
+        caps = httpx.get(server.url(f"/scep/{profile}"), params={"operation": "GetCACaps"}).text.split()
+        assert "KEMPoP" in caps
+    caps = httpx.get(server.url("/scep/classic"), params={"operation": "GetCACaps"}).text.split()
+    assert "KEMPoP" not in caps
+
+
+# --------------------------------------------------------------------------------------------
+# end to end, each mode, ML-KEM-768 and -1024
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kem_type", ["ml-kem-768", "ml-kem-1024"])
+@pytest.mark.parametrize("cipher", ["aes256-gcm", "aes256-cbc"])
+def test_challenge_mode(server, kem_type, cipher):
+    client = KemClient(server.url("/scep/challenge"), cipher=cipher)
+    device = KemDevice(f"chal-{kem_type}-{cipher}", kem_type)
+    first = client.pkcs_req(device).result
+    challenge = challenge_of(first)
+    kem_oid, ciphertext = kempop.read_challenge(challenge)
+    assert kem_oid == (oids.ML_KEM_768 if kem_type == "ml-kem-768" else oids.ML_KEM_1024)
+    done = client.poll(device, proof_for(device, challenge))
+    assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
+    (cert,) = done.result.certificates
+    check_kem_certificate(cert, device, client.bundle.ca)
+
+
+def test_challenge_answered_with_a_repeated_pkcsreq(server):
+    client = KemClient(server.url("/scep/challenge"))
+    device = KemDevice("chal-repeated-pkcsreq")
+    challenge = challenge_of(client.pkcs_req(device).result)
+    done = client.pkcs_req(device, extra=[kempop.proof_attribute(proof_for(device, challenge))])
+    assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
+    check_kem_certificate(done.result.certificates[0], device, client.bundle.ca)
+
+
+def test_poll_without_proof_gets_a_fresh_challenge(server):
+    client = KemClient(server.url("/scep/challenge"))
+    device = KemDevice("chal-fresh")
+    old = challenge_of(client.pkcs_req(device).result)
+    new = challenge_of(client.poll(device).result)
+    assert old != new
+    # The old one was replaced: a proof for it does not verify, and it spends the new one.
+    assert failure(client.poll(device, proof_for(device, old))) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
+    assert failure(client.poll(device, proof_for(device, new))) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+
+
+@pytest.mark.parametrize("kem_type", ["ml-kem-768", "ml-kem-1024"])
+def test_encrypted_cert_mode(server, kem_type):
+    client = KemClient(server.url("/scep/encrypted"))
+    device = KemDevice(f"enc-{kem_type}", kem_type)
+    done = client.pkcs_req(device)
+    assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
+    check_kem_certificate(done.result.certificates[0], device, client.bundle.ca)
+    _check_envelope_to(done.reply, device.ski)
+
+
+@pytest.mark.parametrize("kem_type", ["ml-kem-768", "ml-kem-1024"])
+def test_statement_mode(server, kem_type):
+    signer_key, signer_cert = identity_certificate(server, "statement", f"stmt-id-{kem_type}")
+    client = KemClient(server.url("/scep/statement"))
+    device = KemDevice(f"stmt-{kem_type}", kem_type, signer_key=signer_key, signer_cert=signer_cert)
+    done = client.pkcs_req(device)
+    assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
+    check_kem_certificate(done.result.certificates[0], device, client.bundle.ca)
+    _check_envelope_to(done.reply, device.ski)
+
+
+def test_renewal_of_an_ml_kem_certificate(server):
+    """RenewalReq signed by the device's signature certificate from the same CA, the CSR built
+    as for enrollment; the statement profile takes the statement as the proof."""
+    signer_key, signer_cert = identity_certificate(server, "statement", "renew-kem")
+    client = KemClient(server.url("/scep/statement"))
+    device = KemDevice("renew-kem", signer_key=signer_key, signer_cert=signer_cert)
+    done = client.send(device, MessageType.RENEWAL_REQ, device.csr_der)
+    assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
+    check_kem_certificate(done.result.certificates[0], device, client.bundle.ca)
+
+
+def _check_envelope_to(reply: bytes, ski: bytes) -> None:
+    """The CertRep envelope has one KEMRecipientInfo, for the new key (by its SKI)."""
+    from pqscep.cms import kem as kemmod
+
+    envelope = cms.decode(cms.ContentInfo, signed.parse_signed_data(reply).content)
+    body_type = cms.EnvelopedData if envelope.content_type == oids.ENVELOPED_DATA else cms.AuthEnvelopedData
+    body = cms.decode_der(body_type, cms.tlv_bytes(envelope.content))
+    (info,) = body.recipient_infos.as_list()
+    view = kemmod.parse_kem_recipient_info(cms.tlv_bytes(info))
+    assert view.rid_ski == ski
+
+
+# --------------------------------------------------------------------------------------------
+# refusals
+# --------------------------------------------------------------------------------------------
+
+
+def test_wrong_mac_then_the_right_one(server):
+    client = KemClient(server.url("/scep/challenge"))
+    device = KemDevice("neg-wrong-mac")
+    challenge = challenge_of(client.pkcs_req(device).result)
+    good = proof_for(device, challenge)
+    bad = bytearray(good)
+    bad[-1] ^= 1
+    assert failure(client.poll(device, bytes(bad))) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
+    # The challenge died with the first proof: the right MAC now is a replay.
+    refused = client.poll(device, good)
+    assert failure(refused) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+    assert "already answered" in refused.result.fail_info_text
+
+
+def test_mac_for_another_transaction(server):
+    client = KemClient(server.url("/scep/challenge"))
+    device = KemDevice("neg-other-tx")
+    challenge = challenge_of(client.pkcs_req(device).result)
+    proof = proof_for(device, challenge, transaction_id="0123456789ABCDEF0123456789ABCDEF")
+    assert failure(client.poll(device, proof)) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
+
+
+def test_proof_for_another_transactions_challenge(server):
+    """Two open transactions: the MAC answering one challenge is refused on the other."""
+    client = KemClient(server.url("/scep/challenge"))
+    one, two = KemDevice("neg-cross-1"), KemDevice("neg-cross-2")
+    challenge_one = challenge_of(client.pkcs_req(one).result)
+    challenge_of(client.pkcs_req(two).result)
+    assert failure(client.poll(two, kempop.make_proof(two.kem_key, challenge_one, two.transaction_id, two.csr_der))) \
+        == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
+
+
+def test_proof_after_expiry(server):
+    client = KemClient(server.url("/scep/shortttl"))
+    device = KemDevice("neg-expired")
+    challenge = challenge_of(client.pkcs_req(device).result)
+    time.sleep(2.0)  # kem_pop_ttl_minutes = 0.02: 1.2 s
+    assert failure(client.poll(device, proof_for(device, challenge))) == (PkiStatus.FAILURE, FailInfo.BAD_TIME)
+
+
+def test_proof_without_a_challenge(server):
+    client = KemClient(server.url("/scep/encrypted"))
+    device = KemDevice("neg-no-challenge")
+    assert client.pkcs_req(device).result.status == PkiStatus.SUCCESS
+    # Issued at once: a later "proof" changes nothing, the certificate is the same.
+    again = client.pkcs_req(device, extra=[kempop.proof_attribute(b"\x30\x00")])
+    assert again.result.status == PkiStatus.SUCCESS
+
+
+def test_proof_signed_by_another_certificate(server):
+    client = KemClient(server.url("/scep/challenge"))
+    device = KemDevice("neg-other-signer")
+    challenge = challenge_of(client.pkcs_req(device).result)
+    other_key = generate_key("ml-dsa-65")
+    other = (other_key, _self_signed(other_key, "someone else"))
+    assert failure(client.poll(device, proof_for(device, challenge), signer=other)) == (
+        PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+    assert failure(client.pkcs_req(device, extra=[kempop.proof_attribute(proof_for(device, challenge))],
+                                   signer=other)) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
+    # Neither touched the challenge: the right signer still gets the certificate.
+    done = client.poll(device, proof_for(device, challenge))
+    assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
+
+
+def test_csr_signature_not_by_the_signer(server):
+    client = KemClient(server.url("/scep/challenge"))
+    device = KemDevice("neg-csr-signer")
+    other_key = generate_key("ml-dsa-65")
+    other = (other_key, _self_signed(other_key, "not the CSR signer"))
+    assert failure(client.pkcs_req(device, signer=other)) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
+
+
+def test_statement_names_another_certificate(server):
+    """The CSR verifies with the signer's key, but its statement names another certificate (same
+    key, other serial): badRequest."""
+    client = KemClient(server.url("/scep/challenge"))
+    device = KemDevice("neg-statement-name")
+    twin = _self_signed(device.signer_key, "neg-statement-name transient signer")
+    assert twin.serial_number != device.signer_cert.serial_number
+    refused = client.pkcs_req(device, signer=(device.signer_key, twin))
+    assert failure(refused) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+    assert "privateKeyPossessionStatement" in refused.result.fail_info_text
+
+
+def test_statement_mode_needs_a_certificate_of_this_ca(server):
+    client = KemClient(server.url("/scep/statement"))
+    refused = client.pkcs_req(KemDevice("neg-stmt-self-signed"))
+    assert failure(refused) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+    # Issued by another CA of the same server (the challenge profile): not ours either.
+    signer_key, signer_cert = identity_certificate(server, "challenge", "neg-stmt-other-ca")
+    refused = client.pkcs_req(KemDevice("neg-stmt-other-ca", signer_key=signer_key, signer_cert=signer_cert))
+    assert failure(refused) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+
+
+def test_statement_from_a_revoked_certificate(server):
+    signer_key, signer_cert = identity_certificate(server, "statement", "neg-stmt-revoked")
+    pqscep("admin", "certs", "revoke", "--data", server.data_dir, "--profile", "statement",
+           f"{signer_cert.serial_number:x}")
+    client = KemClient(server.url("/scep/statement"))
+    refused = client.pkcs_req(KemDevice("neg-stmt-revoked", signer_key=signer_key, signer_cert=signer_cert))
+    assert failure(refused) == (PkiStatus.FAILURE, FailInfo.BAD_CERT_ID)
+    assert "revoked" in refused.result.fail_info_text
+
+
+@pytest.mark.parametrize("profile", ["challenge", "encrypted"])
+def test_ml_kem_key_with_other_key_usages(server, profile):
+    usage = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
+                          data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                          encipher_only=False, decipher_only=False)
+    client = KemClient(server.url(f"/scep/{profile}"))
+    device = KemDevice(f"neg-usage-{profile}", extensions=[x509.Extension(x509.KeyUsage.oid, True, usage)])
+    refused = client.pkcs_req(device)
+    assert failure(refused) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+    assert "keyEncipherment" in refused.result.fail_info_text
+
+
+def test_ml_kem_key_with_key_encipherment_only_is_fine(server):
+    usage = x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=True,
+                          data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                          encipher_only=False, decipher_only=False)
+    client = KemClient(server.url("/scep/encrypted"))
+    device = KemDevice("usage-ok", extensions=[x509.Extension(x509.KeyUsage.oid, True, usage)])
+    assert client.pkcs_req(device).result.status == PkiStatus.SUCCESS
+
+
+def test_replay_of_the_whole_exchange(server):
+    client = KemClient(server.url("/scep/challenge"))
+    device = KemDevice("replay")
+    challenge = challenge_of(client.pkcs_req(device).result)
+    proof = proof_for(device, challenge)
+    first = client.poll(device, proof)
+    assert first.result.status == PkiStatus.SUCCESS
+    serial = first.result.certificates[0].serial_number
+    again_req = client.pkcs_req(device)
+    again_poll = client.poll(device, proof)
+    for again in (again_req, again_poll):
+        assert again.result.status == PkiStatus.SUCCESS, again.result.fail_info_text
+        assert again.result.certificates[0].serial_number == serial
+        _check_envelope_to(again.reply, device.ski)
+
+
+def test_pkcsreq_with_a_proof_before_any_challenge(server):
+    client = KemClient(server.url("/scep/challenge"))
+    device = KemDevice("proof-first")
+    # A proof on the first PKCSReq answers nothing yet: the CA challenges as usual.
+    first = client.pkcs_req(device, extra=[kempop.proof_attribute(b"\x30\x00")])
+    challenge_of(first.result)
+
+
+# --------------------------------------------------------------------------------------------
+# two server processes, one PostgreSQL
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_challenge_answered_at_another_server_process(server):
+    if not server.database.startswith("postgresql"):
+        pytest.skip("one SQLite file is not shared between hosts; PostgreSQL is")
+    with ServerProcess(server.data_dir) as other:
+        device = KemDevice("two-processes")
+        challenge = challenge_of(KemClient(server.url("/scep/challenge")).pkcs_req(device).result)
+        done = KemClient(other.url("/scep/challenge")).poll(device, proof_for(device, challenge))
+        assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
+
+
+# --------------------------------------------------------------------------------------------
+# OpenSSL 3.6
+# --------------------------------------------------------------------------------------------
+
+
+def _openssl() -> str:
+    path = os.environ.get("PQSCEP_OPENSSL")
+    if not path:
+        pytest.skip("PQSCEP_OPENSSL is not set")
+    return path
+
+
+@pytest.mark.parametrize("mode", ["challenge", "encrypted"])
+@pytest.mark.parametrize("kem_type", ["ml-kem-768", "ml-kem-1024"])
+def test_openssl_verifies_and_decrypts(server, tmp_path, mode, kem_type):
+    openssl = _openssl()
+    client = KemClient(server.url(f"/scep/{mode}"), cipher="aes256-gcm" if mode == "challenge" else "aes256-cbc")
+    device = KemDevice(f"openssl-{mode}-{kem_type}", kem_type)
+    done = enroll_with_challenge(client, device) if mode == "challenge" else client.pkcs_req(device)
+    assert done.result.status == PkiStatus.SUCCESS
+    (cert,) = done.result.certificates
+    (tmp_path / "ca.pem").write_bytes(client.bundle.ca.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    def run(*args):
+        out = subprocess.run([openssl, *map(str, args)], capture_output=True, timeout=60)
+        assert out.returncode == 0, out.stderr.decode(errors="replace")
+        return out
+
+    run("verify", "-x509_strict", "-CAfile", tmp_path / "ca.pem", tmp_path / "cert.pem")
+    (tmp_path / "env.der").write_bytes(signed.parse_signed_data(done.reply).content)
+    (tmp_path / "kem.pem").write_bytes(device.kem_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    run("cms", "-decrypt", "-inform", "DER", "-in", tmp_path / "env.der", "-inkey", tmp_path / "kem.pem",
+        "-binary", "-out", tmp_path / "certs.der")
+    run("pkcs7", "-inform", "DER", "-in", tmp_path / "certs.der", "-print_certs", "-out", tmp_path / "issued.pem")
+    assert x509.load_pem_x509_certificate((tmp_path / "issued.pem").read_bytes()) == cert
