@@ -90,10 +90,10 @@ def parse_ca_certs(content_type: str, body: bytes) -> CaBundle:
     cas = [c for c in certs if _is_ca(c)]
     kem = [c for c in certs if not _is_ca(c) and _family(c) == "ml-kem"]
     others = [c for c in certs if not _is_ca(c) and c not in kem]
-    # The issuing CA is the one the RA certificates chain to, else the last CA certificate.
+    # The issuing CA is the one the RA or recipient certificates chain to, else the last CA.
     ca = cas[-1] if cas else certs[0]
     for candidate in cas:
-        if any(o.issuer == candidate.subject for o in others):
+        if any(o.issuer == candidate.subject for o in others + kem):
             ca = candidate
     signer = encipherer = ca
     for cert in others:
@@ -105,7 +105,29 @@ def parse_ca_certs(content_type: str, body: bytes) -> CaBundle:
             signer = cert
         if usage.key_encipherment:
             encipherer = cert
-    return CaBundle(ca=ca, signer=signer, encipherer=encipherer, all=certs, kem_recipient=kem[0] if kem else None)
+    return CaBundle(ca=ca, signer=signer, encipherer=encipherer, all=certs, kem_recipient=_kem_recipient(kem, ca))
+
+
+def _kem_recipient(candidates: list[x509.Certificate], ca: x509.Certificate) -> x509.Certificate | None:
+    """The CA's ML-KEM recipient certificate (design section 2): issued by the CA itself and
+    for key encipherment only (RFC 9935 section 4). A bundle whose ML-KEM certificate fails
+    that is refused rather than used: someone may have put their own key there."""
+    if not candidates:
+        return None
+    for cert in candidates:
+        usage = _key_usage(cert)
+        only_encipherment = usage is not None and usage.key_encipherment and not (
+            usage.digital_signature or usage.content_commitment or usage.data_encipherment
+            or usage.key_agreement or usage.key_cert_sign or usage.crl_sign
+        )
+        try:
+            cert.verify_directly_issued_by(ca)
+            issued_by_ca = True
+        except Exception:  # InvalidSignature, mismatched issuer, unsupported key type
+            issued_by_ca = False
+        if only_encipherment and issued_by_ca:
+            return cert
+    raise ClientError("the ML-KEM certificate in GetCACert is not one the CA issued for key encipherment only")
 
 
 def _family(cert: x509.Certificate) -> str | None:
