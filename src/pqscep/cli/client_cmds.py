@@ -151,15 +151,6 @@ def _subject(cn: str | None, subject: str | None) -> x509.Name:
     raise click.UsageError("give --cn NAME or --subject DN")
 
 
-def _check_key_type(key_type: str) -> None:
-    if keymod.KEY_TYPES[key_type].family == "ml-kem":
-        raise click.BadParameter(
-            f"{key_type} keys cannot sign their own request; certifying ML-KEM keys needs the proof of "
-            "possession of post-quantum SCEP, which this version does not implement yet",
-            param_hint="--key-type",
-        )
-
-
 def _new_key_path(key_out: Path | None, out: Path | None) -> Path:
     path = key_out or (out.with_suffix(".key") if out is not None else None)
     if path is None:
@@ -302,10 +293,17 @@ def cacert_cmd(url: str, out: Path | None, pem: bool, ca_ident: str | None, pin:
 @click.option("--cn", help="Subject common name.")
 @click.option("--subject", help="Full subject as an RFC 4514 DN (instead of --cn), e.g. 'CN=dev1,O=Example'.")
 @click.option("--key-type", type=click.Choice(list(keymod.KEY_TYPES)), default="rsa-2048", show_default=True,
-              help="Type of the new key (RSA only for now: the reply is encrypted to it).")
+              help="Type of the new key. EC and ML-DSA need a CA that lists ML-KEM; ML-KEM keys a CA that "
+                   "lists KEMPoP (the request is then signed by --signer-cert, or a transient ML-DSA-65 "
+                   "certificate, and possession of the KEM key is proven as the CA asks).")
 @click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Use this existing private key (PEM/DER) instead of generating one.")
 @click.option("--dns", multiple=True, metavar="NAME", help="DNS subjectAltName (repeatable).")
+@click.option("--signer-cert", "signer_cert_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="ML-KEM keys only: sign the request with this existing device certificate (e.g. one this "
+                   "CA issued, for a CA that takes the RFC 9883 statement as the proof).")
+@click.option("--signer-key", "signer_key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The private key of --signer-cert.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Certificate file (default: stdout).")
 @click.option("--key-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Where the new key goes (mode 0600; default: the --out file with suffix .key).")
@@ -318,15 +316,21 @@ def cacert_cmd(url: str, out: Path | None, pem: bool, ca_ident: str | None, pin:
               help="Seconds between polls.")
 @_endpoint_options
 @_handle_errors
-def enroll_cmd(url, challenge, cn, subject, key_type, key_file, dns, out, key_out, fmt, state_file, wait, interval,
-               timeout, dump_dir, pin, cipher, digest) -> None:
+def enroll_cmd(url, challenge, cn, subject, key_type, key_file, dns, signer_cert_file, signer_key_file, out, key_out,
+               fmt, state_file, wait, interval, timeout, dump_dir, pin, cipher, digest) -> None:
     """Enroll: PKCSReq with a new (or given) key; write the issued certificate."""
     name = _subject(cn, subject)
+    if (signer_cert_file is None) != (signer_key_file is None):
+        raise click.UsageError("--signer-cert and --signer-key go together")
+    signer_cert = _load_certificate(signer_cert_file) if signer_cert_file else None
+    signer_key = _load_private_key(signer_key_file) if signer_key_file else None
     if key_file is not None:
         key = _load_private_key(key_file)
         key_path = key_file
-    else:
-        _check_key_type(key_type)
+    if signer_key is not None and (keymod.key_family(key) if key_file is not None
+                                   else keymod.KEY_TYPES[key_type].family) != "ml-kem":
+        raise click.UsageError("--signer-cert/--signer-key are for ML-KEM keys, which cannot sign their own request")
+    if key_file is None:
         key_path = _new_key_path(key_out, out)
         key = keymod.generate_key(key_type)
         # Saved before the request goes out: a PENDING answer must be resumable with this key.
@@ -336,7 +340,8 @@ def enroll_cmd(url, challenge, cn, subject, key_type, key_file, dns, out, key_ou
         session = _session(url, transport, dump_dir=dump_dir, pin=pin, cipher=cipher, digest=digest)
         _print_choice(session)
         outcome = E.enroll(session, key=key, subject=name, challenge=challenge, dns_names=list(dns),
-                           key_path=key_path, cert_out=str(out) if out else None, cert_format=fmt)
+                           key_path=key_path, cert_out=str(out) if out else None, cert_format=fmt,
+                           signer_key=signer_key, signer_cert=signer_cert, signer_key_path=signer_key_file)
         _finish(outcome, out=out, fmt=fmt, state_file=state_file, session=session, wait=wait, interval=interval,
                 transport=transport)
 
@@ -378,7 +383,6 @@ def renew_cmd(url, cert_file, key_file, reuse_key, new_key_file, key_type, chall
     elif new_key_file:
         new_key, key_path = _load_private_key(new_key_file), new_key_file
     else:
-        _check_key_type(key_type)
         key_path = _new_key_path(key_out, out)
         new_key = keymod.generate_key(key_type)
         keymod.write_private_key(key_path, new_key, None)

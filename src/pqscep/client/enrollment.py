@@ -36,7 +36,9 @@ from ..cms.kem import KemOriginator, KemRecipient
 from ..cms.signed import build_certs_only
 from ..crypto import keys as keymod
 from ..crypto.registry import CIPHERS, DIGESTS, ContentCipher, DigestAlgorithm, UnknownAlgorithm
+from ..asn1 import oids
 from ..protocol import client as proto
+from ..protocol import kempop
 from ..protocol.messages import FailInfo, MessageType, PkiStatus, response_key_attribute
 from .transport import CaCaps, ScepTransport, TransportError
 
@@ -256,6 +258,9 @@ class PendingState:
     cert_out: str | None = None
     cert_format: str = "pem"
     version: int = STATE_VERSION
+    # ML-KEM requests (design section 5): the CSR exactly as sent, for the MAC of a kemPopProof
+    # if the CA answers a later poll with a kemPopChallenge. None for other keys.
+    kem_csr_der_b64: str | None = None
 
     def save(self, path: Path) -> None:
         data = json.dumps(asdict(self), indent=2).encode() + b"\n"
@@ -377,6 +382,7 @@ class ScepSession:
         cipher: ContentCipher | None = None,
         digest: DigestAlgorithm | None = None,
         use_post: bool | None = None,
+        extra_attributes: list = (),  # type: ignore[assignment]
     ) -> proto.CertRepResult:
         caps = self.caps()
         bundle = self.bundle()
@@ -387,7 +393,7 @@ class ScepSession:
         if use_post is None:
             use_post = caps.post
         sender_nonce = self.random_bytes(NONCE_SIZE)
-        extra_attributes = []
+        extra_attributes = list(extra_attributes)
         if caps.ml_kem and bundle.kem_recipient is not None:
             # Post-quantum SCEP (design sections 3 and 4): the envelope goes to the CA's ML-KEM
             # recipient certificate, and the reply to a fresh ML-KEM key of ours (responseKey),
@@ -484,8 +490,19 @@ def enroll(
     key_path: Path | None = None,
     cert_out: str | None = None,
     cert_format: str = "pem",
+    signer_key=None,
+    signer_cert: x509.Certificate | None = None,
+    signer_key_path: Path | None = None,
 ) -> Outcome:
-    """PKCSReq with a transient self-signed certificate (RFC 8894 section 3.3.1)."""
+    """PKCSReq with a transient self-signed certificate (RFC 8894 section 3.3.1).
+
+    An ML-KEM `key` cannot sign: the request is signed by `signer_key`/`signer_cert` (an existing
+    device certificate) or a transient ML-DSA-65 one, and proves possession of the KEM key as
+    design section 5 says (`_enroll_kem`)."""
+    if keymod.key_family(key) == "ml-kem":
+        return _enroll_kem(session, key=key, subject=subject, challenge=challenge, dns_names=list(dns_names),
+                           key_path=key_path, cert_out=cert_out, cert_format=cert_format, signer_key=signer_key,
+                           signer_cert=signer_cert, signer_key_path=signer_key_path)
     check_can_decrypt(key, caps=session.caps())
     use_post = session.caps().post
     session.bundle()
@@ -552,23 +569,40 @@ def renew(
             dns_names = san.get_values_for_type(x509.DNSName)
         except x509.ExtensionNotFound:
             dns_names = []
-    csr = proto.build_csr(key, subject, challenge=challenge, dns_names=list(dns_names))
+    kem = keymod.key_family(key) == "ml-kem"
+    if kem:
+        # Design section 5: the CSR of the new ML-KEM key is signed by the current certificate's
+        # key and names it in its RFC 9883 statement.
+        _check_kem_pop_cap(caps)
+        csr_der = kempop.build_kem_csr(key.public_key(), subject, old_key, old_cert, challenge_password=challenge,
+                                       extensions=_san_extensions(dns_names))
+    else:
+        csr_der = proto.build_csr(key, subject, challenge=challenge, dns_names=list(dns_names)).public_bytes(
+            serialization.Encoding.DER)
     # A fresh key gets the hash of its public key; a re-used key a random ID, so the CA does
     # not take the renewal for a replay of the original enrollment.
     transaction_id = (
         key_transaction_id(key) if new_key is not None else session.random_bytes(16).hex().upper()
     )
+    recipients = [enveloped.KeyTransRecipient(old_cert, old_key)]
+    if kem:
+        recipients = [_kem_recipient(key), *recipients]
     result = session.transact(
         message_type,
-        csr.public_bytes(serialization.Encoding.DER),
+        csr_der,
         transaction_id=transaction_id,
         signer_key=old_key,
         signer_cert=old_cert,
-        recipients=[enveloped.KeyTransRecipient(old_cert, old_key)],
+        recipients=recipients,
         cipher=cipher,
         digest=digest,
         use_post=caps.post,
     )
+    if kem:
+        result, message_type = _answer_kem_challenge(
+            session, result, message_type, key=key, csr_der=csr_der, transaction_id=transaction_id,
+            subject=subject, signer_key=old_key, signer_cert=old_cert, recipients=recipients, cipher=cipher,
+            digest=digest, use_post=caps.post)
     outcome = _outcome(result, message_type, key)
     outcome.notes[:0] = outcome_notes
     _check_issuer(session, outcome)
@@ -577,6 +611,107 @@ def renew(
             session, MESSAGE_TYPE_NAMES[message_type], transaction_id, key_path, old_key_path, old_cert, subject,
             cipher, digest, caps.post, cert_out, cert_format,
         )
+        if kem:
+            outcome.state.kem_csr_der_b64 = base64.b64encode(csr_der).decode("ascii")
+    return outcome
+
+
+# --- ML-KEM keys (design section 5) ---
+
+
+def _check_kem_pop_cap(caps: CaCaps) -> None:
+    if "KEMPoP" not in caps:
+        raise UnusableKey("the CA does not list KEMPoP: it does not certify ML-KEM keys (an ML-KEM key cannot "
+                          "sign its own request; post-quantum SCEP proves possession another way)")
+
+
+def _kem_recipient(key) -> KemRecipient:
+    """The new ML-KEM key opens the CertRep (design section 4, rule 1), named by its SKI (RFC
+    5280 4.2.1.2 method 1, as the CA names it)."""
+    return KemRecipient(key, subject_key_identifier=x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest)
+
+
+def _san_extensions(dns_names) -> list[x509.Extension] | None:
+    if not dns_names:
+        return None
+    san = x509.SubjectAlternativeName([x509.DNSName(name) for name in dns_names])
+    return [x509.Extension(san.oid, False, san)]
+
+
+def _answer_kem_challenge(session: ScepSession, result: proto.CertRepResult, message_type: MessageType, *, key,
+                          csr_der: bytes, transaction_id: str, subject: x509.Name, signer_key, signer_cert,
+                          recipients: list, cipher, digest, use_post) -> tuple[proto.CertRepResult, MessageType]:
+    """Design section 5 a): a PENDING with a kemPopChallenge is answered at once by a CertPoll
+    with the kemPopProof (same transactionID, same signer); anything else is returned as it is."""
+    if result.status != PkiStatus.PENDING:
+        return result, message_type
+    values = result.attributes.get(oids.SCEP_KEM_POP_CHALLENGE)
+    if not values:
+        return result, message_type
+    if len(values) != 1:
+        raise VerificationError("the CertRep has more than one kemPopChallenge")
+    try:
+        proof = kempop.make_proof(key, values[0], transaction_id, csr_der)
+    except kempop.PopError as exc:
+        raise VerificationError(f"cannot answer the CA's kemPopChallenge: {exc.text}") from None
+    session.notes.append("the CA sent a KEM proof-of-possession challenge; answered it")
+    result = session.transact(
+        MessageType.CERT_POLL,
+        proto.poll_content(session.bundle().ca.subject, subject),
+        transaction_id=transaction_id,
+        signer_key=signer_key,
+        signer_cert=signer_cert,
+        recipients=recipients,
+        cipher=cipher,
+        digest=digest,
+        use_post=use_post,
+        extra_attributes=[kempop.proof_attribute(proof)],
+    )
+    return result, MessageType.CERT_POLL
+
+
+def _enroll_kem(session: ScepSession, *, key, subject, challenge, dns_names, key_path, cert_out, cert_format,
+                signer_key, signer_cert, signer_key_path) -> Outcome:
+    caps = session.caps()
+    _check_kem_pop_cap(caps)
+    session.bundle()
+    cipher, digest = session.algorithms()
+    transient = signer_key is None
+    if transient:
+        # RFC 8894 section 2.3's transient self-signed certificate, with an ML-DSA-65 key: the
+        # reply goes to the new KEM key, so the signer need not decrypt anything.
+        signer_key, signer_cert = transient_signer(session.random_bytes, session.now(), subject=subject,
+                                                   key_type="ml-dsa-65")
+    elif signer_cert is None:
+        raise EnrollmentError("a signer key needs its certificate")
+    elif public_key_der(signer_cert) != public_key_der(signer_key):
+        raise EnrollmentError("--signer-key is not the private key of --signer-cert")
+    csr_der = kempop.build_kem_csr(key.public_key(), subject, signer_key, signer_cert, challenge_password=challenge,
+                                   extensions=_san_extensions(dns_names))
+    transaction_id = key_transaction_id(key)
+    recipients = [_kem_recipient(key)]
+    if keymod.key_family(signer_key) == "rsa":
+        recipients.append(enveloped.KeyTransRecipient(signer_cert, signer_key))
+    result = session.transact(MessageType.PKCS_REQ, csr_der, transaction_id=transaction_id, signer_key=signer_key,
+                              signer_cert=signer_cert, recipients=recipients, cipher=cipher, digest=digest,
+                              use_post=caps.post)
+    result, message_type = _answer_kem_challenge(
+        session, result, MessageType.PKCS_REQ, key=key, csr_der=csr_der, transaction_id=transaction_id,
+        subject=subject, signer_key=signer_key, signer_cert=signer_cert, recipients=recipients, cipher=cipher,
+        digest=digest, use_post=caps.post)
+    outcome = _outcome(result, message_type, key)
+    _check_issuer(session, outcome)
+    if outcome.status == PkiStatus.PENDING:
+        if transient and key_path is not None:
+            # Polling later needs the signer: keep the transient key next to the new one.
+            signer_key_path = Path(key_path).with_suffix(".signer.key")
+            keymod.write_private_key(signer_key_path, signer_key, None)
+            outcome.notes.append(f"the transient request signer's key is in {signer_key_path} (for pqscep poll)")
+        outcome.state = _pending_state(
+            session, "PKCSReq", transaction_id, key_path, signer_key_path, signer_cert, subject, cipher, digest,
+            caps.post, cert_out, cert_format,
+        )
+        outcome.state.kem_csr_der_b64 = base64.b64encode(csr_der).decode("ascii")
     return outcome
 
 
@@ -632,8 +767,11 @@ def resume(state: PendingState, transport: ScepTransport, *, dumper: Dumper | No
         digest=state.digest,
         random_bytes=random_bytes,
         clock=clock,
-        # Polls use the settings of the original request; GetCACaps is not asked again.
-        caps=CaCaps(("POSTPKIOperation",) if state.use_post else ()),
+        # Polls use the settings of the original request; GetCACaps is not asked again. A CA
+        # with an ML-KEM recipient certificate said ML-KEM, and a GCM cipher means AES-GCM.
+        caps=CaCaps(tuple(
+            word for word, yes in (("POSTPKIOperation", state.use_post), ("ML-KEM", bundle.kem_recipient is not None),
+                                   ("AES-GCM", CIPHERS.by_name(state.cipher).aead)) if yes)),
         bundle=bundle,
     )
 
@@ -646,17 +784,26 @@ def poll_once(session: ScepSession, state: PendingState) -> Outcome:
     check_can_decrypt(signer_key, "the request signer's key", caps=session.caps())
     bundle = session.bundle()
     content = proto.poll_content(bundle.ca.subject, state.subject_name)
+    recipients = [enveloped.KeyTransRecipient(signer_cert, signer_key)]
+    if state.kem_csr_der_b64:
+        recipients.insert(0, _kem_recipient(key))
+    cipher, digest = CIPHERS.by_name(state.cipher), DIGESTS.by_name(state.digest)
     result = session.transact(
         MessageType.CERT_POLL,
         content,
         transaction_id=state.transaction_id,
         signer_key=signer_key,
         signer_cert=signer_cert,
-        recipients=[enveloped.KeyTransRecipient(signer_cert, signer_key)],
-        cipher=CIPHERS.by_name(state.cipher),
-        digest=DIGESTS.by_name(state.digest),
+        recipients=recipients,
+        cipher=cipher,
+        digest=digest,
         use_post=state.use_post,
     )
+    if state.kem_csr_der_b64:
+        result, _ = _answer_kem_challenge(
+            session, result, MessageType.CERT_POLL, key=key, csr_der=base64.b64decode(state.kem_csr_der_b64),
+            transaction_id=state.transaction_id, subject=state.subject_name, signer_key=signer_key,
+            signer_cert=signer_cert, recipients=recipients, cipher=cipher, digest=digest, use_post=state.use_post)
     outcome = _outcome(result, MessageType.CERT_POLL, key)
     _check_issuer(session, outcome)
     if outcome.status == PkiStatus.PENDING:
