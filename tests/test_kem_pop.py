@@ -78,6 +78,14 @@ challenge_file = "secrets/challenge-default"
 kem_pop = "statement"
 rate_limit_failures = 1000
 
+[profiles.approval]
+ca_key_type = "ml-dsa-65"
+ca_subject = "CN=kempop approval CA"
+kem_recipient = "ml-kem-768"
+challenge_file = "secrets/challenge-default"
+kem_pop = "encrypted-cert"
+manual_approval = true
+
 [profiles.classic]
 ca_subject = "CN=kempop classic CA"
 challenge_file = "secrets/challenge-default"
@@ -486,6 +494,91 @@ def test_pkcsreq_with_a_proof_before_any_challenge(server):
 
 
 # --------------------------------------------------------------------------------------------
+# the pqscep client
+# --------------------------------------------------------------------------------------------
+
+
+def _cert_file(path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def _check_cli_certificate(cert: x509.Certificate, key_path, server, profile: str) -> None:
+    from pqscep.crypto.keys import load_private_key
+
+    key = load_private_key(key_path.read_bytes())
+    assert cert.public_key() == key.public_key()
+    ca = KemClient(server.url(f"/scep/{profile}")).bundle.ca
+    cert.verify_directly_issued_by(ca)
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.key_encipherment and not usage.digital_signature
+
+
+@pytest.mark.parametrize("kem_type", ["ml-kem-768", "ml-kem-1024"])
+def test_cli_enroll_challenge(server, tmp_path, kem_type):
+    out = tmp_path / "kem.pem"
+    proc = pqscep("enroll", server.url("/scep/challenge"), "--challenge", "secret", "--cn", f"cli-{kem_type}",
+                  "--key-type", kem_type, "--out", out, "--dns", "kem.example", "--dump", tmp_path / "dump")
+    assert "challenge" in proc.stderr.decode()
+    cert = _cert_file(out)
+    _check_cli_certificate(cert, tmp_path / "kem.key", server, "challenge")
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["kem.example"]
+    names = sorted(p.name for p in (tmp_path / "dump").iterdir())
+    assert [n.split("-", 1)[1] for n in names] == ["GetCACaps.txt", "GetCACert.der", "PKCSReq.der", "CertRep.der",
+                                                  "CertPoll.der", "CertRep.der"]
+
+
+def test_cli_enroll_with_a_device_certificate_and_renew(server, tmp_path):
+    """Statement mode: --signer-cert/--signer-key of an ML-DSA certificate from the same CA;
+    then `pqscep renew` of that certificate for a new ML-KEM key (RenewalReq)."""
+    url = server.url("/scep/statement")
+    pqscep("enroll", url, "--challenge", "secret", "--cn", "cli-device", "--key-type", "ml-dsa-65",
+           "--out", tmp_path / "device.pem")
+    pqscep("enroll", url, "--cn", "cli-device", "--key-type", "ml-kem-768", "--out", tmp_path / "kem.pem",
+           "--signer-cert", tmp_path / "device.pem", "--signer-key", tmp_path / "device.key")
+    _check_cli_certificate(_cert_file(tmp_path / "kem.pem"), tmp_path / "kem.key", server, "statement")
+    pqscep("renew", url, "--cert", tmp_path / "device.pem", "--key", tmp_path / "device.key", "--key-type",
+           "ml-kem-1024", "--out", tmp_path / "kem2.pem")
+    renewed = _cert_file(tmp_path / "kem2.pem")
+    _check_cli_certificate(renewed, tmp_path / "kem2.key", server, "statement")
+    assert renewed.subject.rfc4514_string() == "CN=cli-device"
+
+
+def test_cli_refusals(server, tmp_path):
+    # A self-signed signer at the statement profile: FAILURE, and the new key is removed.
+    proc = pqscep("enroll", server.url("/scep/statement"), "--challenge", "secret", "--cn", "cli-refused",
+                  "--key-type", "ml-kem-768", "--out", tmp_path / "kem.pem", check=False)
+    assert proc.returncode == 1 and "badRequest" in proc.stderr.decode()
+    assert not (tmp_path / "kem.key").exists()
+    # A CA that does not list KEMPoP.
+    proc = pqscep("enroll", server.url("/scep/classic"), "--challenge", "secret", "--cn", "cli-classic",
+                  "--key-type", "ml-kem-768", "--out", tmp_path / "kem.pem", check=False)
+    assert proc.returncode != 0 and "KEMPoP" in proc.stderr.decode(), proc.stderr.decode()
+    # --signer-cert is for ML-KEM keys only.
+    (tmp_path / "x.pem").write_bytes(b"")
+    proc = pqscep("enroll", server.url("/scep/challenge"), "--cn", "x", "--key-type", "ml-dsa-65", "--out",
+                  tmp_path / "x.pem", "--signer-cert", tmp_path / "x.pem", "--signer-key", tmp_path / "x.pem",
+                  check=False)
+    assert proc.returncode != 0
+
+
+def test_cli_pending_then_poll(server, tmp_path):
+    """A PENDING ML-KEM request (manual approval) is resumable from its state file: the transient
+    ML-DSA signer's key is kept next to the new key, the reply opens with the KEM key."""
+    state = tmp_path / "state.json"
+    proc = pqscep("enroll", server.url("/scep/approval"), "--challenge", "secret", "--cn", "cli-pending",
+                  "--key-type", "ml-kem-768", "--out", tmp_path / "kem.pem", "--state", state, check=False)
+    assert proc.returncode == 3, proc.stderr.decode()
+    assert (tmp_path / "kem.signer.key").exists()
+    import json
+
+    transaction_id = json.loads(state.read_text())["transaction_id"]
+    pqscep("admin", "pending", "approve", "--data", server.data_dir, "--profile", "approval", transaction_id)
+    pqscep("poll", "--state", state)
+    _check_cli_certificate(_cert_file(tmp_path / "kem.pem"), tmp_path / "kem.key", server, "approval")
+
+
+# --------------------------------------------------------------------------------------------
 # two server processes, one PostgreSQL
 # --------------------------------------------------------------------------------------------
 
@@ -538,3 +631,37 @@ def test_openssl_verifies_and_decrypts(server, tmp_path, mode, kem_type):
         "-binary", "-out", tmp_path / "certs.der")
     run("pkcs7", "-inform", "DER", "-in", tmp_path / "certs.der", "-print_certs", "-out", tmp_path / "issued.pem")
     assert x509.load_pem_x509_certificate((tmp_path / "issued.pem").read_bytes()) == cert
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------------------------
+
+
+def _load(tmp_path, profile_lines: str):
+    from pqscep.service.config import load_config
+
+    (tmp_path / "pqscep.toml").write_text(
+        f'[server]\ndefault_profile = "p"\nca_passphrase_file = ""\n[profiles.p]\nca_key_type = "ml-dsa-65"\n{profile_lines}\n')
+    return load_config(tmp_path).profiles["p"]
+
+
+def test_config_kem_pop(tmp_path):
+    import datetime as dt
+
+    from pqscep.service.config import ConfigError
+    from pqscep.service.setup import DEFAULT_CONFIG
+
+    assert 'kem_pop = "challenge"' in DEFAULT_CONFIG.split("[profiles.pq]")[1]
+    plain = _load(tmp_path, "")
+    assert plain.kem_pop is None and "ml-kem" not in plain.issuance.allowed_key_families
+    chosen = _load(tmp_path, 'kem_pop = "statement"\nkem_pop_ttl_minutes = 2')
+    assert chosen.kem_pop == "statement" and "ml-kem" in chosen.issuance.allowed_key_families
+    assert chosen.kem_pop_ttl == dt.timedelta(minutes=2)
+    by_family = _load(tmp_path, 'key_types = ["ml-dsa", "ml-kem"]')
+    assert by_family.kem_pop == "challenge" and by_family.kem_pop_ttl == dt.timedelta(minutes=10)
+    for bad in ('kem_pop = "trust-me"', 'kem_pop = "challenge"\nmanual_approval = true',
+                'kem_pop = "challenge"\nkem_pop_ttl_minutes = 0'):
+        with pytest.raises(ConfigError):
+            _load(tmp_path, bad)
+    assert _load(tmp_path, 'kem_pop = "encrypted-cert"\nmanual_approval = true').manual_approval
