@@ -562,6 +562,16 @@ def test_cli_refusals(server, tmp_path):
     assert proc.returncode != 0
 
 
+@pytest.mark.parametrize("profile", ["challenge", "encrypted"])
+def test_bench_ml_kem(server, profile):
+    import json
+
+    proc = pqscep("bench", server.url(f"/scep/{profile}"), "--count", "4", "--concurrency", "2", "--key-type",
+                  "ml-kem-768", "--json", env={"PQSCEP_CHALLENGE": "secret"})
+    summary = json.loads(proc.stdout)
+    assert summary["errors"] == 0 and summary["count"] == 4
+
+
 def test_cli_pending_then_poll(server, tmp_path):
     """A PENDING ML-KEM request (manual approval) is resumable from its state file: the transient
     ML-DSA signer's key is kept next to the new key, the reply opens with the KEM key."""

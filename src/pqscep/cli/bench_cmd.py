@@ -94,26 +94,45 @@ def _worker(plan: _Plan, indices: list[int], ready, start, results) -> None:
     from ..protocol import client as proto
     from ..protocol.messages import MessageType
 
+    from ..protocol import kempop
+
     bundle = proto.parse_ca_certs(*plan.ca_reply)
     now = E.utc_now()
+    kem = keymod.KEY_TYPES[plan.key_type].family == "ml-kem"
     devices = []
     for index in indices:
         key = keymod.generate_key(plan.key_type)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"bench-{plan.run_id}-{index}")])
-        csr = proto.build_csr(key, subject, challenge=plan.challenge).public_bytes(serialization.Encoding.DER)
-        cert = proto.self_signed_certificate(key, subject, now=now, serial=int.from_bytes(os.urandom(8), "big") | 1)
-        devices.append((key, csr, cert))
+        serial = int.from_bytes(os.urandom(8), "big") | 1
+        if kem:
+            # Design section 5: a transient ML-DSA-65 signer signs the CSR of the ML-KEM key.
+            signer = keymod.generate_key("ml-dsa-65")
+            cert = proto.self_signed_certificate(signer, subject, now=now, serial=serial)
+            csr = kempop.build_kem_csr(key.public_key(), subject, signer, cert, challenge_password=plan.challenge)
+            recipients = [E.kem_recipient(key)]
+        else:
+            signer = key
+            csr = proto.build_csr(key, subject, challenge=plan.challenge).public_bytes(serialization.Encoding.DER)
+            cert = proto.self_signed_certificate(key, subject, now=now, serial=serial)
+            recipients = [enveloped.KeyTransRecipient(cert, key)]
+        devices.append((key, signer, csr, cert, subject, recipients))
         ready.put(1)
     start.wait()
     with ScepTransport(timeout=plan.timeout) as transport:
         session = E.ScepSession(plan.url, transport, caps=plan.caps, bundle=bundle, cipher=plan.cipher,
                                 digest=plan.digest)
-        for key, csr, cert in devices:
+        for key, signer, csr, cert, subject, recipients in devices:
             started = time.perf_counter()
             try:
+                transaction_id = os.urandom(16).hex()
                 result = session.transact(
-                    MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(), signer_key=key,
-                    signer_cert=cert, recipients=[enveloped.KeyTransRecipient(cert, key)], use_post=plan.use_post)
+                    MessageType.PKCS_REQ, csr, transaction_id=transaction_id, signer_key=signer,
+                    signer_cert=cert, recipients=recipients, use_post=plan.use_post)
+                if kem:  # a KEM challenge is answered within the timed enrollment (one more round trip)
+                    result, _ = E.answer_kem_challenge(
+                        session, result, MessageType.PKCS_REQ, key=key, csr_der=csr, transaction_id=transaction_id,
+                        subject=subject, signer_key=signer, signer_cert=cert, recipients=recipients, cipher=None,
+                        digest=None, use_post=plan.use_post)
                 if result.status != PkiStatus.SUCCESS or not result.certificates:
                     detail = E.describe_failure(result.fail_info, result.fail_info_text) \
                         if result.status == PkiStatus.FAILURE else result.status.name
@@ -194,9 +213,9 @@ def _get(channel, workers):
 @click.option("--concurrency", type=click.IntRange(min=1, max=256), default=4, show_default=True,
               help="Worker processes, each a device fleet with its own HTTP connection.")
 @click.option("--challenge", envvar="PQSCEP_CHALLENGE", show_envvar=True, help="challengePassword (never printed).")
-@click.option("--key-type", type=click.Choice([n for n, t in keymod.KEY_TYPES.items() if t.can_sign]),
-              default="rsa-2048", show_default=True,
-              help="Device key type; EC and ML-DSA need a CA that lists ML-KEM (the reply goes to a responseKey).")
+@click.option("--key-type", type=click.Choice(list(keymod.KEY_TYPES)), default="rsa-2048", show_default=True,
+              help="Device key type; EC and ML-DSA need a CA that lists ML-KEM (the reply goes to a responseKey); "
+                   "ML-KEM a CA that lists KEMPoP (a KEM challenge is answered within the timed enrollment).")
 @click.option("--cipher", type=click.Choice(["auto", "aes256-gcm", "aes256-cbc", "aes128-cbc", "des3-cbc"]),
               default="auto", show_default=True)
 @click.option("--digest", type=click.Choice(["auto", "sha512", "sha256", "sha1"]), default="auto", show_default=True)

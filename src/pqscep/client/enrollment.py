@@ -53,7 +53,9 @@ __all__ = [
     "ScepSession",
     "TransportError",
     "VerificationError",
+    "answer_kem_challenge",
     "check_can_decrypt",
+    "kem_recipient",
     "UnusableKey",
     "choose_algorithms",
     "enroll",
@@ -586,7 +588,7 @@ def renew(
     )
     recipients = [enveloped.KeyTransRecipient(old_cert, old_key)]
     if kem:
-        recipients = [_kem_recipient(key), *recipients]
+        recipients = [kem_recipient(key), *recipients]
     result = session.transact(
         message_type,
         csr_der,
@@ -599,7 +601,7 @@ def renew(
         use_post=caps.post,
     )
     if kem:
-        result, message_type = _answer_kem_challenge(
+        result, message_type = answer_kem_challenge(
             session, result, message_type, key=key, csr_der=csr_der, transaction_id=transaction_id,
             subject=subject, signer_key=old_key, signer_cert=old_cert, recipients=recipients, cipher=cipher,
             digest=digest, use_post=caps.post)
@@ -625,7 +627,7 @@ def _check_kem_pop_cap(caps: CaCaps) -> None:
                           "sign its own request; post-quantum SCEP proves possession another way)")
 
 
-def _kem_recipient(key) -> KemRecipient:
+def kem_recipient(key) -> KemRecipient:
     """The new ML-KEM key opens the CertRep (design section 4, rule 1), named by its SKI (RFC
     5280 4.2.1.2 method 1, as the CA names it)."""
     return KemRecipient(key, subject_key_identifier=x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest)
@@ -638,7 +640,7 @@ def _san_extensions(dns_names) -> list[x509.Extension] | None:
     return [x509.Extension(san.oid, False, san)]
 
 
-def _answer_kem_challenge(session: ScepSession, result: proto.CertRepResult, message_type: MessageType, *, key,
+def answer_kem_challenge(session: ScepSession, result: proto.CertRepResult, message_type: MessageType, *, key,
                           csr_der: bytes, transaction_id: str, subject: x509.Name, signer_key, signer_cert,
                           recipients: list, cipher, digest, use_post) -> tuple[proto.CertRepResult, MessageType]:
     """Design section 5 a): a PENDING with a kemPopChallenge is answered at once by a CertPoll
@@ -689,13 +691,13 @@ def _enroll_kem(session: ScepSession, *, key, subject, challenge, dns_names, key
     csr_der = kempop.build_kem_csr(key.public_key(), subject, signer_key, signer_cert, challenge_password=challenge,
                                    extensions=_san_extensions(dns_names))
     transaction_id = key_transaction_id(key)
-    recipients = [_kem_recipient(key)]
+    recipients = [kem_recipient(key)]
     if keymod.key_family(signer_key) == "rsa":
         recipients.append(enveloped.KeyTransRecipient(signer_cert, signer_key))
     result = session.transact(MessageType.PKCS_REQ, csr_der, transaction_id=transaction_id, signer_key=signer_key,
                               signer_cert=signer_cert, recipients=recipients, cipher=cipher, digest=digest,
                               use_post=caps.post)
-    result, message_type = _answer_kem_challenge(
+    result, message_type = answer_kem_challenge(
         session, result, MessageType.PKCS_REQ, key=key, csr_der=csr_der, transaction_id=transaction_id,
         subject=subject, signer_key=signer_key, signer_cert=signer_cert, recipients=recipients, cipher=cipher,
         digest=digest, use_post=caps.post)
@@ -786,7 +788,7 @@ def poll_once(session: ScepSession, state: PendingState) -> Outcome:
     content = proto.poll_content(bundle.ca.subject, state.subject_name)
     recipients = [enveloped.KeyTransRecipient(signer_cert, signer_key)]
     if state.kem_csr_der_b64:
-        recipients.insert(0, _kem_recipient(key))
+        recipients.insert(0, kem_recipient(key))
     cipher, digest = CIPHERS.by_name(state.cipher), DIGESTS.by_name(state.digest)
     result = session.transact(
         MessageType.CERT_POLL,
@@ -800,7 +802,7 @@ def poll_once(session: ScepSession, state: PendingState) -> Outcome:
         use_post=state.use_post,
     )
     if state.kem_csr_der_b64:
-        result, _ = _answer_kem_challenge(
+        result, _ = answer_kem_challenge(
             session, result, MessageType.CERT_POLL, key=key, csr_der=base64.b64decode(state.kem_csr_der_b64),
             transaction_id=state.transaction_id, subject=state.subject_name, signer_key=signer_key,
             signer_cert=signer_cert, recipients=recipients, cipher=cipher, digest=digest, use_post=state.use_post)
