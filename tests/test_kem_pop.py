@@ -327,6 +327,28 @@ def test_renewal_of_an_ml_kem_certificate(server):
     check_kem_certificate(done.result.certificates[0], device, client.bundle.ca)
 
 
+def test_renewal_answers_a_challenge(server):
+    """The same renewal at a challenge profile: PENDING with kemPopChallenge, then the proof."""
+    signer_key, signer_cert = identity_certificate(server, "challenge", "renew-kem-chal")
+    client = KemClient(server.url("/scep/challenge"))
+    device = KemDevice("renew-kem-chal", "ml-kem-1024", signer_key=signer_key, signer_cert=signer_cert)
+    challenge = challenge_of(client.send(device, MessageType.RENEWAL_REQ, device.csr_der).result)
+    done = client.poll(device, proof_for(device, challenge))
+    assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
+    check_kem_certificate(done.result.certificates[0], device, client.bundle.ca)
+
+
+@pytest.mark.parametrize("signer_type", ["rsa-2048", "ec-p256", "ml-dsa-44", "ml-dsa-87"])
+def test_other_signer_key_types(server, signer_type):
+    """Any signer key the CA verifies can sign the KEM CSR; the reply still goes to the KEM key."""
+    key = generate_key(signer_type)
+    client = KemClient(server.url("/scep/challenge"))
+    device = KemDevice(f"signer-{signer_type}", signer_key=key, signer_cert=_self_signed(key, f"signer-{signer_type}"))
+    done = enroll_with_challenge(client, device)
+    check_kem_certificate(done.result.certificates[0], device, client.bundle.ca)
+    _check_envelope_to(done.reply, device.ski)
+
+
 def _check_envelope_to(reply: bytes, ski: bytes) -> None:
     """The CertRep envelope has one KEMRecipientInfo, for the new key (by its SKI)."""
     from pqscep.cms import kem as kemmod
