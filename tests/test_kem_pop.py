@@ -86,6 +86,14 @@ challenge_file = "secrets/challenge-default"
 kem_pop = "encrypted-cert"
 manual_approval = true
 
+[profiles.approvalchal]
+ca_key_type = "ml-dsa-65"
+ca_subject = "CN=kempop approval and challenge CA"
+kem_recipient = "ml-kem-768"
+challenge_file = "secrets/challenge-default"
+kem_pop = "challenge"
+manual_approval = true
+
 [profiles.classic]
 ca_subject = "CN=kempop classic CA"
 challenge_file = "secrets/challenge-default"
@@ -594,20 +602,42 @@ def test_bench_ml_kem(server, profile):
     assert summary["errors"] == 0 and summary["count"] == 4
 
 
-def test_cli_pending_then_poll(server, tmp_path):
+def test_approval_then_challenge(server):
+    """Manual approval and the challenge: the operator approves first, the proof comes after;
+    a proof sent while approval is pending issues nothing."""
+    client = KemClient(server.url("/scep/approvalchal"))
+    device = KemDevice("approval-then-challenge")
+    first = client.pkcs_req(device).result
+    assert first.status == PkiStatus.PENDING and oids.SCEP_KEM_POP_CHALLENGE not in first.attributes
+    early = client.poll(device, b"\x30\x00").result
+    assert early.status == PkiStatus.PENDING and oids.SCEP_KEM_POP_CHALLENGE not in early.attributes
+    pqscep("admin", "pending", "approve", "--data", server.data_dir, "--profile", "approvalchal",
+           device.transaction_id)
+    challenge = challenge_of(client.poll(device).result)
+    bad = bytearray(proof_for(device, challenge))
+    bad[-1] ^= 1
+    assert failure(client.poll(device, bytes(bad))) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
+    challenge = challenge_of(client.poll(device).result)  # approved still: a fresh challenge
+    done = client.poll(device, proof_for(device, challenge))
+    assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
+    check_kem_certificate(done.result.certificates[0], device, client.bundle.ca)
+
+
+@pytest.mark.parametrize("profile", ["approval", "approvalchal"])
+def test_cli_pending_then_poll(server, tmp_path, profile):
     """A PENDING ML-KEM request (manual approval) is resumable from its state file: the transient
     ML-DSA signer's key is kept next to the new key, the reply opens with the KEM key."""
     state = tmp_path / "state.json"
-    proc = pqscep("enroll", server.url("/scep/approval"), "--challenge", "secret", "--cn", "cli-pending",
+    proc = pqscep("enroll", server.url(f"/scep/{profile}"), "--challenge", "secret", "--cn", f"cli-pending-{profile}",
                   "--key-type", "ml-kem-768", "--out", tmp_path / "kem.pem", "--state", state, check=False)
     assert proc.returncode == 3, proc.stderr.decode()
     assert (tmp_path / "kem.signer.key").exists()
     import json
 
     transaction_id = json.loads(state.read_text())["transaction_id"]
-    pqscep("admin", "pending", "approve", "--data", server.data_dir, "--profile", "approval", transaction_id)
+    pqscep("admin", "pending", "approve", "--data", server.data_dir, "--profile", profile, transaction_id)
     pqscep("poll", "--state", state)
-    _check_cli_certificate(_cert_file(tmp_path / "kem.pem"), tmp_path / "kem.key", server, "approval")
+    _check_cli_certificate(_cert_file(tmp_path / "kem.pem"), tmp_path / "kem.key", server, profile)
 
 
 # --------------------------------------------------------------------------------------------
@@ -692,8 +722,7 @@ def test_config_kem_pop(tmp_path):
     assert chosen.kem_pop_ttl == dt.timedelta(minutes=2)
     by_family = _load(tmp_path, 'key_types = ["ml-dsa", "ml-kem"]')
     assert by_family.kem_pop == "challenge" and by_family.kem_pop_ttl == dt.timedelta(minutes=10)
-    for bad in ('kem_pop = "trust-me"', 'kem_pop = "challenge"\nmanual_approval = true',
-                'kem_pop = "challenge"\nkem_pop_ttl_minutes = 0'):
+    for bad in ('kem_pop = "trust-me"', 'kem_pop = "challenge"\nkem_pop_ttl_minutes = 0'):
         with pytest.raises(ConfigError):
             _load(tmp_path, bad)
-    assert _load(tmp_path, 'kem_pop = "encrypted-cert"\nmanual_approval = true').manual_approval
+    assert _load(tmp_path, 'kem_pop = "challenge"\nmanual_approval = true').manual_approval

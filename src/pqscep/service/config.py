@@ -120,11 +120,6 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
     kem_pop_ttl = float(table.get("kem_pop_ttl_minutes", 10))
     if not 0 < kem_pop_ttl <= 24 * 60:
         raise ConfigError(f"profile {name}: kem_pop_ttl_minutes must be more than 0 and at most 1440")
-    if kem_pop == "challenge" and table.get("manual_approval"):
-        # A PENDING for approval and a PENDING for the KEM challenge would share one transaction
-        # state; until they are told apart, an approved request could be issued without a proof.
-        raise ConfigError(f"profile {name}: kem_pop = \"challenge\" cannot be combined with manual_approval "
-                          "(use encrypted-cert or statement)")
     static = os.environ.get(f"PQSCEP_CHALLENGE_{name.upper().replace('-', '_')}") or _read_secret(
         data_dir, table.get("challenge_file")
     )

@@ -272,12 +272,15 @@ class ScepService:
             cert = self.store.get_certificate(profile.name, record.cert_serial)
             return self._success(profile, request, now, certificates=[x509.load_der_x509_certificate(cert.der)])
         if record.state == "pending":
-            if self._kem_challenge_mode(profile, request):
+            if self._kem_challenge_mode(profile, request) and not self._awaiting_approval(profile, request):
                 return self._kem_pending(profile, request, record, now)
             return self._pending(profile, request, now)
         if record.state == "rejected":
             return self._failure(profile, request, FailInfo.BAD_REQUEST, record.fail_text or "request rejected", now)
         if record.state == "approved":
+            if self._kem_challenge_mode(profile, request):
+                # Approved by the operator: the KEM proof of possession is still owed.
+                return self._kem_pending(profile, request, record, now, expect_state="approved")
             return self._issue(profile, request, now, expect_state="approved")
         return None  # received or failed: decide again
 
@@ -368,8 +371,15 @@ class ScepService:
                                           attributes=[kempop.challenge_attribute(value)])
         return Reply(200, CONTENT_TYPES["pki"], reply, "pending:kem-challenge")
 
-    def _kem_pending(self, profile: Profile, request: PkiRequest, record, now) -> Reply:
-        """A CertPoll or repeated PKCSReq for a transaction waiting for its KEM proof."""
+    def _awaiting_approval(self, profile: Profile, request: PkiRequest) -> bool:
+        """A PENDING transaction of a manual-approval profile with no KEM challenge yet is waiting
+        for the operator (check_approval came before the challenge); the proof comes after."""
+        return profile.settings.manual_approval and not self.store.has_kem_challenge(profile.name,
+                                                                                   request.transaction_id)
+
+    def _kem_pending(self, profile: Profile, request: PkiRequest, record, now, *, expect_state="pending") -> Reply:
+        """A CertPoll or repeated PKCSReq for a transaction waiting for its KEM proof (PENDING, or
+        APPROVED by the operator of a manual-approval profile)."""
         if request.kem_pop_proof is None:
             return self._send_kem_challenge(profile, request, now)
         assert request.signer_certificate is not None
@@ -397,7 +407,7 @@ class ScepService:
         except kempop.PopError as exc:
             log.info("profile %s: KEM proof refused for %s: %s", profile.name, request.transaction_id, exc.text)
             return self._failure(profile, request, exc.fail_info, exc.text, now)
-        return self._issue(profile, request, now, expect_state="pending")
+        return self._issue(profile, request, now, expect_state=expect_state)
 
     def _issue(self, profile: Profile, request: PkiRequest, now, *, expect_state) -> Reply:
         csr = request.csr

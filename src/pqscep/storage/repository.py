@@ -736,6 +736,13 @@ class Store:
                 )
             )
 
+    def has_kem_challenge(self, profile: str, transaction_id: str) -> bool:
+        """Whether a KEM challenge (live, expired or spent) was ever set for the transaction:
+        tells a request waiting for its proof of possession from one waiting for approval."""
+        where = (KemChallenge.profile == profile, KemChallenge.transaction_id == transaction_id)
+        with self._reading() as s:
+            return s.scalars(select(KemChallenge.id).where(*where)).first() is not None
+
     def take_kem_challenge(
         self, profile: str, transaction_id: str, now: datetime
     ) -> KemChallengeRecord | None:
