@@ -574,6 +574,16 @@ def test_cli_enroll_with_a_device_certificate_and_renew(server, tmp_path):
     assert renewed.subject.rfc4514_string() == "CN=cli-device"
 
 
+def test_cli_renew_answers_a_challenge(server, tmp_path):
+    url = server.url("/scep/challenge")
+    pqscep("enroll", url, "--challenge", "secret", "--cn", "cli-renew-chal", "--key-type", "ec-p256",
+           "--out", tmp_path / "device.pem")
+    proc = pqscep("renew", url, "--cert", tmp_path / "device.pem", "--key", tmp_path / "device.key", "--key-type",
+                  "ml-kem-768", "--out", tmp_path / "kem.pem")
+    assert "challenge" in proc.stderr.decode()
+    _check_cli_certificate(_cert_file(tmp_path / "kem.pem"), tmp_path / "kem.key", server, "challenge")
+
+
 def test_cli_refusals(server, tmp_path):
     # A self-signed signer at the statement profile: FAILURE, and the new key is removed.
     proc = pqscep("enroll", server.url("/scep/statement"), "--challenge", "secret", "--cn", "cli-refused",
