@@ -313,6 +313,32 @@ def test_encrypted_cert_mode(server, kem_type):
     _check_envelope_to(done.reply, device.ski)
 
 
+def test_get_cert_of_an_ml_kem_certificate_goes_to_its_key_only(server):
+    """GetCert must not undo the encrypted-certificate proof: anybody may ask for an ML-KEM
+    certificate by serial, but only the holder of its key can read the answer."""
+    client = KemClient(server.url("/scep/encrypted"))
+    device = KemDevice("enc-getcert")
+    (cert,) = client.pkcs_req(device).result.certificates
+    asker = KemDevice("getcert-asker")  # another device: its own key, its own signer
+    content = scep.issuer_and_serial_content(client.bundle.ca.subject, cert.serial_number)
+    with pytest.raises(scep.ClientError, match="envelope"):
+        client.send(asker, MessageType.GET_CERT, content, transaction_id=os.urandom(16).hex())
+    # The holder of the ML-KEM key reads it (the reply names the certificate by issuer and serial).
+    holder = KemDevice("getcert-holder")
+    holder.kem_key = device.kem_key
+    nonce, transaction_id = os.urandom(16), os.urandom(16).hex()
+    body = scep.build_pki_message(
+        message_type=MessageType.GET_CERT, transaction_id=transaction_id, sender_nonce=nonce, content=content,
+        originator=KemOriginator(client.bundle.kem_recipient.public_key(), certificate=client.bundle.kem_recipient),
+        cipher=client.cipher, signer_key=holder.signer_key, signer_cert=holder.signer_cert,
+        digest=DIGESTS.by_name("sha512"), random_bytes=os.urandom)
+    reply = httpx.post(client.url, params={"operation": "PKIOperation"}, content=body,
+                       headers={"Content-Type": "application/x-pki-message"}, timeout=60)
+    result = scep.parse_cert_rep(reply.content, bundle=client.bundle, transaction_id=transaction_id,
+                                 sender_nonce=nonce, recipients=[KemRecipient(device.kem_key, certificate=cert)])
+    assert result.certificates == [cert]
+
+
 @pytest.mark.parametrize("kem_type", ["ml-kem-768", "ml-kem-1024"])
 def test_statement_mode(server, kem_type):
     signer_key, signer_cert = identity_certificate(server, "statement", f"stmt-id-{kem_type}")

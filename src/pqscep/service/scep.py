@@ -194,8 +194,9 @@ class ScepService:
         reply = profile.responder.pending(request, now=now, random_bytes=self.random_bytes)
         return Reply(200, CONTENT_TYPES["pki"], reply, "pending")
 
-    def _success(self, profile: Profile, request: PkiRequest, now, *, certificates=(), crls=()) -> Reply:
-        originator = self._reply_originator(profile, request)
+    def _success(self, profile: Profile, request: PkiRequest, now, *, certificates=(), crls=(),
+                 originator=None) -> Reply:
+        originator = originator or self._reply_originator(profile, request)
         reply = profile.responder.success(request, certificates=list(certificates), crls=list(crls),
                                           originator=originator, now=now, random_bytes=self.random_bytes)
         return Reply(200, CONTENT_TYPES["pki"], reply, "success")
@@ -472,7 +473,14 @@ class ScepService:
         record = self.store.get_certificate(profile.name, serial)
         if record is None:
             return self._failure(profile, request, FailInfo.BAD_CERT_ID, "no certificate with that serial", now)
-        return self._success(profile, request, now, certificates=[x509.load_der_x509_certificate(record.der)])
+        cert = x509.load_der_x509_certificate(record.der)
+        originator = None
+        if key_family(cert.public_key()) == "ml-kem":
+            # An ML-KEM certificate goes only to the holder of its key, whoever asks: in the
+            # encrypted-certificate mode (design section 5 b) being able to read it IS the proof
+            # of possession, which a GetCert answered to the asker's key would undo.
+            originator = KemOriginator(cert.public_key(), certificate=cert)
+        return self._success(profile, request, now, certificates=[cert], originator=originator)
 
     def _get_crl(self, profile: Profile, request: PkiRequest, now, client_address) -> Reply:
         assert request.issuer_and_serial is not None
