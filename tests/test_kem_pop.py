@@ -582,6 +582,18 @@ def test_cli_enroll_challenge(server, tmp_path, kem_type):
     names = sorted(p.name for p in (tmp_path / "dump").iterdir())
     assert [n.split("-", 1)[1] for n in names] == ["GetCACaps.txt", "GetCACert.der", "PKCSReq.der", "CertRep.der",
                                                   "CertPoll.der", "CertRep.der"]
+    # `pqscep inspect` shows the exchange: the challenge in the PENDING CertRep, the proof in the
+    # CertPoll, and, with the CA's ML-KEM key, the CSR with its statement, checked with the
+    # signer certificate's key (an ML-KEM key cannot sign its own CSR).
+    dump = tmp_path / "dump"
+    assert "kemPopChallenge" in pqscep("inspect", dump / "04-CertRep.der").stdout.decode()
+    assert "kemPopProof" in pqscep("inspect", dump / "05-CertPoll.der").stdout.decode()
+    passphrase = (server.data_dir / "secrets" / "ca-passphrase").read_text().strip()
+    shown = pqscep("inspect", dump / "03-PKCSReq.der", "--key", server.data_dir / "profiles" / "challenge" /
+                   "kem-recipient.key", "--key-passphrase-env", "KEM_PASSPHRASE", "--json",
+                   env={"KEM_PASSPHRASE": passphrase}).stdout.decode()
+    assert "privateKeyPossessionStatement (RFC 9883)" in shown
+    assert "verifies with the statement's certificate" in shown
 
 
 def test_cli_enroll_with_a_device_certificate_and_renew(server, tmp_path):

@@ -57,6 +57,7 @@ from ..cms.password import MAX_ITERATIONS, MIN_ITERATIONS, PasswordRecipient
 from ..crypto import keys as keymod
 from ..crypto import pqkeys, signing
 from ..crypto.registry import CIPHERS, DIGESTS, KDFS, KEMS, KEY_WRAPS, PBKDF2_PRFS
+from ..protocol import kempop
 from ..protocol.messages import FailInfo, IssuerAndSubject, MessageType, PkiStatus
 from .exits import EXIT_FAILURE, EXIT_OK, EXIT_VERIFY
 
@@ -369,13 +370,39 @@ def _extension_value(ext: x509.Extension) -> object:
         return str(value)
 
 
-def csr_node(csr: x509.CertificateSigningRequest, inspector: "Inspector") -> dict:
+def _kem_csr_signature(csr: x509.CertificateSigningRequest, inspector: "Inspector") -> tuple[bool | None, str]:
+    """An ML-KEM key cannot sign its CSR: it is signed by the certificate its RFC 9883
+    statement names (design section 5), which is in the statement or signed the pkiMessage."""
+    der = csr.public_bytes(serialization.Encoding.DER)
     try:
-        valid = csr.is_signature_valid
-    except Exception:  # unsupported key or signature algorithm
-        valid = None
+        issuer, serial, cert = kempop.csr_possession_statement(der)
+    except kempop.PopError as exc:
+        return None, f"no usable privateKeyPossessionStatement ({exc.text})"
+    if cert is None:
+        cert = next((c for c in inspector.signer_certificates
+                     if c.serial_number == serial and kempop.certificate_issuer_der(c) == issuer), None)
+    if cert is None:
+        return None, "the certificate the statement names is neither in the statement nor the message's signer"
+    try:
+        kempop.verify_csr_with(der, cert.public_key())
+    except kempop.PopError as exc:
+        return False, f"does NOT verify with the statement's certificate ({exc.text})"
+    return True, f"verifies with the statement's certificate ({cert.subject.rfc4514_string()})"
+
+
+def csr_node(csr: x509.CertificateSigningRequest, inspector: "Inspector") -> dict:
+    kem_key = _key_family_of(csr) == "ml-kem"
+    how = "the request's own key"
+    if kem_key:
+        valid, how = _kem_csr_signature(csr, inspector)
+    else:
+        try:
+            valid = csr.is_signature_valid
+        except Exception:  # unsupported key or signature algorithm
+            valid = None
     if not valid:
         inspector.problem("the PKCS#10 signature does not verify" if valid is False
+                          else f"the PKCS#10 signature cannot be checked: {how}" if kem_key
                           else "the PKCS#10 signature algorithm is not supported")
     node: dict = {
         "type": "PKCS#10 CertificationRequest",
@@ -384,6 +411,8 @@ def csr_node(csr: x509.CertificateSigningRequest, inspector: "Inspector") -> dic
         "signature_algorithm": oid_name(csr.signature_algorithm_oid),
         "signature_valid": valid,
     }
+    if kem_key:
+        node["signature_check"] = how
     try:
         password = csr.attributes.get_attribute_for_oid(oids.CHALLENGE_PASSWORD).value
     except x509.AttributeNotFound:
@@ -401,10 +430,24 @@ def csr_node(csr: x509.CertificateSigningRequest, inspector: "Inspector") -> dic
         ]
     except Exception as exc:  # duplicate or malformed extensions
         node["extensions"] = {"error": str(exc)[:160]}
-    others = [a.oid.dotted_string for a in csr.attributes if a.oid not in (oids.CHALLENGE_PASSWORD, oids.EXTENSION_REQUEST)]
+    try:
+        _, serial, included = kempop.csr_possession_statement(csr.public_bytes(serialization.Encoding.DER))
+        node["possession_statement"] = (f"privateKeyPossessionStatement (RFC 9883): signer serial {serial:#x}"
+                                        + (", certificate included" if included is not None else ""))
+    except kempop.PopError:
+        pass
+    known = (oids.CHALLENGE_PASSWORD, oids.EXTENSION_REQUEST, oids.PRIVATE_KEY_POSSESSION_STATEMENT)
+    others = [a.oid.dotted_string for a in csr.attributes if a.oid not in known]
     if others:
         node["other_attributes"] = others
     return node
+
+
+def _key_family_of(csr: x509.CertificateSigningRequest) -> str | None:
+    try:
+        return keymod.key_family(csr.public_key())
+    except Exception:  # a key type this cryptography build cannot load
+        return None
 
 
 # --- the inspector ---
@@ -473,6 +516,8 @@ class Inspector:
     passwords: list[bytes] = field(default_factory=list, repr=False)  # --password: opens PWRIs; never shown
     problems: list[str] = field(default_factory=list)
     innermost: bytes | None = None  # the last (deepest) decrypted content
+    # Signer certificates of the SignedData seen so far: an ML-KEM CSR inside is signed by one.
+    signer_certificates: list[x509.Certificate] = field(default_factory=list)
 
     def problem(self, text: str) -> None:
         self.problems.append(text)
@@ -564,6 +609,7 @@ class Inspector:
             node["verification"] = "the signer's certificate is not included (give it with --cert)"
             self.problem("a SignerInfo's certificate is missing: signature not verified")
             return node
+        self.signer_certificates.append(cert)
         try:
             signed.verify_signer(message, signer, cert.public_key(), allow_legacy=True)
         except (signed.SignedDataError, ValueError, TypeError) as exc:
