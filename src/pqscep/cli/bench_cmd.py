@@ -81,6 +81,7 @@ class _Plan:
     key_type: str
     timeout: float
     run_id: str
+    identity: bool = False  # ML-KEM devices sign their CSR with a certificate of this CA
 
 
 def _worker(plan: _Plan, indices: list[int], ready, start, results) -> None:
@@ -105,9 +106,13 @@ def _worker(plan: _Plan, indices: list[int], ready, start, results) -> None:
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"bench-{plan.run_id}-{index}")])
         serial = int.from_bytes(os.urandom(8), "big") | 1
         if kem:
-            # Design section 5: a transient ML-DSA-65 signer signs the CSR of the ML-KEM key.
+            # Design section 5: an ML-DSA-65 signer signs the CSR of the ML-KEM key: a transient
+            # self-signed one, or (--identity, what the statement mode needs) a device
+            # certificate this CA issues first, outside the measurement.
             signer = keymod.generate_key("ml-dsa-65")
             cert = proto.self_signed_certificate(signer, subject, now=now, serial=serial)
+            if plan.identity:
+                cert = _identity_certificate(plan, bundle, signer, subject)
             csr = kempop.build_kem_csr(key.public_key(), subject, signer, cert, challenge_password=plan.challenge)
             recipients = [E.kem_recipient(key)]
         else:
@@ -142,9 +147,19 @@ def _worker(plan: _Plan, indices: list[int], ready, start, results) -> None:
                 results.put(("error", f"{type(exc).__name__}: {str(exc)[:160]}"))
 
 
+def _identity_certificate(plan: _Plan, bundle, signer, subject: x509.Name) -> x509.Certificate:
+    """A device certificate for `signer` from the CA under test (PKCSReq, not timed)."""
+    with ScepTransport(timeout=plan.timeout) as transport:
+        session = E.ScepSession(plan.url, transport, caps=plan.caps, bundle=bundle)
+        outcome = E.enroll(session, key=signer, subject=subject, challenge=plan.challenge)
+    if outcome.status != PkiStatus.SUCCESS or not outcome.certificates:
+        raise E.EnrollmentError(f"the identity certificate was not issued: {outcome.status.name}")
+    return outcome.certificates[0]
+
+
 def run_bench(url: str, *, count: int, concurrency: int, challenge: str | None, key_type: str = "rsa-2048",
               timeout: float = DEFAULT_TIMEOUT, cipher: str = "auto", digest: str = "auto",
-              console: Console | None = None, progress: bool = True) -> BenchResult:
+              console: Console | None = None, progress: bool = True, identity: bool = False) -> BenchResult:
     import multiprocessing
 
     console = console or Console(stderr=True, highlight=False)
@@ -157,7 +172,7 @@ def run_bench(url: str, *, count: int, concurrency: int, challenge: str | None, 
     console.print(f"[dim]{escape(url)}: {chosen_cipher.name} + {chosen_digest.name} by "
                   f"{'POST' if caps.post else 'GET'}; CA {escape(bundle.ca.subject.rfc4514_string())}[/]")
     plan = _Plan(url, caps, ca_reply, caps.post, chosen_cipher.name, chosen_digest.name, challenge, key_type, timeout,
-                 os.urandom(4).hex())
+                 os.urandom(4).hex(), identity)
     context = multiprocessing.get_context("spawn")  # no inherited locks or connections
     ready, results, start = context.Queue(), context.Queue(), context.Event()
     workers = [
@@ -220,10 +235,13 @@ def _get(channel, workers):
               default="auto", show_default=True)
 @click.option("--digest", type=click.Choice(["auto", "sha512", "sha256", "sha1"]), default="auto", show_default=True)
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT, show_default=True)
+@click.option("--identity", is_flag=True,
+              help="ML-KEM key types: sign each device's CSR with an ML-DSA-65 certificate the CA issues it first "
+                   "(not timed), as the statement proof-of-possession mode needs.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print exactly one JSON object on stdout: {"enrollments_per_s", "p50_ms", "p99_ms", "errors", '
                    '"count", "concurrency"}.')
-def bench_cmd(url, count, concurrency, challenge, key_type, cipher, digest, timeout, as_json) -> None:
+def bench_cmd(url, count, concurrency, challenge, key_type, cipher, digest, timeout, identity, as_json) -> None:
     """Measure PKCSReq enrollments against a SCEP server: throughput and latency.
 
     Each of COUNT enrollments is a fresh device with its own new key. Each device's key, CSR and
@@ -235,7 +253,7 @@ def bench_cmd(url, count, concurrency, challenge, key_type, cipher, digest, time
     console = Console(stderr=True, highlight=False)
     try:
         result = run_bench(url, count=count, concurrency=concurrency, challenge=challenge, key_type=key_type,
-                           timeout=timeout, cipher=cipher, digest=digest, console=console)
+                           timeout=timeout, cipher=cipher, digest=digest, console=console, identity=identity)
     except TransportError as exc:
         console.print(f"[bold red]error:[/] transport: {escape(str(exc))}")
         raise click.exceptions.Exit(EXIT_TRANSPORT)
