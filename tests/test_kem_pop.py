@@ -640,14 +640,24 @@ def test_cli_refusals(server, tmp_path):
     assert proc.returncode != 0
 
 
-@pytest.mark.parametrize("profile", ["challenge", "encrypted"])
-def test_bench_ml_kem(server, profile):
+@pytest.mark.parametrize("profile, extra", [("challenge", ()), ("encrypted", ()), ("statement", ("--identity",))])
+def test_bench_ml_kem(server, profile, extra):
     import json
 
     proc = pqscep("bench", server.url(f"/scep/{profile}"), "--count", "4", "--concurrency", "2", "--key-type",
-                  "ml-kem-768", "--json", env={"PQSCEP_CHALLENGE": "secret"})
+                  "ml-kem-768", *extra, "--json", env={"PQSCEP_CHALLENGE": "secret"}, check=False)
     summary = json.loads(proc.stdout)
-    assert summary["errors"] == 0 and summary["count"] == 4
+    assert summary["errors"] == 0 and summary["count"] == 4, proc.stderr.decode()[-2000:]
+
+
+def test_bench_statement_mode_needs_identity(server):
+    """Without --identity the transient signer is not a certificate of this CA: every
+    enrollment of the statement mode is refused, and bench says so (exit 1)."""
+    import json
+
+    proc = pqscep("bench", server.url("/scep/statement"), "--count", "2", "--concurrency", "1", "--key-type",
+                  "ml-kem-768", "--json", env={"PQSCEP_CHALLENGE": "secret"}, check=False)
+    assert proc.returncode == 1 and json.loads(proc.stdout)["errors"] == 2
 
 
 def test_approval_then_challenge(server):
