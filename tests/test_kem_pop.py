@@ -728,12 +728,16 @@ def _openssl() -> str:
     return path
 
 
-@pytest.mark.parametrize("mode", ["challenge", "encrypted"])
+@pytest.mark.parametrize("mode", ["challenge", "encrypted", "statement"])
 @pytest.mark.parametrize("kem_type", ["ml-kem-768", "ml-kem-1024"])
 def test_openssl_verifies_and_decrypts(server, tmp_path, mode, kem_type):
     openssl = _openssl()
     client = KemClient(server.url(f"/scep/{mode}"), cipher="aes256-gcm" if mode == "challenge" else "aes256-cbc")
-    device = KemDevice(f"openssl-{mode}-{kem_type}", kem_type)
+    if mode == "statement":  # signed by a device certificate of this CA
+        signer_key, signer_cert = identity_certificate(server, "statement", f"openssl-id-{kem_type}")
+        device = KemDevice(f"openssl-{mode}-{kem_type}", kem_type, signer_key=signer_key, signer_cert=signer_cert)
+    else:
+        device = KemDevice(f"openssl-{mode}-{kem_type}", kem_type)
     done = enroll_with_challenge(client, device) if mode == "challenge" else client.pkcs_req(device)
     assert done.result.status == PkiStatus.SUCCESS
     (cert,) = done.result.certificates
