@@ -28,16 +28,29 @@ class PeerError(RuntimeError):
     """A peer program failed; the message holds its command line and its output."""
 
 
+def unavailable(reason: str) -> None:
+    """Something a test needs is missing: CI must not silently skip what it is meant to test
+    (under CI=true this fails the test); a developer machine may skip."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def find_tool(name: str) -> str:
     """Absolute path of a peer program; fails the test under CI=true, skips it elsewhere."""
     path = shutil.which(name)
     if path is None and os.path.isabs(name) and os.access(name, os.X_OK):
         path = name
     if path is None:
-        msg = f"{name} is not installed (run scripts/install-test-deps.sh)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        unavailable(f"{name} is not installed (run scripts/install-test-deps.sh)")
+    return path
+
+
+def openssl_pq() -> str:
+    """The OpenSSL >= 3.6 that scripts/test.sh builds with ../shared/tools/openssl-pq.sh."""
+    path = os.environ.get("PQSCEP_OPENSSL")
+    if not path:
+        unavailable("PQSCEP_OPENSSL is not set: export PQSCEP_OPENSSL=$(../shared/tools/openssl-pq.sh)")
     return path
 
 

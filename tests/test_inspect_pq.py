@@ -63,9 +63,9 @@ PBES2 = x509.ObjectIdentifier("1.2.840.113549.1.5.13")
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"test vectors not found: {path}")
-        pytest.skip(f"test vectors not found: {path} (../shared/vectors beside the repository)")
+        from peers import unavailable
+
+        unavailable(f"test vectors not found: {path} (../shared/vectors beside the repository)")
     return path
 
 

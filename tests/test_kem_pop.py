@@ -719,13 +719,9 @@ def test_challenge_answered_at_another_server_process(server):
 
 
 def _openssl() -> str:
-    path = os.environ.get("PQSCEP_OPENSSL")
-    if not path:
-        message = "PQSCEP_OPENSSL is not set (scripts/test.sh sets it from ../shared/tools/openssl-pq.sh)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    from peers import openssl_pq
+
+    return openssl_pq()
 
 
 @pytest.mark.parametrize("mode", ["challenge", "encrypted", "statement"])

@@ -80,12 +80,9 @@ class OpenSSL:
 
 @pytest.fixture(scope="module")
 def openssl() -> OpenSSL:
-    path = os.environ.get("PQSCEP_OPENSSL")
-    if not path:
-        msg = "PQSCEP_OPENSSL is not set: export PQSCEP_OPENSSL=$(../shared/tools/openssl-pq.sh)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    from peers import openssl_pq
+
+    path = openssl_pq()
     # Set but unusable is a misconfiguration, not a reason to skip.
     assert os.access(path, os.X_OK), f"PQSCEP_OPENSSL={path} is not an executable"
     tool = OpenSSL(path)

@@ -536,10 +536,9 @@ def _rfc9881_seed_keys() -> list[str]:
 def test_mldsa_keygen_gives_rfc9881_public_keys(name):
     path = RFC9881 / name
     if not path.exists():
-        reason = f"test vectors not found: {RFC9881} (../shared/vectors beside the repository)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        from peers import unavailable
+
+        unavailable(f"test vectors not found: {RFC9881} (../shared/vectors beside the repository)")
     parameter_set = name.removesuffix("-seed.priv")
     der = pqkeys._pem_blocks(path.read_bytes())[1]
     info = pqkeys.inspect_private_key(der)

@@ -10,14 +10,7 @@ import click
 
 from .. import __version__
 
-from .exits import (  # noqa: F401 - re-exported: the codes are part of this module's interface
-    EXIT_FAILURE,
-    EXIT_OK,
-    EXIT_PENDING,
-    EXIT_TRANSPORT,
-    EXIT_USAGE,
-    EXIT_VERIFY,
-)
+from .exits import EXIT_FAILURE
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
