@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from ..cms import enveloped
-from ..cms.kem import KemOriginator, KemRecipient
+from ..cms.kem import KemOriginator, KemRecipient, key_identifier
 from ..cms.signed import build_certs_only
 from ..crypto import keys as keymod
 from ..crypto.registry import CIPHERS, DIGESTS, ContentCipher, DigestAlgorithm, UnknownAlgorithm
@@ -403,8 +403,7 @@ class ScepSession:
             originator = KemOriginator(bundle.kem_recipient.public_key(), certificate=bundle.kem_recipient)
             response_key = keymod.generate_key(_kem_key_type(bundle.kem_recipient))
             extra_attributes.append(response_key_attribute(response_key.public_key()))
-            recipients = [*recipients, KemRecipient(response_key, subject_key_identifier=x509.SubjectKeyIdentifier
-                                                    .from_public_key(response_key.public_key()).digest)]
+            recipients = [*recipients, kem_recipient(response_key)]
         else:
             originator = enveloped.KeyTransOriginator(bundle.encipherer)
         message = proto.build_pki_message(
@@ -630,7 +629,7 @@ def _check_kem_pop_cap(caps: CaCaps) -> None:
 def kem_recipient(key) -> KemRecipient:
     """The new ML-KEM key opens the CertRep (design section 4, rule 1), named by its SKI (RFC
     5280 4.2.1.2 method 1, as the CA names it)."""
-    return KemRecipient(key, subject_key_identifier=x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest)
+    return KemRecipient(key, subject_key_identifier=key_identifier(key.public_key()))
 
 
 def _san_extensions(dns_names) -> list[x509.Extension] | None:

@@ -64,7 +64,8 @@ VERIFIERS: Registry[SignatureVerifier] = Registry(
     ],
 )
 
-_ECDSA_BY_DIGEST = {
+# ecdsa-with-SHAxxx by digest OID: the signatureAlgorithm for CMS and X.509 alike (RFC 5758).
+ECDSA_BY_DIGEST = {
     oids.SHA1: oids.ECDSA_WITH_SHA1,
     oids.SHA224: oids.ECDSA_WITH_SHA224,
     oids.SHA256: oids.ECDSA_WITH_SHA256,
@@ -88,7 +89,7 @@ def signature_algorithm_for(key, digest: DigestAlgorithm) -> tuple[ObjectIdentif
     if family == "rsa":
         return oids.RSA_ENCRYPTION, b"\x05\x00", digest
     if family == "ec":
-        return _ECDSA_BY_DIGEST[digest.oid], None, digest
+        return ECDSA_BY_DIGEST[digest.oid], None, digest
     if family == "ml-dsa":
         # RFC 9882 section 3.3: SHA-512 is the digest for all ML-DSA parameter sets.
         return ml_dsa_oid(key), None, DIGESTS.by_oid(oids.SHA512)

@@ -50,7 +50,7 @@ from ..cms.signed import attribute
 from ..crypto import pqkeys
 from ..crypto.keys import key_family
 from ..crypto.registry import DIGESTS, KDFS, KEMS, DigestAlgorithm, KemAlgorithm, UnknownAlgorithm, kem_for_key
-from ..crypto.signing import VERIFIERS, SignatureError, ml_dsa_oid, sign, verify
+from ..crypto.signing import ECDSA_BY_DIGEST, VERIFIERS, SignatureError, ml_dsa_oid, sign, verify
 from .messages import FailInfo
 
 __all__ = [
@@ -387,15 +387,6 @@ _RSA_BY_DIGEST = {
     oids.SHA384: oids.SHA384_WITH_RSA,
     oids.SHA512: oids.SHA512_WITH_RSA,
 }
-_ECDSA_BY_DIGEST = {
-    oids.SHA1: oids.ECDSA_WITH_SHA1,
-    oids.SHA224: oids.ECDSA_WITH_SHA224,
-    oids.SHA256: oids.ECDSA_WITH_SHA256,
-    oids.SHA384: oids.ECDSA_WITH_SHA384,
-    oids.SHA512: oids.ECDSA_WITH_SHA512,
-}
-
-
 def _x509_signature_algorithm(key, digest: DigestAlgorithm) -> tuple[ObjectIdentifier, bytes | None]:
     """The X.509 signatureAlgorithm for a signing key (unlike a CMS SignerInfo, it names the digest:
     sha256WithRSAEncryption with NULL parameters, ecdsa-with-SHA256 and ML-DSA without)."""
@@ -403,7 +394,7 @@ def _x509_signature_algorithm(key, digest: DigestAlgorithm) -> tuple[ObjectIdent
     if family == "rsa":
         return _RSA_BY_DIGEST[digest.oid], cms.NULL
     if family == "ec":
-        return _ECDSA_BY_DIGEST[digest.oid], None
+        return ECDSA_BY_DIGEST[digest.oid], None
     if family == "ml-dsa":
         return ml_dsa_oid(key), None  # RFC 9881: pure ML-DSA, parameters absent
     raise ValueError(f"a {family} key cannot sign a CSR")

@@ -23,7 +23,7 @@ from ..ca import policy
 from ..ca.authority import Authority, IssuanceError, random_serial
 from ..ca.profile import ProfileSettings
 from ..cms import enveloped, signed
-from ..cms.kem import KemOriginator
+from ..cms.kem import KemOriginator, key_identifier
 from ..cms.password import PasswordOriginator
 from ..crypto.keys import key_family
 from ..protocol import kempop
@@ -33,11 +33,6 @@ from ..storage.errors import DuplicateSerial
 from ..storage.repository import IssuedCertificate
 
 log = logging.getLogger("pqscep.service")
-
-
-def subject_key_id(public_key) -> bytes:
-    """RFC 5280 4.2.1.2 method 1: how a responseKey or a requested key is named in a reply."""
-    return x509.SubjectKeyIdentifier.from_public_key(public_key).digest
 
 
 __all__ = ["Profile", "Reply", "ScepService", "CONTENT_TYPES"]
@@ -209,10 +204,10 @@ class ScepService:
         assert signer is not None
         if request.csr is not None and key_family(request.csr.public_key()) == "ml-kem":
             key = request.csr.public_key()
-            return KemOriginator(key, subject_key_identifier=subject_key_id(key))
+            return KemOriginator(key, subject_key_identifier=key_identifier(key))
         if request.response_key is not None:
             key = request.response_key
-            return KemOriginator(key, subject_key_identifier=subject_key_id(key))
+            return KemOriginator(key, subject_key_identifier=key_identifier(key))
         if key_family(signer.public_key()) == "rsa":
             return enveloped.KeyTransOriginator(signer)
         password = profile.settings.challenge.static_password
