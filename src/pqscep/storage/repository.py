@@ -15,6 +15,7 @@ Serial numbers are Python ints (positive, at most 160 bits); they are stored as 
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Iterable, Iterator
 import threading
 from contextlib import contextmanager, nullcontext
@@ -22,11 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, select, update
+from sqlalchemy import Engine, Table, bindparam, delete, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from .statements import HotPath
 from .errors import DuplicateChallenge, DuplicateCrlNumber, DuplicateSerial, TransactionKeyMismatch
 from .models import (
     SERIAL_HEX_DIGITS,
@@ -198,15 +200,17 @@ def _serial_hex(serial: int) -> str:
     return format(serial, f"0{SERIAL_HEX_DIGITS}x")
 
 
-def _is_unique_violation(exc: IntegrityError, table: Table, constraint: str) -> bool:
-    """Whether `exc` is a violation of the named unique constraint (and not another one)."""
-    diag = getattr(exc.orig, "diag", None)
+def _is_unique_violation(exc: Exception, table: Table, constraint: str) -> bool:
+    """Whether `exc` (SQLAlchemy's IntegrityError or the driver's own) is a violation of the
+    named unique constraint (and not another one)."""
+    orig = getattr(exc, "orig", exc)
+    diag = getattr(orig, "diag", None)
     if diag is not None:  # psycopg reports the constraint by name
         return bool(diag.constraint_name == constraint)
     # sqlite3 only reports columns: "UNIQUE constraint failed: t.a, t.b"
     (uq,) = (c for c in table.constraints if c.name == constraint)
     columns = ", ".join(f"{table.name}.{col.name}" for col in uq.columns)
-    return str(exc.orig) == f"UNIQUE constraint failed: {columns}"
+    return str(orig) == f"UNIQUE constraint failed: {columns}"
 
 
 def _table(model: type[Base]) -> Table:
@@ -233,14 +237,29 @@ _GET_CERTIFICATE = select(_CERT).where(_CERT.c.profile == bindparam("profile"), 
 _COUNT_FAILURES = (
     select(func.count()).select_from(_FAILURE).where(_FAILURE.c.key == bindparam("key"), _FAILURE.c.at >= bindparam("since"))
 )
-_INSERT_TRANSACTION = _TX.insert()
-_INSERT_CERTIFICATE = _CERT.insert()
-_SETTLE_TRANSACTION = _TX.update().where(
-    _TX.c.profile == bindparam("w_profile"),
-    _TX.c.transaction_id == bindparam("w_transaction_id"),
-    _TX.c.signer_key_fingerprint == bindparam("w_fingerprint"),
-    _TX.c.state.in_(bindparam("w_states", expanding=True)),
-)
+# Every column but the generated primary key, for the INSERTs.
+_TX_INSERT_COLUMNS = [c.key for c in _TX.columns if c.key != "id"]
+_CERT_INSERT_COLUMNS = [c.key for c in _CERT.columns if c.key != "id"]
+_SETTLE_COLUMNS = ["state", "signer_key_fingerprint", "message_type", "csr_der", "signer_cert_der", "subject",
+                   "cert_serial", "fail_info", "fail_text", "updated_at"]
+
+
+def _settle_statement(states: tuple[str, ...]):
+    """The conditional UPDATE that moves a transaction out of one of `states`. The states are
+    written into the SQL (they come from the fixed TRANSACTION_STATES, never from a request),
+    so each set of states compiles once."""
+    return _TX.update().where(
+        _TX.c.profile == bindparam("w_profile"),
+        _TX.c.transaction_id == bindparam("w_transaction_id"),
+        _TX.c.signer_key_fingerprint == bindparam("w_fingerprint"),
+        _TX.c.state.in_([literal_column(f"'{state}'") for state in states]),
+    )
+
+
+# Rows of the hot reads come back as plain tuples; these give them the attribute names that
+# `_tx_record` and `_cert_record` read.
+_TxRow = namedtuple("_TxRow", [c.key for c in _TX.columns])  # type: ignore[misc]
+_CertRow = namedtuple("_CertRow", [c.key for c in _CERT.columns])  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------------------- the store
@@ -256,16 +275,19 @@ class Store:
         """`write_engine` is `engine` configured for writing (see `db.write_engine`)."""
         self.engine = engine
         self._write_engine = write_engine or engine
-        # The hot single-statement reads need no transaction around them. On PostgreSQL an
-        # autocommit connection saves the BEGIN and ROLLBACK round trips (two of four per read).
-        # Not on SQLite, whose connections get an explicit BEGIN from db.py's event hook.
-        self._single_read = (
-            engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql" else engine
-        )
         # SQLite has one writer at a time. Threads of one process queue on this lock instead of
         # on SQLite's busy handler, which sleeps in growing steps (up to 100 ms) and made the
         # p99 latency of a busy server ten times its median. PostgreSQL needs no such lock.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        # The statements of every PKIOperation skip SQLAlchemy's execution layer (statements.py).
+        self._hot = HotPath(engine, self._write_lock)
+        self._get_transaction = self._hot.prepare(_GET_TRANSACTION)
+        self._get_certificate = self._hot.prepare(_GET_CERTIFICATE)
+        self._count_failures = self._hot.prepare(_COUNT_FAILURES)
+        self._insert_transaction = self._hot.prepare(_TX.insert(), column_keys=_TX_INSERT_COLUMNS)
+        self._insert_certificate = self._hot.prepare(_CERT.insert(), column_keys=_CERT_INSERT_COLUMNS)
+        self._settle: dict[tuple[str, ...], Any] = {}
+        self._integrity_error = engine.dialect.loaded_dbapi.IntegrityError
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(write_engine or engine, expire_on_commit=False)
 
@@ -283,12 +305,6 @@ class Store:
         """A write transaction (ORM session), one at a time per process on SQLite."""
         with self._write_lock, self._write.begin() as s:
             yield s
-
-    @contextmanager
-    def _writing_core(self) -> Iterator[Connection]:
-        """A write transaction (Core connection), one at a time per process on SQLite."""
-        with self._write_lock, self._write_engine.begin() as conn:
-            yield conn
 
     @contextmanager
     def _reading(self) -> Iterator[Session]:
@@ -331,10 +347,9 @@ class Store:
             raise
 
     def get_certificate(self, profile: str, serial: int) -> CertificateRecord | None:
-        # Core, not ORM: on the hot path of renewals and GetCert.
-        with self._single_read.connect() as conn:
-            row = conn.execute(_GET_CERTIFICATE, {"profile": profile, "serial": _serial_hex(serial)}).first()
-        return None if row is None else _cert_record(row)  # type: ignore[arg-type]
+        # statements.py, not the ORM: on the hot path of renewals and GetCert.
+        row = self._hot.first(self._get_certificate, {"profile": profile, "serial": _serial_hex(serial)})
+        return None if row is None else _cert_record(_CertRow(*row))  # type: ignore[arg-type]
 
     def find_certificates(
         self,
@@ -519,10 +534,9 @@ class Store:
             return s.execute(stmt.values(values), execution_options=_NO_SYNC).rowcount == 1
 
     def get_transaction(self, profile: str, transaction_id: str) -> TransactionRecord | None:
-        # Core, not ORM: this read is on every PKIOperation and the ORM costs ~3x more.
-        with self._single_read.connect() as conn:
-            row = conn.execute(_GET_TRANSACTION, {"profile": profile, "transaction_id": transaction_id}).first()
-        return None if row is None else _tx_record(row)  # type: ignore[arg-type]
+        # statements.py, not the ORM: this read is on every PKIOperation.
+        row = self._hot.first(self._get_transaction, {"profile": profile, "transaction_id": transaction_id})
+        return None if row is None else _tx_record(_TxRow(*row))  # type: ignore[arg-type]
 
     def list_transactions(
         self, profile: str, state: TransactionState | None = None, limit: int | None = None
@@ -588,20 +602,19 @@ class Store:
             updated_at=now,
         )
         try:
-            with self._writing_core() as conn:
+            with self._hot.writing() as execute:
                 if expect_state is None:
-                    conn.execute(_INSERT_TRANSACTION,
-                                 dict(values, profile=profile, transaction_id=transaction_id, created_at=now))
+                    execute(self._insert_transaction,
+                            dict(values, profile=profile, transaction_id=transaction_id, created_at=now))
                 else:
-                    expected = [expect_state] if isinstance(expect_state, str) else list(expect_state)
+                    expected = (expect_state,) if isinstance(expect_state, str) else tuple(expect_state)
                     claim = dict(values, w_profile=profile, w_transaction_id=transaction_id,
-                                 w_fingerprint=signer_key_fingerprint, w_states=expected)
-                    if conn.execute(_SETTLE_TRANSACTION, claim).rowcount != 1:
-                        conn.rollback()
-                        return False
+                                 w_fingerprint=signer_key_fingerprint)
+                    if execute(self._settle_statement(expected), claim) != 1:
+                        return False  # nothing was written; the commit is empty
                 if certificate is not None:
-                    conn.execute(
-                        _INSERT_CERTIFICATE,
+                    execute(
+                        self._insert_certificate,
                         dict(
                             profile=profile,
                             serial=_serial_hex(certificate.serial),
@@ -618,12 +631,21 @@ class Store:
                         ),
                     )
             return True
-        except IntegrityError as exc:
+        except self._integrity_error as exc:
             if _is_unique_violation(exc, _CERT, "uq_certificates_profile_serial"):
                 raise DuplicateSerial(profile, certificate.serial if certificate else 0) from None
             if _is_unique_violation(exc, _TX, "uq_scep_transactions_profile_transaction_id"):
                 return False
             raise
+
+    def _settle_statement(self, states: tuple[str, ...]):
+        unknown = set(states) - set(TRANSACTION_STATES)
+        if unknown:
+            raise ValueError(f"unknown transaction state {sorted(unknown)!r}")
+        stmt = self._settle.get(states)
+        if stmt is None:
+            stmt = self._settle[states] = self._hot.prepare(_settle_statement(states), column_keys=_SETTLE_COLUMNS)
+        return stmt
 
     # -------------------------------------------------------------- challenge passwords
 
@@ -692,8 +714,8 @@ class Store:
 
     def count_failures(self, key: str, since: datetime) -> int:
         """Failed attempts under `key` at or after `since`."""
-        with self._single_read.connect() as conn:  # Core: read on every PKCSReq
-            return int(conn.execute(_COUNT_FAILURES, {"key": key, "since": _utc(since)}).scalar_one())
+        row = self._hot.first(self._count_failures, {"key": key, "since": _utc(since)})
+        return int(row[0])  # type: ignore[index]
 
     def prune_failures(self, before: datetime) -> int:
         """Forget failures older than `before`; returns how many."""
