@@ -589,6 +589,18 @@ def check_set_of_order(element_type, elements: list, what: str) -> None:
     assert encoded == sorted(encoded), f"{what}: the SET OF is not in DER order (X.690 11.6)"
 
 
+def _starts_like_content_info(der: bytes) -> bool:
+    """A SEQUENCE whose first element is one of the three content types walked here. (A SCEP
+    eContent is the pkcsPKIEnvelope; anything else, such as another structure, is left alone, but
+    something that starts like a ContentInfo must then decode as one.)"""
+    oid = asn1_type(CMS_MODULE, "ContentType")
+    wanted = [bytes(oid.encode(o)) for o in (ID_SIGNED_DATA, ID_ENVELOPED_DATA, ID_AUTH_ENVELOPED_DATA)]
+    if der[:1] != b"\x30" or len(der) < 2:
+        return False
+    header = 2 + (der[1] & 0x7F if der[1] & 0x80 else 0)
+    return any(der[header:header + len(w)] == w for w in wanted)
+
+
 def walk_content_info(der: bytes, walk: Walk | None = None) -> Walk:
     """Decode a ContentInfo and everything the draft touches inside it:
 
@@ -621,14 +633,8 @@ def walk_content_info(der: bytes, walk: Walk | None = None) -> Walk:
                     value = der_round_trip(draft_type(type_name), bytes(value_der))
                     walk.scep_attributes.append((attr["attrType"], type_name, value, bytes(value_der)))
         econtent = signed["encapContentInfo"].get("eContent")
-        if econtent and econtent[:1] == b"\x30":
-            try:
-                inner = asn1_type(CMS_MODULE, "ContentInfo").decode(econtent)
-            except Exception:  # noqa: BLE001 - data that is not a ContentInfo (a CSR, a poll)
-                inner = None
-            if inner is not None and inner["contentType"] in (ID_SIGNED_DATA, ID_ENVELOPED_DATA,
-                                                               ID_AUTH_ENVELOPED_DATA):
-                walk_content_info(econtent, walk)
+        if econtent and _starts_like_content_info(econtent):
+            walk_content_info(bytes(econtent), walk)
     elif content_type in (ID_ENVELOPED_DATA, ID_AUTH_ENVELOPED_DATA):
         name = "EnvelopedData" if content_type == ID_ENVELOPED_DATA else "AuthEnvelopedData"
         envelope = der_round_trip(asn1_type(CMS_MODULE, name), info["content"])
