@@ -476,10 +476,21 @@ VECTOR_TYPES = {
 }
 
 
+def _read_index() -> list[dict] | None:
+    """The "files" list of index.json, None when it is not in the agreed form
+    {"files": [{"path", "asn1_type", "description"}, ...]}."""
+    index = json.loads(INDEX.read_text(encoding="utf-8"))
+    if not isinstance(index, dict) or not isinstance(index.get("files"), list):
+        return None
+    return index["files"]
+
+
 def _index_entries() -> list:
     if not INDEX.is_file():
         return [pytest.param(None, id="no-docs-vectors-index")]
-    entries = json.loads(INDEX.read_text(encoding="utf-8"))["files"]
+    entries = _read_index()
+    if entries is None:
+        return [pytest.param(None, id="index-json-not-in-the-agreed-form")]
     return [pytest.param(e, id=e.get("path", "?")) for e in entries if e.get("asn1_type") != "text"] or \
         [pytest.param(None, id="no-asn1-files-in-index")]
 
@@ -487,7 +498,9 @@ def _index_entries() -> list:
 def _need_index() -> dict:
     if not INDEX.is_file():
         unavailable(f"{INDEX} does not exist: run `pqscep vectors --out docs/vectors`")
-    return json.loads(INDEX.read_text(encoding="utf-8"))
+    files = _read_index()
+    assert files is not None, f'{INDEX} is not {{"files": [{{"path", "asn1_type", "description"}}, ...]}}'
+    return {"files": files}
 
 
 def _der(path: Path) -> bytes:
