@@ -542,9 +542,11 @@ def attribute_types() -> dict[str, str]:
 
 def der_round_trip(type_, der: bytes):
     """Decode `der` with the compiled type, check the type's constraints, and check that
-    re-encoding gives the same bytes (which asn1tools' DER encoder can only do when the
-    definition has the same tags, fields, order and optionality as the encoding). Returns the
-    decoded value; AssertionError names the type when the bytes differ."""
+    re-encoding gives the same bytes. asn1tools can only do that when the definition has the
+    encoding's tags (and their EXPLICIT/IMPLICIT form), fields, order and types: a field the
+    definition lacks, a required one the bytes omit, or a non-DER length fails. (A present
+    OPTIONAL field round-trips either way: optionality shows only when a field is absent.)
+    Returns the decoded value; AssertionError names the type when the bytes differ."""
     value = type_.decode(bytes(der))
     type_.check_constraints(value)  # SIZE and value ranges (e.g. kekLength 1..65535)
     type_.check_types(value)
