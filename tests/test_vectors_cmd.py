@@ -285,6 +285,27 @@ def test_values_txt_intermediates_follow_from_the_committed_files_and_keys():
     kempop.verify_proof(ss, next((VECTORS / flow).glob("*-kemPopProof.der")).read_bytes(), tid, csr)
 
 
+def test_no_secret_or_nonce_is_used_twice():
+    """Draft section 5.1: a fresh encapsulation, KEK and CEK for every message; and no IV, nonce,
+    salt or senderNonce repeats anywhere in the vectors."""
+    fresh = ("m (", "ss (", "KEK", "CEK", "encryptedKey", "GCM nonce", "CBC IV", "PWRI-KEK IV", "salt", "K = ")
+    seen: dict[bytes, str] = {}
+    for flow in FLOWS:
+        text = (VECTORS / flow / "values.txt").read_text()
+        for section in text.split("\n## ")[1:]:
+            title = section.splitlines()[0]
+            for name, value in _values(flow, title).items():
+                if name.startswith(fresh):
+                    where = f"{flow}: {title}: {name}"
+                    assert value not in seen, f"{where} repeats {seen.get(value)}"
+                    seen[value] = where
+    nonces = []
+    for path in _signed_messages():
+        si = signed.parse_signed_data((VECTORS / path).read_bytes()).signer_infos[0]
+        nonces.append(si.single(oids.SCEP_SENDER_NONCE))
+    assert len(nonces) == len(set(nonces))
+
+
 # --- (b) OpenSSL -------------------------------------------------------------------------------
 
 

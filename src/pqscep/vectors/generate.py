@@ -235,7 +235,7 @@ class Vectors:
         ca_random = mat.stream(f"{flow}/ca/{what}")
         if status == "PENDING":
             return self.responder.pending(request, now=now, random_bytes=ca_random, attributes=list(attributes)), request
-        originator = self.reply_originator(request, flow, log)
+        originator = self.reply_originator(request, f"{flow}/{what}", log)  # a fresh m for every reply
         return self.responder.success(request, certificates=[cert], originator=originator, now=now,
                                       random_bytes=ca_random), request
 
@@ -419,7 +419,7 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
 def _success_for_poll(v: Vectors, flow: str, request: PkiRequest, issued, now, log):
     """A CertPoll carries no CSR; the service takes it from the transaction, so the reply rule
     (the CSR's ML-KEM key) is applied to the request with its CSR restored."""
-    originator = v.reply_originator(request, flow, log)
+    originator = v.reply_originator(request, f"{flow}/CertRep", log)
     reply = v.responder.success(request, certificates=[issued], originator=originator, now=now,
                                 random_bytes=mat.stream(f"{flow}/ca/CertRep"))
     return reply, request
