@@ -306,6 +306,36 @@ def test_no_secret_or_nonce_is_used_twice():
     assert len(nonces) == len(set(nonces))
 
 
+def test_the_drafts_example_values_are_those_of_the_vectors():
+    """Every hex value in the draft's Examples section is a value of docs/vectors (values.txt, or
+    a key seed of README.md), and every file it names exists: the draft cannot drift from them."""
+    draft = (ROOT / "docs" / "draft" / "draft-pqscep-scep-pq-update.md").read_text()
+    section = draft.split("\n# Examples", 1)[1].split("\n# Acknowledgments", 1)[0]
+    known: set[bytes] = set()
+    for flow in FLOWS:
+        text = (VECTORS / flow / "values.txt").read_text()
+        for title in (part.splitlines()[0] for part in text.split("\n## ")[1:]):
+            known.update(_values(flow, title).values())
+        known.update(bytes.fromhex(t) for t in re.findall(r"transactionID \(text\): ([0-9A-F]+)", text))
+    known.update(bytes.fromhex(h) for h in re.findall(r"\| `([0-9a-f]{64,128})` \|", (VECTORS / "README.md").read_text()))
+    blobs: list[bytes] = []
+    current: list[str] | None = None
+    for line in section.splitlines():
+        if re.fullmatch(r"  [0-9a-f]+", line):
+            if current is not None:
+                current.append(line.strip())
+            continue
+        if current:
+            blobs.append(bytes.fromhex("".join(current)))
+        current = [] if line.endswith(":") else None
+    blobs += [bytes.fromhex(t) for t in re.findall(r"transactionID is\s+([0-9A-F]{64})", section)]
+    assert len(blobs) >= 25
+    missing = [b.hex() for b in blobs if b not in known]
+    assert not missing, f"values in the draft that docs/vectors does not have: {missing}"
+    for name in re.findall(r"\b((?:pq-enrollment|kem-pop-[a-z-]+|password-recipient)/[0-9A-Za-z.-]+\.der)", section):
+        assert (VECTORS / name).is_file(), name
+
+
 # --- (b) OpenSSL -------------------------------------------------------------------------------
 
 

@@ -74,12 +74,11 @@ Challenge password (CSR challengePassword, and the PasswordRecipientInfo passwor
 
 ## Checking with OpenSSL 3.6
 
-    openssl cms -verify -binary -inform DER -in pq-enrollment/13-PKCSReq-gcm.der -noverify -out env.der
+    openssl cms -verify -binary -inform DER -in {request} -noverify -out env.der
     openssl cms -decrypt -binary -inform DER -in env.der -inkey keys/kem-recipient.key.der \\
-        -recip pq-enrollment/04-kem-recipient-certificate.der -out csr.der
+        -recip {recipient} -out csr.der
 
-(`-recip` takes a PEM certificate in some OpenSSL builds: convert with `openssl x509 -inform DER`.)
-CertReps verify with `-CAfile` the CA certificate and `-attime` their signingTime; the
+(OpenSSL 3.6 reads the DER keys and certificates as they are.) CertReps verify with `-CAfile` the CA certificate (as PEM) and `-attime` their signingTime; the
 PasswordRecipientInfo envelopes open with `-pwri_password {password}`.
 """
 
@@ -89,7 +88,10 @@ def readme(v) -> str:
     for name, kind, role in mat.KEY_NAMES:
         size = 32 if kind in ("ML-DSA-65", "P-256") else 64
         rows.append(f"| `{name}` | {kind} | {role} | `{mat.seed(name, size).hex()}` |")
+    paths = [entry["path"] for entry in v.out.index]
     return _TEXT.format(
+        request=next(p for p in paths if p.endswith("-PKCSReq-gcm.der")),
+        recipient=next(p for p in paths if p.endswith("-kem-recipient-certificate.der")),
         ca_time=mat.CA_TIME.isoformat(),
         ca_from=v.ca_cert.not_valid_before_utc.isoformat(),
         ca_days=mat.CA_DAYS,
