@@ -461,7 +461,7 @@ def _service(tmp_path: Path, kem_pop: str, now: datetime.datetime):
     from pqscep.protocol.server import Responder, ResponderKeys
     from pqscep.service.scep import Profile, ScepService
     from pqscep.storage import open_store
-    from pqscep.vectors.generate import Vectors
+    from pqscep.vectors.context import Vectors
 
     v = Vectors()
     keys = _keys()

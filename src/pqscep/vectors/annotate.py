@@ -263,7 +263,7 @@ class _Writer:
                 label = f"{label} ({inner_type})" if label else inner_type
                 inner_type = TYPES[inner_type]
             self._line(pos, depth, start, stop, tag, "", f"{label} [IMPLICIT]")
-            self._body(start, stop, depth, inner_type)
+            self._body(start, stop, depth, inner_type, ctx)
             return None
         if kind == "der":
             content = der[start:stop]
@@ -290,15 +290,17 @@ class _Writer:
             return None
         if kind in ("seq", "setof", "seqof"):
             self._line(pos, depth, start, stop, tag, "", label)
-            self._body(start, stop, depth, typ)
+            self._body(start, stop, depth, typ, ctx)
             return None
         return self._leaf(pos, depth, tag, start, stop, label)
 
-    def _body(self, start: int, stop: int, depth: int, typ) -> None:
+    def _body(self, start: int, stop: int, depth: int, typ, outer: dict | None = None) -> None:
         children = _children(self.der, start, stop)
         if isinstance(typ, tuple) and typ[0] in ("setof", "seqof"):
+            # The elements of a SET OF / SEQUENCE OF may be typed by an OID of the enclosing
+            # SEQUENCE (an Attribute's values by its attrType).
             for child in children:
-                self.walk(child, depth + 1, typ[1], "", None)
+                self.walk(child, depth + 1, typ[1], "", outer)
             return
         if not (isinstance(typ, tuple) and typ[0] == "seq"):
             for child in children:
