@@ -26,7 +26,7 @@ P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 CHALLENGE_PASSWORD = "pqscep-vectors-challenge"
 PWRI_ITERATIONS = 100_000  # the profile default (ca.profile.ProfileSettings.pwri_iterations)
 
-# (name, kind) of every key; kind: ML-DSA-65, ML-KEM-768 or P-256.
+# (name, kind, role) of every key; kind: ML-DSA-65, ML-KEM-768 or P-256.
 KEY_NAMES: list[tuple[str, str, str]] = [
     ("ca", "ML-DSA-65", "the CA: signs certificates and every CertRep"),
     ("kem-recipient", "ML-KEM-768", "the CA's ML-KEM recipient certificate (GetCACert)"),
