@@ -1,6 +1,6 @@
 """The `pqscep` command: a Click group whose subcommands live in sibling modules
 (server_cmds: init, serve, admin; client_cmds: caps, cacert, enroll, renew, poll, getcert,
-getcrl; inspect_cmd: inspect; bench_cmd: bench)."""
+getcrl; inspect_cmd: inspect; bench_cmd: bench; vectors_cmd: vectors)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def cli() -> None:
     """pqscep: SCEP (RFC 8894) CA server, client and tools, with post-quantum SCEP."""
 
 
-_SUBCOMMAND_MODULES = ("server_cmds", "client_cmds", "inspect_cmd", "bench_cmd")
+_SUBCOMMAND_MODULES = ("server_cmds", "client_cmds", "inspect_cmd", "bench_cmd", "vectors_cmd")
 
 
 def _register() -> None:
