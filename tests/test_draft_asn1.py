@@ -470,9 +470,6 @@ VECTOR_TYPES = {
     "CMSORIforKEMOtherInfo": (d.KEMRI_MODULE, "CMSORIforKEMOtherInfo"),
     "OneAsymmetricKey": (d.HELPER_MODULE, "OneAsymmetricKey"),
     "PrivateKeyInfo": (d.HELPER_MODULE, "PrivateKeyInfo"),
-    # The vectors branch writes one name for PKCS #8 files, whichever RFC 5958 version they
-    # have (PrivateKeyInfo is version 0 of OneAsymmetricKey): the same type.
-    "OneAsymmetricKey/PrivateKeyInfo": (d.HELPER_MODULE, "OneAsymmetricKey"),
 }
 
 

@@ -40,7 +40,7 @@ FLOWS = ["pq-enrollment", "kem-pop-challenge", "kem-pop-encrypted-cert", "kem-po
 
 
 def _index() -> list[dict]:
-    return json.loads((VECTORS / "index.json").read_text())
+    return json.loads((VECTORS / "index.json").read_text())["files"]
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -69,7 +69,7 @@ def test_rerun_into_the_same_folder_removes_files_it_no_longer_makes(tmp_path):
     out = tmp_path / "v"
     assert CliRunner().invoke(cli, ["vectors", "--out", str(out)]).exit_code == 0
     index = json.loads((out / "index.json").read_text())
-    index.append({"path": "pq-enrollment/99-stale.der", "asn1_type": "ContentInfo", "description": "old"})
+    index["files"].append({"path": "pq-enrollment/99-stale.der", "asn1_type": "ContentInfo", "description": "old"})
     (out / "index.json").write_text(json.dumps(index))
     (out / "pq-enrollment" / "99-stale.der").write_bytes(b"old")
     (out / "mine.txt").write_text("not listed: kept")
@@ -96,7 +96,7 @@ def test_index_lists_every_file_with_a_known_type_and_each_decodes():
             x509.load_der_x509_csr(data)
         elif kind == "SubjectPublicKeyInfo":
             pqkeys.public_key_from_spki(data)
-        elif kind == "OneAsymmetricKey/PrivateKeyInfo":
+        elif kind == "OneAsymmetricKey":
             pqkeys.load_any_private_key(data, None)
         elif kind != "text":
             cls = {"KemCiphertextInfo": cms.KemCiphertextInfo, "KemOtherInfo": cms.KemOtherInfo,

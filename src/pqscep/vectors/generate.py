@@ -30,7 +30,7 @@ def write_keys(v: Vectors) -> None:
     for name, kind, role in mat.KEY_NAMES:
         key = v.m.real(name)
         pkcs8 = key.private_bytes(_DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        v.out.der("keys", f"{name}.key", pkcs8, "OneAsymmetricKey/PrivateKeyInfo",
+        v.out.der("keys", f"{name}.key", pkcs8, "OneAsymmetricKey",
                   f"{kind} private key ({role}); PKCS #8, seed form for ML-DSA/ML-KEM", numbered=False)
         v.out.der("keys", f"{name}.pub", spki_der(key.public_key()), "SubjectPublicKeyInfo",
                   f"{kind} public key ({role})", numbered=False)

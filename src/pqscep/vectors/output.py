@@ -1,7 +1,7 @@
 """Collecting the vector files in memory and writing them out: numbered DER files with their
 annotated listings, per-flow values.txt, the keys, index.json and README.md.
 
-index.json is a list of {"path", "asn1_type", "description"} for every file but itself;
+index.json is {"files": [{"path", "asn1_type", "description"}, ...]} for every file but itself;
 asn1_type is one of `ASN1_TYPES` or "text" (a contract with the draft's ASN.1 module test).
 """
 
@@ -23,11 +23,10 @@ ASN1_TYPES = (
     "KemOtherInfo",
     "KemPopProof",
     "CMSORIforKEMOtherInfo",
-    "OneAsymmetricKey/PrivateKeyInfo",
+    "OneAsymmetricKey",
     "text",
 )
 
-_ANNOTATE_AS = {"OneAsymmetricKey/PrivateKeyInfo": "OneAsymmetricKey"}
 
 
 class Values:
@@ -83,7 +82,7 @@ class Output:
         """Add `NN-name.der` and its annotated `NN-name.txt`; return the DER file's path."""
         stem = self._path(folder, name, numbered)
         path = self._add(f"{stem}.der", data, asn1_type, description)
-        listing = annotate(data, _ANNOTATE_AS.get(asn1_type, asn1_type), f"{stem}.der: {description}")
+        listing = annotate(data, asn1_type, f"{stem}.der: {description}")
         self._add(f"{stem}.txt", listing.encode(), "text", f"annotated listing of {stem}.der")
         return path
 
@@ -92,7 +91,7 @@ class Output:
         return self._add(path, content.encode(), "text", description)
 
     def index_json(self) -> bytes:
-        return (json.dumps(self.index, indent=2) + "\n").encode()
+        return (json.dumps({"files": self.index}, indent=2) + "\n").encode()
 
 
 def write_tree(output: Output, out_dir: Path) -> list[str]:
@@ -102,7 +101,7 @@ def write_tree(output: Output, out_dir: Path) -> list[str]:
     old_index = out_dir / "index.json"
     if old_index.exists():
         try:
-            previous = [entry["path"] for entry in json.loads(old_index.read_text())]
+            previous = [entry["path"] for entry in json.loads(old_index.read_text())["files"]]
         except (ValueError, KeyError, TypeError):
             previous = []
         for rel in previous:

@@ -40,7 +40,7 @@ derived KEK and wrapped key; for each SignerInfo the DER of the signed attribute
 
 `index.json` lists every file with `path`, `asn1_type` (ContentInfo, Certificate,
 CertificationRequest, SubjectPublicKeyInfo, KemCiphertextInfo, KemOtherInfo, KemPopProof,
-CMSORIforKEMOtherInfo, OneAsymmetricKey/PrivateKeyInfo, or text) and `description`.
+CMSORIforKEMOtherInfo, OneAsymmetricKey, or text) and `description`.
 
 ## How the bytes are fixed
 
