@@ -6,21 +6,27 @@ and any other /scep/... path for the default profile. GetCACert may also pick a 
 
 The handlers only translate: the work is done by `ScepService` in a worker thread. Bodies are
 read with a size limit before anything else; bad input gets 4xx and a one-line reason.
+
+PKIOperation, the one operation that carries load, is answered by a plain ASGI handler
+(`ScepApp.pki_operation_asgi`) in front of Starlette, with its own thread pool: under load,
+Starlette's middleware stack, request objects and anyio's thread hand-off cost about a third
+of the server's CPU per enrollment beside the service itself (py-spy on `pqscep serve`, see
+docs/benchmarks.md). Everything else (the GET operations, /health) goes through Starlette.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import contextlib
-import os
 import binascii
+import contextlib
 import logging
+import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
-import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -69,6 +75,9 @@ class ScepApp:
         self.default = default_profile
         self.max_body = max_body
         self.health_check = health_check
+        # PKIOperations run in these threads. The crypto releases the GIL, but more threads
+        # than cores only add switching: the pool stays near the core count.
+        self.executor = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="pqscep-pki")
 
     def _profile_for(self, path: str) -> Profile | None:
         parts = [p for p in path.strip("/").split("/") if p]
@@ -99,6 +108,78 @@ class ScepApp:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    # --- PKIOperation without Starlette (module docstring) ---
+
+    async def pki_operation_asgi(self, scope, receive, send) -> bool:
+        """Answer `scope` if it is a PKIOperation (POST, or GET with its message); False to
+        leave every other request, and every malformed one, to the Starlette route."""
+        query = scope.get("query_string", b"")
+        if b"operation=PKIOperation" not in query or len(query) > MAX_QUERY:
+            return False
+        method = scope["method"]
+        if method == "POST":
+            if query.count(b"=") != 1:  # more parameters than operation: the general path
+                return False
+        elif method != "GET":
+            return False
+        profile = self._profile_for(scope["path"])
+        if profile is None:
+            return False
+        try:
+            if method == "POST":
+                body = await self._receive_body(scope, receive)
+                if isinstance(body, tuple):  # (status, reason)
+                    await _send_text(send, *body)
+                    return True
+            else:
+                try:
+                    params = _raw_query(query.decode("ascii"))
+                except UnicodeDecodeError:
+                    return False
+                if params.get("operation") != "PKIOperation" or not params.get("message"):
+                    return False
+                try:
+                    body = _decode_message(params["message"])
+                except (binascii.Error, ValueError):
+                    return False
+                if len(body) > self.max_body:
+                    return False
+            client = scope.get("client")
+            loop = asyncio.get_running_loop()
+            reply = await loop.run_in_executor(self.executor, self.service.pki_operation, profile, body,
+                                               client[0] if client else None)
+            await send({"type": "http.response.start", "status": reply.status, "headers": [
+                (b"content-type", reply.content_type.encode("latin-1")),
+                (b"content-length", str(len(reply.body)).encode("ascii")),
+            ]})
+            await send({"type": "http.response.body", "body": reply.body})
+        except Exception:  # the last line of defence: a bug must not leak a traceback
+            incident = uuid.uuid4().hex[:12]
+            log.exception("internal error %s on %s %s", incident, method, scope["path"])
+            await _send_text(send, 500, f"internal error {incident}; see the server log")
+        return True
+
+    async def _receive_body(self, scope, receive) -> bytes | tuple[int, str]:
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    if int(value) > self.max_body:
+                        return 413, f"body over the {self.max_body}-byte limit"
+                except ValueError:
+                    return 400, "bad Content-Length"
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return 400, "request body incomplete"
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return 413, f"body over the {self.max_body}-byte limit"
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
     async def scep(self, request: Request) -> Response:
         try:
             return await self._scep(request)
@@ -128,7 +209,7 @@ class ScepApp:
             body = await self._read_body(request)
             if isinstance(body, Response):
                 return body
-            reply = await run_in_threadpool(self.service.pki_operation, profile, body, client)
+            reply = await self._in_pool(self.service.pki_operation, profile, body, client)
             return self._reply(reply)
         if operation == "GetCACaps":
             return self._reply(self.service.get_ca_caps(profile))
@@ -136,9 +217,9 @@ class ScepApp:
             ident = params.get("message")
             if ident and ident in self.service.profiles:
                 profile = self.service.profiles[ident]
-            return self._reply(await run_in_threadpool(self.service.get_ca_cert, profile))
+            return self._reply(await self._in_pool(self.service.get_ca_cert, profile))
         if operation == "GetNextCACert":
-            return self._reply(await run_in_threadpool(self.service.get_next_ca_cert, profile))
+            return self._reply(await self._in_pool(self.service.get_next_ca_cert, profile))
         if operation == "PKIOperation":
             message = params.get("message")
             if not message:
@@ -149,9 +230,12 @@ class ScepApp:
                 return _text(400, "message parameter is not base64")
             if len(body) > self.max_body:
                 return _text(413, f"message over the {self.max_body}-byte limit")
-            reply = await run_in_threadpool(self.service.pki_operation, profile, body, client)
+            reply = await self._in_pool(self.service.pki_operation, profile, body, client)
             return self._reply(reply)
         return _text(400, f"unknown operation {operation[:40]!r}")
+
+    async def _in_pool(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     @staticmethod
     def _reply(reply: Reply) -> Response:
@@ -160,29 +244,47 @@ class ScepApp:
     async def health(self, request: Request) -> Response:
         try:
             if self.health_check is not None:
-                await run_in_threadpool(self.health_check)
+                await self._in_pool(self.health_check)
         except Exception as exc:  # report, don't crash
             return JSONResponse({"status": "error", "database": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok", "profiles": sorted(self.service.profiles)})
 
 
+async def _send_text(send, status: int, reason: str) -> None:
+    body = (reason.rstrip("\n") + "\n").encode("utf-8")
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode("ascii"))]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _PkiOperationFirst:
+    """ASGI app: PKIOperation requests to `ScepApp.pki_operation_asgi`, the rest to Starlette."""
+
+    def __init__(self, scep: ScepApp, starlette: Starlette):
+        self.scep = scep
+        self.starlette = starlette
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and await self.scep.pki_operation_asgi(scope, receive, send):
+            return
+        await self.starlette(scope, receive, send)
+
+
 def create_app(service: ScepService, *, default_profile: str, max_body: int = 256 * 1024,
-               health_check=None) -> Starlette:
+               health_check=None):
     app = ScepApp(service, default_profile, max_body, health_check)
     methods = ["GET", "POST"]
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        # PKIOperations run in worker threads. The crypto releases the GIL, but more threads
-        # than cores only add switching: cap the pool near the core count (anyio's default is 40).
-        limiter = anyio.to_thread.current_default_thread_limiter()
-        limiter.total_tokens = THREADS
         yield
+        app.executor.shutdown(wait=False)
 
-    return Starlette(
+    starlette = Starlette(
         routes=[
             Route("/health", app.health, methods=["GET"]),
             Route("/{path:path}", app.scep, methods=methods),
         ],
         lifespan=lifespan,
     )
+    return _PkiOperationFirst(app, starlette)
