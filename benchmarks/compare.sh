@@ -33,6 +33,6 @@ wait_up "http://127.0.0.1:$pq_port/scep"
 for target in "micromdm:$mm_port" "pqscep:$pq_port"; do
   name=${target%%:*}; port=${target##*:}
   result=$(.venv/bin/pqscep bench "http://127.0.0.1:$port/scep" --count "$count" --concurrency "$concurrency" \
-           --challenge secret --cipher aes256-cbc --digest sha256 --json 2>/dev/null || true)
+           --challenge secret --cipher aes256-cbc --digest sha256 --timed "${TIMED:-round-trip}" --json 2>/dev/null || true)
   echo "{\"server\": \"$name\", \"result\": $result}"
 done

@@ -632,13 +632,27 @@ def test_transport_limits_and_http_errors(mini_ca):
         assert content_type == "application/x-x509-ca-cert" and x509.load_der_x509_certificate(body) == ca.cert
 
 
-def test_bench_against_the_mini_ca(mini_ca):
+@pytest.mark.parametrize("timed", ["round-trip", "enrollment"])
+def test_bench_against_the_mini_ca(mini_ca, timed):
     ca = mini_ca(pending_rounds=0)
-    proc = cli("bench", ca.url, "--count", 6, "--concurrency", 3, "--json", env={"PQSCEP_CHALLENGE": CHALLENGE})
+    proc = cli("bench", ca.url, "--count", 6, "--concurrency", 3, "--timed", timed, "--json",
+               env={"PQSCEP_CHALLENGE": CHALLENGE})
     assert proc.returncode == 0, text(proc)
     result = json.loads(proc.stdout)
     assert result["errors"] == 0 and result["count"] == 6 and len(ca.issued) == 6
     assert len({c.public_key().public_numbers().n for c in ca.issued}) == 6  # a fresh key per device
+
+
+@pytest.mark.parametrize("timed", ["round-trip", "enrollment"])
+def test_bench_counts_a_reply_that_does_not_verify_as_an_error(mini_ca, timed):
+    # With --timed round-trip the CertRep is checked after the clock: a bad one must still count.
+    ca = mini_ca(reply=b"\x30\x05\x06\x01")
+    proc = cli("bench", ca.url, "--count", 4, "--concurrency", 2, "--timed", timed, "--json",
+               env={"PQSCEP_CHALLENGE": CHALLENGE})
+    assert proc.returncode == 1, text(proc)
+    result = json.loads(proc.stdout)
+    assert result["errors"] == 4 and result["enrollments_per_s"] == 0 and result["p50_ms"] is None
+    assert b"not a pkiMessage" in proc.stderr
 
 
 def test_malformed_reply_is_a_verification_error_not_a_crash(mini_ca, tmp_path):

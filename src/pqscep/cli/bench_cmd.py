@@ -1,10 +1,19 @@
 """`pqscep bench`: enrollment throughput and latency of a SCEP server (any RFC 8894 server:
 pqscep's own, micromdm's scepserver...).
 
-What is timed, per enrollment: the PKCSReq round trip as a provisioned device does it: sign and
-envelope the pkiMessage, HTTP, verify and decrypt the CertRep. What is prepared before the clock
-starts, as a device fleet has it before it talks to the CA: each device's new key, its CSR and
-transient self-signed certificate, and the CA's GetCACaps/GetCACert answers.
+What is prepared before the clock starts, as a device fleet has it before it talks to the CA:
+each device's new key, its CSR and transient self-signed certificate, and the CA's
+GetCACaps/GetCACert answers. What is timed per enrollment (`--timed`):
+
+* `round-trip` (the default): the PKCSReq's HTTP exchange. The signed, enveloped pkiMessage
+  is built before the clock starts and the CertRep is verified and decrypted after it stops;
+  an enrollment counts only if that check passes. This measures the server: on a machine that
+  also runs the client, the client's own RSA and HTTP work (more CPU per enrollment than a
+  lean server's, measured) would otherwise take cores from the server and shrink every
+  difference between servers.
+* `enrollment`: everything the device does, as `pqscep enroll` does it: sign and envelope,
+  HTTP, verify and decrypt. ML-KEM devices are always timed this way, because the reply may
+  be a KEM challenge that must be answered within the enrollment.
 
 Workers are processes, not threads: the client's own RSA work holds Python's GIL, and a
 thread pool would measure the client's single core instead of the server.
@@ -82,50 +91,60 @@ class _Plan:
     timeout: float
     run_id: str
     identity: bool = False  # ML-KEM devices sign their CSR with a certificate of this CA
+    timed: str = "round-trip"  # or "enrollment" (module docstring)
 
 
 def _worker(plan: _Plan, indices: list[int], ready, start, results) -> None:
     """One worker process: prepare its devices, wait for the start, enroll them one by one.
 
-    Each round trip goes through `ScepSession.transact`, the same code as `pqscep enroll`: so a
-    CA that lists ML-KEM gets ML-KEM envelopes both ways (responseKey), AES-GCM if listed."""
+    Each round trip goes through `ScepSession` (prepare, send, read), the same code as
+    `pqscep enroll`: so a CA that lists ML-KEM gets ML-KEM envelopes both ways (responseKey),
+    AES-GCM if listed."""
     from cryptography.hazmat.primitives import serialization
 
     from ..cms import enveloped
     from ..protocol import client as proto
-    from ..protocol.messages import MessageType
-
     from ..protocol import kempop
+    from ..protocol.messages import MessageType
 
     bundle = proto.parse_ca_certs(*plan.ca_reply)
     now = E.utc_now()
     kem = keymod.KEY_TYPES[plan.key_type].family == "ml-kem"
-    devices = []
-    for index in indices:
-        key = keymod.generate_key(plan.key_type)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"bench-{plan.run_id}-{index}")])
-        serial = int.from_bytes(os.urandom(8), "big") | 1
-        if kem:
-            # Design section 5: an ML-DSA-65 signer signs the CSR of the ML-KEM key: a transient
-            # self-signed one, or (--identity, what the statement mode needs) a device
-            # certificate this CA issues first, outside the measurement.
-            signer = keymod.generate_key("ml-dsa-65")
-            cert = proto.self_signed_certificate(signer, subject, now=now, serial=serial)
-            if plan.identity:
-                cert = _identity_certificate(plan, bundle, signer, subject)
-            csr = kempop.build_kem_csr(key.public_key(), subject, signer, cert, challenge_password=plan.challenge)
-            recipients = [E.kem_recipient(key)]
-        else:
-            signer = key
-            csr = proto.build_csr(key, subject, challenge=plan.challenge).public_bytes(serialization.Encoding.DER)
-            cert = proto.self_signed_certificate(key, subject, now=now, serial=serial)
-            recipients = [enveloped.KeyTransRecipient(cert, key)]
-        devices.append((key, signer, csr, cert, subject, recipients))
-        ready.put(1)
-    start.wait()
+    round_trip = plan.timed == "round-trip" and not kem
     with ScepTransport(timeout=plan.timeout) as transport:
         session = E.ScepSession(plan.url, transport, caps=plan.caps, bundle=bundle, cipher=plan.cipher,
                                 digest=plan.digest)
+        devices = []
+        for index in indices:
+            key = keymod.generate_key(plan.key_type)
+            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"bench-{plan.run_id}-{index}")])
+            serial = int.from_bytes(os.urandom(8), "big") | 1
+            if kem:
+                # Design section 5: an ML-DSA-65 signer signs the CSR of the ML-KEM key: a transient
+                # self-signed one, or (--identity, what the statement mode needs) a device
+                # certificate this CA issues first, outside the measurement.
+                signer = keymod.generate_key("ml-dsa-65")
+                cert = proto.self_signed_certificate(signer, subject, now=now, serial=serial)
+                if plan.identity:
+                    cert = _identity_certificate(plan, bundle, signer, subject)
+                csr = kempop.build_kem_csr(key.public_key(), subject, signer, cert, challenge_password=plan.challenge)
+                recipients = [E.kem_recipient(key)]
+            else:
+                signer = key
+                csr = proto.build_csr(key, subject, challenge=plan.challenge).public_bytes(serialization.Encoding.DER)
+                cert = proto.self_signed_certificate(key, subject, now=now, serial=serial)
+                recipients = [enveloped.KeyTransRecipient(cert, key)]
+            device = (key, signer, csr, cert, subject, recipients)
+            if round_trip:  # the pkiMessage itself is built before the clock too
+                device = session.prepare(MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(),
+                                         signer_key=signer, signer_cert=cert, recipients=recipients,
+                                         use_post=plan.use_post)
+            devices.append(device)
+            ready.put(1)
+        start.wait()
+        if round_trip:
+            _round_trips(session, devices, results)
+            return
         for key, signer, csr, cert, subject, recipients in devices:
             started = time.perf_counter()
             try:
@@ -138,13 +157,41 @@ def _worker(plan: _Plan, indices: list[int], ready, start, results) -> None:
                         session, result, MessageType.PKCS_REQ, key=key, csr_der=csr, transaction_id=transaction_id,
                         subject=subject, signer_key=signer, signer_cert=cert, recipients=recipients, cipher=None,
                         digest=None, use_post=plan.use_post)
-                if result.status != PkiStatus.SUCCESS or not result.certificates:
-                    detail = E.describe_failure(result.fail_info, result.fail_info_text) \
-                        if result.status == PkiStatus.FAILURE else result.status.name
-                    raise E.EnrollmentError(f"CA answered {detail}")
-                results.put(("ok", time.perf_counter() - started))
+                _check_issued(result)
+                outcome = ("ok", time.perf_counter() - started)
             except Exception as exc:  # every failure counts as an error, none stops the run
-                results.put(("error", f"{type(exc).__name__}: {str(exc)[:160]}"))
+                outcome = ("error", f"{type(exc).__name__}: {str(exc)[:160]}")
+            results.put(("timed", None))
+            results.put(outcome)
+
+
+def _round_trips(session, prepared, results) -> None:
+    """`--timed round-trip`: time only the HTTP exchanges of the prepared pkiMessages, then
+    check every CertRep (an enrollment counts only if its CertRep verifies and holds a
+    certificate for the device)."""
+    exchanged = []
+    for request in prepared:
+        started = time.perf_counter()
+        try:
+            exchanged.append((request, session.send(request), time.perf_counter() - started))
+        except Exception as exc:  # every failure counts as an error, none stops the run
+            exchanged.append((request, exc, 0.0))
+        results.put(("timed", None))
+    for request, reply, latency in exchanged:
+        try:
+            if isinstance(reply, Exception):
+                raise reply
+            _check_issued(session.read(request, reply))
+            results.put(("ok", latency))
+        except Exception as exc:
+            results.put(("error", f"{type(exc).__name__}: {str(exc)[:160]}"))
+
+
+def _check_issued(result) -> None:
+    if result.status != PkiStatus.SUCCESS or not result.certificates:
+        detail = E.describe_failure(result.fail_info, result.fail_info_text) \
+            if result.status == PkiStatus.FAILURE else result.status.name
+        raise E.EnrollmentError(f"CA answered {detail}")
 
 
 def _identity_certificate(plan: _Plan, bundle, signer, subject: x509.Name) -> x509.Certificate:
@@ -159,7 +206,8 @@ def _identity_certificate(plan: _Plan, bundle, signer, subject: x509.Name) -> x5
 
 def run_bench(url: str, *, count: int, concurrency: int, challenge: str | None, key_type: str = "rsa-2048",
               timeout: float = DEFAULT_TIMEOUT, cipher: str = "auto", digest: str = "auto",
-              console: Console | None = None, progress: bool = True, identity: bool = False) -> BenchResult:
+              console: Console | None = None, progress: bool = True, identity: bool = False,
+              timed: str = "round-trip") -> BenchResult:
     import multiprocessing
 
     console = console or Console(stderr=True, highlight=False)
@@ -172,7 +220,7 @@ def run_bench(url: str, *, count: int, concurrency: int, challenge: str | None, 
     console.print(f"[dim]{escape(url)}: {chosen_cipher.name} + {chosen_digest.name} by "
                   f"{'POST' if caps.post else 'GET'}; CA {escape(bundle.ca.subject.rfc4514_string())}[/]")
     plan = _Plan(url, caps, ca_reply, caps.post, chosen_cipher.name, chosen_digest.name, challenge, key_type, timeout,
-                 os.urandom(4).hex(), identity)
+                 os.urandom(4).hex(), identity, timed)
     context = multiprocessing.get_context("spawn")  # no inherited locks or connections
     ready, results, start = context.Queue(), context.Queue(), context.Event()
     workers = [
@@ -194,15 +242,23 @@ def run_bench(url: str, *, count: int, concurrency: int, challenge: str | None, 
             task = bar.add_task(f"enrolling ({len(workers)} worker processes)", total=count)
             started = time.perf_counter()
             start.set()
-            for _ in range(count):
+            # Each enrollment sends ("timed", None) when its timed part ends, and its outcome
+            # (at once, or after the clock for --timed round-trip). The clock stops at the last "timed".
+            timed_done = outcomes = 0
+            while timed_done < count or outcomes < count:
                 kind, value = _get(results, workers)
+                if kind == "timed":
+                    timed_done += 1
+                    bar.advance(task)
+                    if timed_done == count:
+                        result.wall_seconds = time.perf_counter() - started
+                    continue
+                outcomes += 1
                 if kind == "ok":
                     result.latencies.append(value)
                 else:
                     result.errors += 1
                     result.error_samples[value] = result.error_samples.get(value, 0) + 1
-                bar.advance(task)
-            result.wall_seconds = time.perf_counter() - started
     finally:
         for worker in workers:
             worker.join(timeout=5)
@@ -238,22 +294,29 @@ def _get(channel, workers):
 @click.option("--identity", is_flag=True,
               help="ML-KEM key types: sign each device's CSR with an ML-DSA-65 certificate the CA issues it first "
                    "(not timed), as the statement proof-of-possession mode needs.")
+@click.option("--timed", type=click.Choice(["round-trip", "enrollment"]), default="round-trip", show_default=True,
+              help="round-trip: time the HTTP exchange (requests built before, replies checked after the clock); "
+                   "enrollment: time all the device's work too (always so for ML-KEM devices).")
 @click.option("--json", "as_json", is_flag=True,
               help='Print exactly one JSON object on stdout: {"enrollments_per_s", "p50_ms", "p99_ms", "errors", '
                    '"count", "concurrency"}.')
-def bench_cmd(url, count, concurrency, challenge, key_type, cipher, digest, timeout, identity, as_json) -> None:
+def bench_cmd(url, count, concurrency, challenge, key_type, cipher, digest, timeout, identity, timed,
+              as_json) -> None:
     """Measure PKCSReq enrollments against a SCEP server: throughput and latency.
 
     Each of COUNT enrollments is a fresh device with its own new key. Each device's key, CSR and
     transient self-signed certificate are made BEFORE the clock starts (NOT counted), as a fleet
-    has them before it talks to the CA; what is timed per enrollment is the round trip: sign and
-    encrypt the PKCSReq, HTTP, verify and decrypt the CertRep. GetCACaps and GetCACert are asked
-    once, before timing. Exit 1 if any enrollment failed.
+    has them before it talks to the CA. With --timed round-trip (the default) the clock covers
+    the HTTP exchanges only: every PKCSReq is signed and encrypted before it starts and every
+    CertRep verified and decrypted after it stops; an enrollment counts only if that check
+    passes. With --timed enrollment it covers all of the device's work. GetCACaps and GetCACert
+    are asked once, before timing. Exit 1 if any enrollment failed.
     """
     console = Console(stderr=True, highlight=False)
     try:
         result = run_bench(url, count=count, concurrency=concurrency, challenge=challenge, key_type=key_type,
-                           timeout=timeout, cipher=cipher, digest=digest, console=console, identity=identity)
+                           timeout=timeout, cipher=cipher, digest=digest, console=console, identity=identity,
+                           timed=timed)
     except TransportError as exc:
         console.print(f"[bold red]error:[/] transport: {escape(str(exc))}")
         raise click.exceptions.Exit(EXIT_TRANSPORT)

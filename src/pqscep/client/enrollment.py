@@ -370,9 +370,14 @@ class ScepSession:
     def now(self) -> datetime.datetime:
         return self.clock()
 
-    # one round trip
+    # one round trip: transact = read(send(prepare(...)))
 
-    def transact(
+    def transact(self, message_type: MessageType, content: bytes, **kwargs) -> proto.CertRepResult:
+        """Build, send and read one pkiMessage round trip (arguments: `prepare`)."""
+        request = self.prepare(message_type, content, **kwargs)
+        return self.read(request, self.send(request))
+
+    def prepare(
         self,
         message_type: MessageType,
         content: bytes,
@@ -385,7 +390,9 @@ class ScepSession:
         digest: DigestAlgorithm | None = None,
         use_post: bool | None = None,
         extra_attributes: list = (),  # type: ignore[assignment]
-    ) -> proto.CertRepResult:
+    ) -> PreparedRequest:
+        """The signed, enveloped pkiMessage and what reading its reply needs (no I/O but the
+        CA's capabilities and certificates, fetched once per session)."""
         caps = self.caps()
         bundle = self.bundle()
         if cipher is None or digest is None:
@@ -420,23 +427,42 @@ class ScepSession:
             extra_attributes=extra_attributes,
         )
         self.dumper.save(MESSAGE_TYPE_NAMES[message_type], "der", message)
+        return PreparedRequest(message, transaction_id, sender_nonce, recipients, use_post)
+
+    def send(self, request: PreparedRequest) -> bytes:
+        """POST (or GET) the pkiMessage; the CertRep bytes as received."""
         try:
-            reply = self.transport.pki_operation(self.url, message, use_post)
+            reply = self.transport.pki_operation(self.url, request.message, request.use_post)
         except TransportError as exc:
             if exc.body:
                 self.dumper.save("CertRep-error", "txt", exc.body)
             raise
         self.dumper.save("CertRep", "der", reply)
+        return reply
+
+    def read(self, request: PreparedRequest, reply: bytes) -> proto.CertRepResult:
+        """Verify and open the CertRep that answers `request`."""
         try:
             return proto.parse_cert_rep(
                 reply,
-                bundle=bundle,
-                transaction_id=transaction_id,
-                sender_nonce=sender_nonce,
-                recipients=recipients,
+                bundle=self.bundle(),
+                transaction_id=request.transaction_id,
+                sender_nonce=request.sender_nonce,
+                recipients=request.recipients,
             )
         except proto.ClientError as exc:
             raise VerificationError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A pkiMessage ready to send, with what checking its CertRep needs (`ScepSession.read`)."""
+
+    message: bytes
+    transaction_id: str
+    sender_nonce: bytes
+    recipients: list
+    use_post: bool
 
 
 def _kem_key_type(recipient: x509.Certificate) -> str:
