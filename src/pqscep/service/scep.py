@@ -191,12 +191,12 @@ class ScepService:
 
     def _success(self, profile: Profile, request: PkiRequest, now, *, certificates=(), crls=(),
                  originator=None) -> Reply:
-        originator = originator or self._reply_originator(profile, request)
+        originator = originator or self.reply_originator(profile, request)
         reply = profile.responder.success(request, certificates=list(certificates), crls=list(crls),
                                           originator=originator, now=now, random_bytes=self.random_bytes)
         return Reply(200, CONTENT_TYPES["pki"], reply, "success")
 
-    def _reply_originator(self, profile: Profile, request: PkiRequest):
+    def reply_originator(self, profile: Profile, request: PkiRequest):
         """Who the CertRep envelope is encrypted to (design section 4): the requested ML-KEM
         key; else the requester's responseKey; else the signer's RSA key (RFC 8894 3.3.2); else,
         for a request that came in a PasswordRecipientInfo, the same challenge password."""
@@ -241,7 +241,7 @@ class ScepService:
         except IssuanceError as exc:
             return self._failure(profile, request, FailInfo.BAD_REQUEST, str(exc), now)
         # The reply must be encryptable to the requester before anything is decided.
-        self._reply_originator(profile, request)
+        self.reply_originator(profile, request)
         fingerprint = policy.key_fingerprint(signer.public_key())
         record = self.store.get_transaction(profile.name, request.transaction_id)
         expect_state = None  # a new transaction: inserted with its outcome, in one write
@@ -329,7 +329,7 @@ class ScepService:
     def _kem_challenge_mode(profile: Profile, request: PkiRequest) -> bool:
         """The request is for an ML-KEM key at a profile that wants the challenge-response proof.
         (The other modes need nothing here: encrypted-cert issues at once and the reply goes to
-        the new key, rule 1 of `_reply_originator`; statement is `policy.check_kem_pop`.)"""
+        the new key, rule 1 of `reply_originator`; statement is `policy.check_kem_pop`.)"""
         if profile.settings.kem_pop != "challenge" or request.csr is None:
             return False
         try:

@@ -124,7 +124,7 @@ class Vectors:
     def reply_originator(self, request: PkiRequest, flow: str, log: list[Encapsulation]):
         """The recipient the service chooses for the CertRep (design section 4, ScepService's
         own rule), with an ML-KEM key swapped for its deterministic twin."""
-        originator = self.service._reply_originator(self.profile, request)
+        originator = self.service.reply_originator(self.profile, request)
         if isinstance(originator, KemOriginator):
             real = originator.public_key
             name = next(n for n, k in self.m.kem.items() if spki_der(k.public_key()) == spki_der(real))
