@@ -167,6 +167,15 @@ class Authority:
     certificate: x509.Certificate
     key: object
     policy: IssuancePolicy = field(default_factory=IssuancePolicy)
+    # (certificate, its subject Name, the AuthorityKeyIdentifier it gives): parsed once, not
+    # on every issuance; rebuilt if `certificate` is replaced.
+    _issuer: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _issuer_name_and_key_id(self) -> tuple[x509.Name, x509.AuthorityKeyIdentifier]:
+        cached = self._issuer
+        if cached is None or cached[0] is not self.certificate:
+            cached = self._issuer = (self.certificate, self.certificate.subject, _authority_key_id(self.certificate))
+        return cached[1], cached[2]
 
     def check_request(self, csr: x509.CertificateSigningRequest) -> None:
         """Refuse what the policy does not allow, before anything is issued."""
@@ -208,10 +217,11 @@ class Authority:
         family = key_family(public)
         days = validity_days or self.policy.validity_days
         not_after = min(now + datetime.timedelta(days=days), self.certificate.not_valid_after_utc)
+        issuer, authority_key_id = self._issuer_name_and_key_id()
         builder = (
             x509.CertificateBuilder()
             .subject_name(csr.subject)
-            .issuer_name(self.certificate.subject)
+            .issuer_name(issuer)
             .public_key(public)
             .serial_number(serial)
             .not_valid_before(now - CLOCK_SKEW)
@@ -219,7 +229,7 @@ class Authority:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(END_ENTITY_KEY_USAGE[family], critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)  # type: ignore[arg-type]
-            .add_extension(_authority_key_id(self.certificate), critical=False)
+            .add_extension(authority_key_id, critical=False)
         )
         ekus = [EKU_NAMES[name] for name in self.policy.extended_key_usage if family != "ml-kem"]
         if ekus:

@@ -8,6 +8,7 @@ The clock and the randomness are injected, so tests can pin time.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import hmac
 import logging
@@ -99,6 +100,14 @@ class Profile:
 
 def _certificate_der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+@functools.lru_cache(maxsize=4096)
+def _signer_key_fingerprint(cert: x509.Certificate) -> bytes:
+    """`policy.key_fingerprint` of a pkiMessage signer's key. A request needs it up to three
+    times (transaction lookup, settle, the resume checks), and a device's retries and polls
+    come with the same certificate; certificates hash and compare by their DER."""
+    return policy.key_fingerprint(cert.public_key())
 
 
 class ScepService:
@@ -242,7 +251,7 @@ class ScepService:
             return self._failure(profile, request, FailInfo.BAD_REQUEST, str(exc), now)
         # The reply must be encryptable to the requester before anything is decided.
         self.reply_originator(profile, request)
-        fingerprint = policy.key_fingerprint(signer.public_key())
+        fingerprint = _signer_key_fingerprint(signer)
         record = self.store.get_transaction(profile.name, request.transaction_id)
         expect_state = None  # a new transaction: inserted with its outcome, in one write
         if record is not None:
@@ -289,7 +298,7 @@ class ScepService:
             request.transaction_id,
             expect_state=expect_state,
             new_state=new_state,
-            signer_key_fingerprint=policy.key_fingerprint(signer.public_key()),
+            signer_key_fingerprint=_signer_key_fingerprint(signer),
             message_type=request.message_type,
             csr_der=request.raw_csr,
             signer_cert_der=_certificate_der(signer),
@@ -359,7 +368,7 @@ class ScepService:
             request.transaction_id,
             challenge.shared_secret,
             hashlib.sha256(request.raw_csr).digest(),
-            policy.key_fingerprint(request.signer_certificate.public_key()),
+            _signer_key_fingerprint(request.signer_certificate),
             now + profile.settings.kem_pop_ttl,
             now,
         )
@@ -392,7 +401,7 @@ class ScepService:
                                  "the KEM proof-of-possession challenge was already answered; send the request again",
                                  now)
         if not hmac.compare_digest(taken.signer_key_fingerprint,
-                                   policy.key_fingerprint(request.signer_certificate.public_key())):
+                                   _signer_key_fingerprint(request.signer_certificate)):
             return self._failure(profile, request, FailInfo.BAD_REQUEST,
                                  "the KEM proof is not signed by the certificate of the request", now)
         if not hmac.compare_digest(taken.csr_digest, hashlib.sha256(request.raw_csr).digest()):
@@ -441,7 +450,7 @@ class ScepService:
         if record is None:
             return self._failure(profile, request, FailInfo.BAD_CERT_ID, "no such transaction", now)
         assert request.signer_certificate is not None
-        if record.signer_key_fingerprint != policy.key_fingerprint(request.signer_certificate.public_key()):
+        if record.signer_key_fingerprint != _signer_key_fingerprint(request.signer_certificate):
             return self._failure(profile, request, FailInfo.BAD_REQUEST,
                                  "the poll is not signed by the key of the original request", now)
         request.csr = x509.load_der_x509_csr(record.csr_der) if record.csr_der else None
