@@ -447,3 +447,49 @@ def test_settle_is_conditional_on_state_and_key(store):
     assert _settle(store, "t1", expect="approved", state="issued", certificate=_issued(9))
     assert not _settle(store, "t1", expect="approved", state="issued", certificate=_issued(10))
     assert store.get_certificate("p", 10) is None
+
+
+# --- a PostgreSQL that dropped every connection -----------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_hot_path_survives_dropped_postgres_connections(db_url: str) -> None:
+    """The per-PKIOperation statements run on a pool without pre-ping (storage/statements.py):
+    after the server drops every connection (what a restart or failover does), the next
+    lookup, count and settle write must each work, on a fresh connection, with nothing lost or
+    written twice."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from pqscep.storage.repository import IssuedCertificate
+
+    url = db_url
+    with open_store(url) as store:
+        settle = dict(expect_state=None, new_state="issued", signer_key_fingerprint=FP_A, message_type=19,
+                      csr_der=b"CSR", signer_cert_der=b"SIGNER", subject="CN=a", now=NOW)
+        cert = IssuedCertificate(serial=7, der=b"DER7", subject="CN=a", not_before=NOW,
+                                 not_after=NOW + timedelta(days=1), key_fingerprint=FP_A)
+        assert store.settle_transaction(P, "T1", certificate=cert, **settle)
+        assert store.get_transaction(P, "T1").state == "issued"  # the pool now holds live connections
+
+        target = make_url(url)
+        with psycopg.connect(host=target.host, port=target.port, user=target.username,
+                             password=target.password, dbname=target.database, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+        assert killed >= 1
+
+        assert store.get_transaction(P, "T1").state == "issued"
+        store.record_failure("10.0.0.9", NOW)  # the ORM pool (with pre-ping) as well
+        assert store.count_failures("10.0.0.9", NOW) == 1
+        with psycopg.connect(host=target.host, port=target.port, user=target.username,
+                             password=target.password, dbname=target.database, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        cert2 = IssuedCertificate(serial=8, der=b"DER8", subject="CN=b", not_before=NOW,
+                                  not_after=NOW + timedelta(days=1), key_fingerprint=FP_A)
+        assert store.settle_transaction(P, "T2", certificate=cert2, **settle)
+        assert store.get_transaction(P, "T2").cert_serial == 8
+        assert sorted(c.serial for c in store.find_certificates(P)) == [7, 8]

@@ -59,12 +59,16 @@ def normalize_url(url: str | URL) -> URL:
     raise ValueError(f"unsupported database URL scheme {u.drivername!r}")
 
 
-def create_db_engine(url: str | URL, **kwargs: Any) -> Engine:
-    """A configured engine for `url`; extra keyword arguments go to `create_engine`."""
+def create_db_engine(url: str | URL, *, pre_ping: bool = True, **kwargs: Any) -> Engine:
+    """A configured engine for `url`; extra keyword arguments go to `create_engine`.
+
+    `pre_ping` (PostgreSQL): test each connection as the pool hands it out, so that a
+    restarted PostgreSQL does not cost the next request an error. The hot-path engine of
+    `open_store` goes without it and handles a dropped connection itself (statements.HotPath).
+    """
     u = normalize_url(url)
     if u.get_backend_name() == "postgresql":
-        # pre_ping: a restarted PostgreSQL must not cost the next request an error.
-        return create_engine(u, pool_pre_ping=True, **kwargs)
+        return create_engine(u, pool_pre_ping=pre_ping, **kwargs)
 
     engine = create_engine(u, **kwargs)
 
@@ -128,10 +132,18 @@ def open_store(url: str | URL, *, migrate_schema: bool = True, **engine_kwargs: 
     `migrate_schema=False` skips the migration, for tools that must not change the schema.
     """
     engine = create_db_engine(url, **engine_kwargs)
+    hot_engine = None
     try:
         if migrate_schema:
             migrate(engine)
-        return Store(engine, write_engine(engine))
+        if engine.dialect.name == "postgresql":
+            # The statements of every PKIOperation get their own pool without pre-ping: the
+            # ping was a round trip per statement (statements.HotPath). Both pools open
+            # connections only when used, so the second adds about one per worker thread.
+            hot_engine = create_db_engine(url, pre_ping=False, **engine_kwargs)
+        return Store(engine, write_engine(engine), hot_engine)
     except BaseException:
         engine.dispose()
+        if hot_engine is not None:
+            hot_engine.dispose()
         raise

@@ -271,16 +271,19 @@ class Store:
     Obtain one with `pqscep.storage.open_store(url)`; `close()` releases the pool.
     """
 
-    def __init__(self, engine: Engine, write_engine: Engine | None = None) -> None:
-        """`write_engine` is `engine` configured for writing (see `db.write_engine`)."""
+    def __init__(self, engine: Engine, write_engine: Engine | None = None, hot_engine: Engine | None = None) -> None:
+        """`write_engine` is `engine` configured for writing (see `db.write_engine`);
+        `hot_engine` the engine of the per-PKIOperation statements (statements.HotPath; on
+        PostgreSQL a second pool without pre-ping, see db.open_store), by default `engine`."""
         self.engine = engine
+        self._hot_engine = hot_engine
         self._write_engine = write_engine or engine
         # SQLite has one writer at a time. Threads of one process queue on this lock instead of
         # on SQLite's busy handler, which sleeps in growing steps (up to 100 ms) and made the
         # p99 latency of a busy server ten times its median. PostgreSQL needs no such lock.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
         # The statements of every PKIOperation skip SQLAlchemy's execution layer (statements.py).
-        self._hot = HotPath(engine, self._write_lock)
+        self._hot = HotPath(hot_engine or engine, self._write_lock)
         self._get_transaction = self._hot.prepare(_GET_TRANSACTION)
         self._get_certificate = self._hot.prepare(_GET_CERTIFICATE)
         self._count_failures = self._hot.prepare(_COUNT_FAILURES)
@@ -293,6 +296,8 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._hot_engine is not None:
+            self._hot_engine.dispose()
 
     def __enter__(self) -> Store:
         return self
@@ -602,7 +607,7 @@ class Store:
             updated_at=now,
         )
         try:
-            with self._hot.writing() as execute:
+            def write(execute) -> bool:
                 if expect_state is None:
                     execute(self._insert_transaction,
                             dict(values, profile=profile, transaction_id=transaction_id, created_at=now))
@@ -630,7 +635,9 @@ class Store:
                             created_at=now,
                         ),
                     )
-            return True
+                return True
+
+            return self._hot.write(write)
         except self._integrity_error as exc:
             if _is_unique_violation(exc, _CERT, "uq_certificates_profile_serial"):
                 raise DuplicateSerial(profile, certificate.serial if certificate else 0) from None

@@ -18,8 +18,7 @@ are all public SQLAlchemy API.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine
@@ -60,6 +59,11 @@ class Prepared:
         return tuple(proc(v) if proc else v for proc, v in zip(self._results, raw, strict=True))
 
 
+class ConnectionLost(Exception):
+    """The connection was found dead before the transaction was committed: nothing was
+    written, and the whole transaction may be run again on a new connection."""
+
+
 class HotPath:
     """Runs `Prepared` statements on pooled DBAPI connections of one engine.
 
@@ -67,6 +71,13 @@ class HotPath:
     single SELECT needs no BEGIN, and a write is bracketed by BEGIN IMMEDIATE / COMMIT here.
     psycopg connections are switched to autocommit for single reads (no BEGIN/ROLLBACK
     round trips) and use the driver's transaction for writes.
+
+    On PostgreSQL the engine given here has no pre-ping (db.py): checking every connection
+    before use cost a round trip per statement, about a third of the store's time per
+    PKIOperation. A connection that a restarted or failed-over server has dropped is found on
+    its first statement instead: the pool is then renewed and the read, or the whole write
+    transaction, runs once more. A connection lost during COMMIT is not retried: whether the
+    transaction committed is unknown, and the error goes up.
     """
 
     def __init__(self, engine: Engine, write_lock: threading.Lock | Any):
@@ -77,9 +88,26 @@ class HotPath:
     def prepare(self, statement: ClauseElement, *, column_keys: Sequence[str] | None = None) -> Prepared:
         return Prepared(statement, self.engine, column_keys=column_keys)
 
+    def _lost(self, exc: Exception, conn, cursor) -> bool:
+        """Whether `exc` says the connection is gone; if so, renew the pool (the other pooled
+        connections were very likely dropped by the same event)."""
+        dbapi = self.engine.dialect.loaded_dbapi
+        if not isinstance(exc, dbapi.Error) or not self.engine.dialect.is_disconnect(exc, conn.dbapi_connection, cursor):
+            return False
+        conn.invalidate(exc)
+        self.engine.dispose(close=False)
+        return True
+
     def first(self, stmt: Prepared, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The first row of a single-statement read, converted, or None."""
+        try:
+            return self._first(stmt, values)
+        except ConnectionLost:
+            return self._first(stmt, values)  # once more, on a new connection
+
+    def _first(self, stmt: Prepared, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         conn = self.engine.raw_connection()
+        cur = None
         try:
             if not self.sqlite:
                 conn.driver_connection.autocommit = True  # type: ignore[union-attr]
@@ -88,19 +116,32 @@ class HotPath:
                 cur.execute(stmt.sql, stmt.parameters(values))
                 raw = cur.fetchone()
                 cur.close()
+            except Exception as exc:
+                if self._lost(exc, conn, cur):
+                    raise ConnectionLost() from exc
+                raise
             finally:
-                if not self.sqlite:
+                if not self.sqlite and conn.is_valid:
                     conn.driver_connection.autocommit = False  # type: ignore[union-attr]
             return stmt.row(raw)
         finally:
-            conn.close()  # back to the pool
+            conn.close()  # back to the pool (or discarded, if invalidated)
 
-    @contextmanager
-    def writing(self) -> Iterator[Callable[[Prepared, Mapping[str, Any]], int]]:
-        """One write transaction: yields `execute(stmt, values) -> rowcount`; commits on a
-        normal exit, rolls back on an exception (which propagates, as the DBAPI raised it)."""
+    def write(self, body: Callable[[Callable[[Prepared, Mapping[str, Any]], int]], Any]) -> Any:
+        """Run `body(execute)` in one write transaction and return what it returns; `execute(stmt,
+        values)` returns the row count. Commits on a normal return, rolls back on an exception
+        (which propagates as the driver raised it). Run once more if the connection turned out
+        to be dead before the commit."""
+        try:
+            return self._write(body)
+        except ConnectionLost:
+            return self._write(body)
+
+    def _write(self, body):
         with self._write_lock:
             conn = self.engine.raw_connection()
+            cur = None
+            committing = False
             try:
                 cur = conn.cursor()
                 if self.sqlite:
@@ -111,16 +152,20 @@ class HotPath:
                     cur.execute(stmt.sql, stmt.parameters(values))
                     return cur.rowcount
 
-                try:
-                    yield execute
-                    if self.sqlite:
-                        cur.execute("COMMIT")
-                    else:
-                        conn.commit()
-                except BaseException:
+                result = body(execute)
+                committing = True
+                if self.sqlite:
+                    cur.execute("COMMIT")
+                else:
+                    conn.commit()
+                return result
+            except BaseException as exc:
+                if isinstance(exc, Exception) and not committing and self._lost(exc, conn, cur):
+                    raise ConnectionLost() from exc
+                if conn.is_valid:
                     conn.rollback()  # sqlite3 and psycopg both roll back an open transaction
-                    raise
-                finally:
-                    cur.close()
+                raise
             finally:
+                if cur is not None and conn.is_valid:
+                    cur.close()
                 conn.close()
