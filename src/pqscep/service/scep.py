@@ -211,8 +211,8 @@ class ScepService:
         for a request that came in a PasswordRecipientInfo, the same challenge password."""
         signer = request.signer_certificate
         assert signer is not None
-        if request.csr is not None and key_family(request.csr.public_key()) == "ml-kem":
-            key = request.csr.public_key()
+        if request.csr is not None and key_family(request.csr_public_key) == "ml-kem":
+            key = request.csr_public_key
             return KemOriginator(key, subject_key_identifier=key_identifier(key))
         if request.response_key is not None:
             key = request.response_key
@@ -342,7 +342,7 @@ class ScepService:
         if profile.settings.kem_pop != "challenge" or request.csr is None:
             return False
         try:
-            return key_family(request.csr.public_key()) == "ml-kem"
+            return key_family(request.csr_public_key) == "ml-kem"
         except ValueError:
             return False
 
@@ -360,7 +360,7 @@ class ScepService:
         same challenge again: it gets a fresh one, which replaces (and so kills) the earlier one."""
         assert request.csr is not None and request.signer_certificate is not None
         try:
-            challenge, value = kempop.issue_challenge(request.csr.public_key())
+            challenge, value = kempop.issue_challenge(request.csr_public_key)
         except kempop.PopError as exc:
             return self._failure(profile, request, exc.fail_info, exc.text, now)
         self.store.put_kem_challenge(
