@@ -103,7 +103,11 @@ class HotPath:
         try:
             return self._first(stmt, values)
         except ConnectionLost:
+            pass
+        try:
             return self._first(stmt, values)  # once more, on a new connection
+        except ConnectionLost as lost:
+            raise lost.__cause__ from None  # the driver's error: the database is unreachable
 
     def _first(self, stmt: Prepared, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         conn = self.engine.raw_connection()
@@ -135,7 +139,11 @@ class HotPath:
         try:
             return self._write(body)
         except ConnectionLost:
-            return self._write(body)
+            pass
+        try:
+            return self._write(body)  # once more, on a new connection
+        except ConnectionLost as lost:
+            raise lost.__cause__ from None  # the driver's error: the database is unreachable
 
     def _write(self, body):
         with self._write_lock:
