@@ -190,3 +190,40 @@ def test_two_server_processes_share_one_postgresql(postgres_url, tmp_path):
         listing = pqscep("admin", "certs", "list", "--data", data, "--limit", "1000").stdout.decode()
         issued = re.findall(r"^([0-9a-f]+)\t", listing, re.M)
         assert len(issued) == len(set(issued))
+
+
+@pytest.mark.postgres
+def test_database_out_of_reach_is_503_then_service_resumes(postgres_url, tmp_path):
+    """PostgreSQL gone (every connection dropped and the database renamed away, as a failover
+    in progress looks): a PKIOperation gets 503 with a one-line reason and no traceback, not a
+    500; once the database is back, the same server enrolls again without a restart."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from conftest import _fresh_postgres_database
+
+    for database in _fresh_postgres_database(postgres_url):
+        url = make_url(database)
+        away = url.database + "_away"
+
+        def admin(sql: str) -> None:
+            with psycopg.connect(host=url.host, port=url.port, user=url.username, password=url.password,
+                                 dbname=make_url(postgres_url).database, autocommit=True) as conn:
+                # A database with connections cannot be renamed: drop the server's first.
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN (%s, %s)",
+                             (url.database, away))
+                conn.execute(sql)
+
+        data = init_data(tmp_path / "data", challenge="secret", config_text=CONFIG.format(database=database))
+        with ServerProcess(data) as server:
+            scep = Requester(server.url())
+            assert scep.enroll(Device("before-outage"), "secret").status == PkiStatus.SUCCESS
+            admin(f'ALTER DATABASE "{url.database}" RENAME TO "{away}"')
+            try:
+                with pytest.raises(AssertionError, match=r"^HTTP 503: database unavailable, retry later \(incident "):
+                    scep.enroll(Device("during-outage"), "secret")
+            finally:
+                admin(f'ALTER DATABASE "{away}" RENAME TO "{url.database}"')
+            assert scep.enroll(Device("after-outage"), "secret").status == PkiStatus.SUCCESS
+            log = server.log()
+        assert "database unavailable (incident" in log and "Traceback" not in log

@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..service.scep import Profile, Reply, ScepService
+from ..storage import is_unavailable
 
 log = logging.getLogger("pqscep.http")
 
@@ -48,6 +49,19 @@ THREADS = int(os.environ.get("PQSCEP_THREADS", "0")) or 2 * (os.cpu_count() or 2
 
 def _text(status: int, reason: str) -> PlainTextResponse:
     return PlainTextResponse(reason.rstrip("\n") + "\n", status_code=status)
+
+
+def _internal_error(exc: Exception, method: str, path: str) -> tuple[int, str]:
+    """(status, one-line reason) for an exception the service did not turn into a reply: 503
+    when the database is unreachable (the request may work when retried), else 500. Either
+    way the details go to the log only, under an incident number the client is given."""
+    incident = uuid.uuid4().hex[:12]
+    if is_unavailable(exc):
+        log.error("database unavailable (incident %s) on %s %s: %s", incident, method, path,
+                  str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return 503, f"database unavailable, retry later (incident {incident})"
+    log.exception("internal error %s on %s %s", incident, method, path)
+    return 500, f"internal error {incident}; see the server log"
 
 
 def _raw_query(query: str) -> dict[str, str]:
@@ -153,10 +167,8 @@ class ScepApp:
                 (b"content-length", str(len(reply.body)).encode("ascii")),
             ]})
             await send({"type": "http.response.body", "body": reply.body})
-        except Exception:  # the last line of defence: a bug must not leak a traceback
-            incident = uuid.uuid4().hex[:12]
-            log.exception("internal error %s on %s %s", incident, method, scope["path"])
-            await _send_text(send, 500, f"internal error {incident}; see the server log")
+        except Exception as exc:  # the last line of defence: a bug must not leak a traceback
+            await _send_text(send, *_internal_error(exc, method, scope["path"]))
         return True
 
     async def _receive_body(self, scope, receive) -> bytes | tuple[int, str]:
@@ -183,10 +195,8 @@ class ScepApp:
     async def scep(self, request: Request) -> Response:
         try:
             return await self._scep(request)
-        except Exception:  # the last line of defence: a bug must not leak a traceback
-            incident = uuid.uuid4().hex[:12]
-            log.exception("internal error %s on %s %s", incident, request.method, request.url.path)
-            return _text(500, f"internal error {incident}; see the server log")
+        except Exception as exc:  # the last line of defence: a bug must not leak a traceback
+            return _text(*_internal_error(exc, request.method, request.url.path))
 
     async def _scep(self, request: Request) -> Response:
         profile = self._profile_for(request.url.path)

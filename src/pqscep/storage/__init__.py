@@ -10,6 +10,7 @@ from .errors import (
     DuplicateSerial,
     StoreError,
     TransactionKeyMismatch,
+    is_unavailable,
 )
 from .repository import (
     CertificateRecord,
@@ -21,6 +22,7 @@ from .repository import (
 )
 
 __all__ = [
+    "is_unavailable",
     "CertificateRecord",
     "ChallengeRecord",
     "CrlRecord",

@@ -1,7 +1,8 @@
 """Exceptions raised by the storage layer.
 
 Only conditions a caller is expected to handle get their own class; anything else
-(a lost connection, a full disk) surfaces as the underlying SQLAlchemy error.
+(a lost connection, a full disk) surfaces as the underlying SQLAlchemy or driver error, and
+`is_unavailable` tells whether such an error means "the database cannot be used right now".
 """
 
 from __future__ import annotations
@@ -47,3 +48,27 @@ class DuplicateChallenge(StoreError):
 
 class DuplicateCrlNumber(StoreError):
     """A CRL with this number was already stored for the profile (RFC 5280 needs them unique)."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached or used right now (a lost or
+    refused connection, a database that was dropped or is shutting down, a locked SQLite
+    file past its busy timeout), as opposed to a bug or a constraint: the request may
+    succeed if retried later, so the HTTP layer answers 503, not 500."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    # The hot path (statements.py) raises the driver's own exceptions.
+    import sqlite3
+
+    driver_errors: list[type] = [sqlite3.OperationalError, sqlite3.InterfaceError]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
+    else:
+        driver_errors += [psycopg.OperationalError, psycopg.InterfaceError]
+    return isinstance(exc, tuple(driver_errors))
