@@ -133,6 +133,16 @@ class Vectors:
 
     # --- writing -------------------------------------------------------------------------
 
+    def kem_message(self, flow: str, values: Values, name: str, message: bytes, enc: Encapsulation,
+                    plaintext: bytes, recipient: str, *, envelope_text: str, message_text: str) -> None:
+        """Write a pkiMessage whose envelope has a KEMRecipientInfo, in the order every flow
+        lists it: the envelope, its KEM values (and KDF input), the message, its signed values."""
+        envelope = self.envelope_of(message)
+        self.out.der(flow, f"{name}-envelope", envelope, "ContentInfo", envelope_text)
+        self.kem_values(flow, values, name, envelope, enc, plaintext, recipient)
+        self.out.der(flow, name, message, "ContentInfo", message_text)
+        self.signed_values(values, name, message)
+
     def envelope_of(self, message: bytes) -> bytes:
         return signed.parse_signed_data(message).content  # type: ignore[return-value]
 

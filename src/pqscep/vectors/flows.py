@@ -59,13 +59,10 @@ def pq_enrollment(v: Vectors) -> None:
         message = v.request(message_type=MessageType.PKCS_REQ, content=csr, transaction_id=transaction_id,
                             signer="device", signer_cert=signer_cert, cipher=cipher, random=client, log=log,
                             flow=f"{flow}/{tag}", extra=[response_key_attribute(response_key)])
-        envelope = v.envelope_of(message)
-        out.der(flow, f"PKCSReq-{tag}-envelope", envelope, "ContentInfo",
-                f"pkcsPKIEnvelope of the PKCSReq ({kind}, KEMRecipientInfo); plaintext: the CSR")
-        v.kem_values(flow, values, f"PKCSReq-{tag}", envelope, log[-1], csr, "the CA's recipient certificate")
-        out.der(flow, f"PKCSReq-{tag}", message, "ContentInfo",
-                f"PKCSReq pkiMessage ({kind}), SignedData by the ML-DSA-65 requester, with responseKey")
-        v.signed_values(values, f"PKCSReq-{tag}", message)
+        v.kem_message(flow, values, f"PKCSReq-{tag}", message, log[-1], csr, "the CA's recipient certificate",
+                      envelope_text=f"pkcsPKIEnvelope of the PKCSReq ({kind}, KEMRecipientInfo); plaintext: the CSR",
+                      message_text=f"PKCSReq pkiMessage ({kind}), SignedData by the ML-DSA-65 requester, "
+                                   "with responseKey")
         request = v.responder.receive(message)
         if issued is None:
             issued = v.issue(request.csr, mat.REQUEST_TIME)  # type: ignore[arg-type]
@@ -75,13 +72,11 @@ def pq_enrollment(v: Vectors) -> None:
                     "degenerate certs-only SignedData: the plaintext of each CertRep envelope")
         rlog: list[Encapsulation] = []
         reply, request = v.reply(flow, f"CertRep-{tag}", message, mat.REQUEST_TIME + MINUTE, issued, rlog)
-        envelope = v.envelope_of(reply)
-        out.der(flow, f"CertRep-{tag}-envelope", envelope, "ContentInfo",
-                f"pkcsPKIEnvelope of the CertRep ({kind}) to the responseKey (rid subjectKeyIdentifier)")
-        v.kem_values(flow, values, f"CertRep-{tag}", envelope, rlog[-1], signed.build_certs_only([issued]),
-                     "the responseKey")
-        out.der(flow, f"CertRep-{tag}", reply, "ContentInfo", f"CertRep SUCCESS ({kind}), signed by the CA")
-        v.signed_values(values, f"CertRep-{tag}", reply)
+        v.kem_message(flow, values, f"CertRep-{tag}", reply, rlog[-1], signed.build_certs_only([issued]),
+                      "the responseKey",
+                      envelope_text=f"pkcsPKIEnvelope of the CertRep ({kind}) to the responseKey "
+                                    "(rid subjectKeyIdentifier)",
+                      message_text=f"CertRep SUCCESS ({kind}), signed by the CA")
         got = check_certrep(v, reply, request, [KemRecipient(v.m.kem["response-key"])])
         assert got == [issued]
     out.text(flow, "values.txt", values.render(), "intermediate values of every step", numbered=False)
@@ -119,12 +114,10 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
     log: list[Encapsulation] = []
     message = v.request(message_type=MessageType.PKCS_REQ, content=csr, transaction_id=transaction_id, signer=signer,
                         signer_cert=signer_cert, cipher=GCM, random=client, log=log, flow=f"{flow}/pkcsreq")
-    envelope = v.envelope_of(message)
-    out.der(flow, "PKCSReq-envelope", envelope, "ContentInfo",
-            "pkcsPKIEnvelope of the PKCSReq (AuthEnvelopedData, KEMRecipientInfo); plaintext: the CSR")
-    v.kem_values(flow, values, "PKCSReq", envelope, log[-1], csr, "the CA's recipient certificate")
-    out.der(flow, "PKCSReq", message, "ContentInfo", "PKCSReq pkiMessage, signed by the ML-DSA-65 signer")
-    v.signed_values(values, "PKCSReq", message)
+    v.kem_message(flow, values, "PKCSReq", message, log[-1], csr, "the CA's recipient certificate",
+                  envelope_text="pkcsPKIEnvelope of the PKCSReq (AuthEnvelopedData, KEMRecipientInfo); "
+                                "plaintext: the CSR",
+                  message_text="PKCSReq pkiMessage, signed by the ML-DSA-65 signer")
     request = v.responder.receive(message)
     assert request.kem_statement is not None
     now = mat.REQUEST_TIME + MINUTE
@@ -160,12 +153,9 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
         poll = v.request(message_type=MessageType.CERT_POLL, content=content, transaction_id=transaction_id,
                          signer=signer, signer_cert=signer_cert, cipher=GCM, random=client, log=log,
                          flow=f"{flow}/certpoll", extra=[kempop.proof_attribute(proof)])
-        envelope = v.envelope_of(poll)
-        out.der(flow, "CertPoll-envelope", envelope, "ContentInfo",
-                "pkcsPKIEnvelope of the CertPoll; plaintext: IssuerAndSubject (in values.txt)")
-        v.kem_values(flow, values, "CertPoll", envelope, log[-1], content, "the CA's recipient certificate")
-        out.der(flow, "CertPoll", poll, "ContentInfo", "CertPoll (GetCertInitial) with the kemPopProof")
-        v.signed_values(values, "CertPoll", poll)
+        v.kem_message(flow, values, "CertPoll", poll, log[-1], content, "the CA's recipient certificate",
+                      envelope_text="pkcsPKIEnvelope of the CertPoll; plaintext: IssuerAndSubject (in values.txt)",
+                      message_text="CertPoll (GetCertInitial) with the kemPopProof")
         polled = v.responder.receive(poll)
         kempop.verify_proof(challenge.shared_secret, polled.kem_pop_proof, transaction_id, csr)  # the CA's check
         final_request = poll
@@ -182,12 +172,9 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
         reply, answered = _success_for_poll(v, flow, polled, issued, now, rlog)
     else:
         reply, answered = v.reply(flow, "CertRep", message, now, issued, rlog)
-    envelope = v.envelope_of(reply)
-    out.der(flow, "CertRep-envelope", envelope, "ContentInfo",
-            "pkcsPKIEnvelope of the CertRep, to the new ML-KEM key (rid subjectKeyIdentifier)")
-    v.kem_values(flow, values, "CertRep", envelope, rlog[-1], inner, "the certified ML-KEM key")
-    out.der(flow, "CertRep", reply, "ContentInfo", "CertRep SUCCESS, encrypted to the new ML-KEM key")
-    v.signed_values(values, "CertRep", reply)
+    v.kem_message(flow, values, "CertRep", reply, rlog[-1], inner, "the certified ML-KEM key",
+                  envelope_text="pkcsPKIEnvelope of the CertRep, to the new ML-KEM key (rid subjectKeyIdentifier)",
+                  message_text="CertRep SUCCESS, encrypted to the new ML-KEM key")
     assert check_certrep(v, reply, answered, [KemRecipient(kem_key)]) == [issued]
     out.text(flow, "values.txt", values.render(), "intermediate values of every step", numbered=False)
 
