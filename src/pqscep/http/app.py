@@ -107,20 +107,8 @@ class ScepApp:
         return None
 
     async def _read_body(self, request: Request) -> bytes | Response:
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            try:
-                if int(declared) > self.max_body:
-                    return _text(413, f"body over the {self.max_body}-byte limit")
-            except ValueError:
-                return _text(400, "bad Content-Length")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                return _text(413, f"body over the {self.max_body}-byte limit")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        body = await self._receive_body(request.scope, request.receive)
+        return _text(*body) if isinstance(body, tuple) else body
 
     # --- PKIOperation without Starlette (module docstring) ---
 
@@ -139,6 +127,7 @@ class ScepApp:
         profile = self._profile_for(scope["path"])
         if profile is None:
             return False
+        started = False
         try:
             if method == "POST":
                 body = await self._receive_body(scope, receive)
@@ -162,13 +151,17 @@ class ScepApp:
             loop = asyncio.get_running_loop()
             reply = await loop.run_in_executor(self.executor, self.service.pki_operation, profile, body,
                                                client[0] if client else None)
+            started = True
             await send({"type": "http.response.start", "status": reply.status, "headers": [
                 (b"content-type", reply.content_type.encode("latin-1")),
                 (b"content-length", str(len(reply.body)).encode("ascii")),
             ]})
             await send({"type": "http.response.body", "body": reply.body})
         except Exception as exc:  # the last line of defence: a bug must not leak a traceback
-            await _send_text(send, *_internal_error(exc, method, scope["path"]))
+            if started:  # the reply is on its way (the client went away, say): only log it
+                log.warning("PKIOperation reply to %s not delivered: %s", scope["path"], type(exc).__name__)
+            else:
+                await _send_text(send, *_internal_error(exc, method, scope["path"]))
         return True
 
     async def _receive_body(self, scope, receive) -> bytes | tuple[int, str]:
