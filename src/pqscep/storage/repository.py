@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Iterable, Iterator
-import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from .locks import SqliteWriteLock
 from .statements import HotPath
 from .errors import DuplicateChallenge, DuplicateCrlNumber, DuplicateSerial, TransactionKeyMismatch
 from .models import (
@@ -278,10 +278,14 @@ class Store:
         self.engine = engine
         self._hot_engine = hot_engine
         self._write_engine = write_engine or engine
-        # SQLite has one writer at a time. Threads of one process queue on this lock instead of
-        # on SQLite's busy handler, which sleeps in growing steps (up to 100 ms) and made the
-        # p99 latency of a busy server ten times its median. PostgreSQL needs no such lock.
-        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        # SQLite has one writer at a time. Writers, the threads of this process and the other
+        # server processes alike, queue on this lock instead of on SQLite's busy handler, which
+        # sleeps in growing steps (up to 100 ms) and made the p99 latency of a busy server ten
+        # times its median (locks.py). PostgreSQL needs no such lock.
+        self._write_lock: Any = (
+            SqliteWriteLock(engine.url.database) if engine.dialect.name == "sqlite" and engine.url.database
+            else nullcontext()
+        )
         # The statements of every PKIOperation skip SQLAlchemy's execution layer (statements.py).
         self._hot = HotPath(hot_engine or engine, self._write_lock)
         self._get_transaction = self._hot.prepare(_GET_TRANSACTION)
@@ -296,6 +300,8 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        if isinstance(self._write_lock, SqliteWriteLock):
+            self._write_lock.close()
         if self._hot_engine is not None:
             self._hot_engine.dispose()
 
