@@ -9,12 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-300}
 concurrency=${2:-8}
-work=$(mktemp -d)
-server=
-cleanup() { [[ -n $server ]] && kill "$server" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-.venv/bin/pqscep init --data "$work/d" --challenge secret >/dev/null
+source benchmarks/servers.sh
+init_pqscep "$work/d"
 for mode in challenge encrypted-cert statement; do
   cat >> "$work/d/pqscep.toml" <<TOML
 
@@ -27,13 +23,11 @@ challenge_file = "secrets/challenge-default"
 kem_pop = "$mode"
 TOML
 done
-.venv/bin/pqscep serve --data "$work/d" --port "$port" --workers "${PQSCEP_WORKERS:-2}" >"$work/serve.log" 2>&1 &
-server=$!
-for _ in $(seq 150); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
+start_pqscep "$work/d"
 for mode in challenge encrypted-cert statement; do
   identity=(); [[ $mode == statement ]] && identity=(--identity)
   for key_type in ml-kem-768 ml-kem-1024; do
-    result=$(.venv/bin/pqscep bench "http://127.0.0.1:$port/scep/kem-$mode" --count "$count" \
+    result=$(.venv/bin/pqscep bench "http://127.0.0.1:$pq_port/scep/kem-$mode" --count "$count" \
              --concurrency "$concurrency" --challenge secret --key-type "$key_type" "${identity[@]}" \
              --json 2>/dev/null || true)
     echo "{\"kem_pop\": \"$mode\", \"key_type\": \"$key_type\", \"result\": $result}"
