@@ -12,6 +12,7 @@ Nothing here imports pqscep, so the helpers work whatever state the package is i
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -52,6 +53,44 @@ def openssl_pq() -> str:
     if not path:
         unavailable("PQSCEP_OPENSSL is not set: export PQSCEP_OPENSSL=$(../shared/tools/openssl-pq.sh)")
     return path
+
+
+class OpenSSL:
+    """The PQ OpenSSL command line. OPENSSL_CONF points at an empty file: the cached build has
+    no openssl.cnf (make install_sw does not install one) and `req` refuses to run without it."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.env = {**os.environ, "OPENSSL_CONF": os.devnull}
+
+    def run(self, *args, check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run([self.path, *map(str, args)], capture_output=True, env=self.env, input=input,
+                              timeout=60)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"openssl {' '.join(map(str, args))} exited {proc.returncode}\n"
+                f"stdout: {proc.stdout.decode(errors='replace')[-2000:]}\n"
+                f"stderr: {proc.stderr.decode(errors='replace')[-2000:]}"
+            )
+        return proc
+
+    def fails(self, *args) -> str:
+        """Run a command that must fail; return what it said."""
+        proc = self.run(*args, check=False)
+        assert proc.returncode != 0, f"openssl {' '.join(map(str, args))} unexpectedly succeeded"
+        return proc.stderr.decode(errors="replace")
+
+
+def openssl_pq_tool() -> OpenSSL:
+    """`OpenSSL` for `openssl_pq()`, checked to be an executable OpenSSL >= 3.6 (set but
+    unusable is a misconfiguration, not a reason to skip)."""
+    path = openssl_pq()
+    assert os.access(path, os.X_OK), f"PQSCEP_OPENSSL={path} is not an executable"
+    tool = OpenSSL(path)
+    version = tool.run("version").stdout.decode()
+    match = re.match(r"OpenSSL (\d+)\.(\d+)", version)
+    assert match and (int(match[1]), int(match[2])) >= (3, 6), f"PQSCEP_OPENSSL is not OpenSSL >= 3.6: {version}"
+    return tool
 
 
 def free_port() -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -37,6 +36,7 @@ from pqscep.crypto.keys import generate_key, key_family
 from pqscep.crypto.registry import CIPHERS, DIGESTS
 from pqscep.protocol import client as scep
 from pqscep.protocol.messages import MessageType, PkiStatus, response_key_attribute
+from peers import OpenSSL, openssl_pq_tool
 from scep_client import Device
 from server_proc import ServerProcess, init_data, pqscep
 
@@ -52,44 +52,9 @@ OPENSSL_CIPHER = {"aes256-cbc": "-aes-256-cbc", "aes128-cbc": "-aes-128-cbc", "a
 # --------------------------------------------------------------------------------------------
 
 
-class OpenSSL:
-    """The PQ OpenSSL command line. OPENSSL_CONF points at an empty file: the cached build has
-    no openssl.cnf (make install_sw does not install one) and `req` refuses to run without it."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.env = {**os.environ, "OPENSSL_CONF": os.devnull}
-
-    def run(self, *args, check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess:
-        proc = subprocess.run([self.path, *map(str, args)], capture_output=True, env=self.env, input=input,
-                              timeout=60)
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"openssl {' '.join(map(str, args))} exited {proc.returncode}\n"
-                f"stdout: {proc.stdout.decode(errors='replace')[-2000:]}\n"
-                f"stderr: {proc.stderr.decode(errors='replace')[-2000:]}"
-            )
-        return proc
-
-    def fails(self, *args) -> str:
-        """Run a command that must fail; return what it said."""
-        proc = self.run(*args, check=False)
-        assert proc.returncode != 0, f"openssl {' '.join(map(str, args))} unexpectedly succeeded"
-        return proc.stderr.decode(errors="replace")
-
-
 @pytest.fixture(scope="module")
 def openssl() -> OpenSSL:
-    from peers import openssl_pq
-
-    path = openssl_pq()
-    # Set but unusable is a misconfiguration, not a reason to skip.
-    assert os.access(path, os.X_OK), f"PQSCEP_OPENSSL={path} is not an executable"
-    tool = OpenSSL(path)
-    version = tool.run("version").stdout.decode()
-    match = re.match(r"OpenSSL (\d+)\.(\d+)", version)
-    assert match and (int(match[1]), int(match[2])) >= (3, 6), f"PQSCEP_OPENSSL is not OpenSSL >= 3.6: {version}"
-    return tool
+    return openssl_pq_tool()
 
 
 @pytest.fixture(scope="module")

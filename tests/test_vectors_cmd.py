@@ -21,7 +21,6 @@ import datetime
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -33,6 +32,7 @@ from pqscep.asn1 import cms, oids
 from pqscep.cms import enveloped, kem, signed
 from pqscep.crypto import pqkeys
 from pqscep.vectors.output import ASN1_TYPES
+from peers import OpenSSL, openssl_pq_tool
 
 ROOT = Path(__file__).parents[1]
 VECTORS = ROOT / "docs" / "vectors"
@@ -339,29 +339,9 @@ def test_the_drafts_example_values_are_those_of_the_vectors():
 # --- (b) OpenSSL -------------------------------------------------------------------------------
 
 
-class _OpenSSL:
-    def __init__(self, path: str):
-        self.path = path
-        self.env = {**os.environ, "OPENSSL_CONF": os.devnull}
-
-    def run(self, *args) -> subprocess.CompletedProcess:
-        proc = subprocess.run([self.path, *map(str, args)], capture_output=True, env=self.env, timeout=60)
-        assert proc.returncode == 0, (f"openssl {' '.join(map(str, args))} exited {proc.returncode}\n"
-                                      f"{proc.stderr.decode(errors='replace')[-2000:]}")
-        return proc
-
-
 @pytest.fixture(scope="module")
-def openssl() -> _OpenSSL:
-    from peers import openssl_pq
-
-    path = openssl_pq()
-    assert os.access(path, os.X_OK), f"PQSCEP_OPENSSL={path} is not an executable"
-    tool = _OpenSSL(path)
-    version = tool.run("version").stdout.decode()
-    match = re.match(r"OpenSSL (\d+)\.(\d+)", version)
-    assert match and (int(match[1]), int(match[2])) >= (3, 6), version
-    return tool
+def openssl() -> OpenSSL:
+    return openssl_pq_tool()
 
 
 def _pem(tmp_path: Path, der_path: Path) -> Path:
