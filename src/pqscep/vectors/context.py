@@ -7,6 +7,7 @@ value listings of each KEMRecipientInfo and SignerInfo (RFC 9629 section 5, RFC 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import keywrap, serialization
@@ -133,15 +134,24 @@ class Vectors:
 
     # --- writing -------------------------------------------------------------------------
 
-    def kem_message(self, flow: str, values: Values, name: str, message: bytes, enc: Encapsulation,
-                    plaintext: bytes, recipient: str, *, envelope_text: str, message_text: str) -> None:
-        """Write a pkiMessage whose envelope has a KEMRecipientInfo, in the order every flow
-        lists it: the envelope, its KEM values (and KDF input), the message, its signed values."""
+    def enveloped_message(self, flow: str, values: Values, name: str, message: bytes,
+                          recipient_values: Callable[[bytes], None], *, envelope_text: str,
+                          message_text: str) -> None:
+        """Write a pkiMessage in the order every flow lists it: the envelope, its recipient's
+        values (`recipient_values(envelope)`), the message, its signed values."""
         envelope = self.envelope_of(message)
         self.out.der(flow, f"{name}-envelope", envelope, "ContentInfo", envelope_text)
-        self.kem_values(flow, values, name, envelope, enc, plaintext, recipient)
+        recipient_values(envelope)
         self.out.der(flow, name, message, "ContentInfo", message_text)
         self.signed_values(values, name, message)
+
+    def kem_message(self, flow: str, values: Values, name: str, message: bytes, enc: Encapsulation,
+                    plaintext: bytes, recipient: str, *, envelope_text: str, message_text: str) -> None:
+        """`enveloped_message` for a KEMRecipientInfo: its KEM values (and KDF input)."""
+        self.enveloped_message(
+            flow, values, name, message,
+            lambda envelope: self.kem_values(flow, values, name, envelope, enc, plaintext, recipient),
+            envelope_text=envelope_text, message_text=message_text)
 
     def envelope_of(self, message: bytes) -> bytes:
         return signed.parse_signed_data(message).content  # type: ignore[return-value]

@@ -218,12 +218,11 @@ def password_recipient(v: Vectors) -> None:
     originator = PasswordOriginator(mat.CHALLENGE_PASSWORD.encode(), mat.PWRI_ITERATIONS)
     message = v.request(message_type=MessageType.PKCS_REQ, content=csr, transaction_id=transaction_id, signer=name,
                         signer_cert=signer_cert, cipher=CBC, random=client, log=[], flow=flow, originator=originator)
-    envelope = v.envelope_of(message)
-    out.der(flow, "PKCSReq-envelope", envelope, "ContentInfo",
-            "pkcsPKIEnvelope of the PKCSReq: EnvelopedData, AES-256-CBC, PasswordRecipientInfo")
-    _pwri_values(v, values, "PKCSReq", envelope, csr)
-    out.der(flow, "PKCSReq", message, "ContentInfo", "PKCSReq pkiMessage, SignedData by the ECDSA requester")
-    v.signed_values(values, "PKCSReq", message)
+    v.enveloped_message(flow, values, "PKCSReq", message,
+                        lambda envelope: _pwri_values(v, values, "PKCSReq", envelope, csr),
+                        envelope_text="pkcsPKIEnvelope of the PKCSReq: EnvelopedData, AES-256-CBC, "
+                                      "PasswordRecipientInfo",
+                        message_text="PKCSReq pkiMessage, SignedData by the ECDSA requester")
     request = v.responder.receive(message)
     assert request.envelope_kind == "pwri"
     now = mat.REQUEST_TIME + MINUTE
@@ -232,12 +231,11 @@ def password_recipient(v: Vectors) -> None:
     inner = signed.build_certs_only([issued])
     out.der(flow, "CertRep-certs-only", inner, "ContentInfo", "certs-only SignedData: the CertRep envelope's plaintext")
     reply, answered = v.reply(flow, "CertRep", message, now, issued, [])
-    envelope = v.envelope_of(reply)
-    out.der(flow, "CertRep-envelope", envelope, "ContentInfo",
-            "pkcsPKIEnvelope of the CertRep: PasswordRecipientInfo under the same password, new salt")
-    _pwri_values(v, values, "CertRep", envelope, inner)
-    out.der(flow, "CertRep", reply, "ContentInfo", "CertRep SUCCESS, signed by the ML-DSA-65 CA")
-    v.signed_values(values, "CertRep", reply)
+    v.enveloped_message(flow, values, "CertRep", reply,
+                        lambda envelope: _pwri_values(v, values, "CertRep", envelope, inner),
+                        envelope_text="pkcsPKIEnvelope of the CertRep: PasswordRecipientInfo under the same "
+                                      "password, new salt",
+                        message_text="CertRep SUCCESS, signed by the ML-DSA-65 CA")
     recipients = [PasswordRecipient(mat.CHALLENGE_PASSWORD.encode())]
     assert check_certrep(v, reply, answered, recipients) == [issued]
     out.text(flow, "values.txt", values.render(), "intermediate values of every step", numbered=False)
