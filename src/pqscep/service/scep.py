@@ -249,8 +249,9 @@ class ScepService:
             profile.authority.check_request(request.csr)
         except IssuanceError as exc:
             return self._failure(profile, request, FailInfo.BAD_REQUEST, str(exc), now)
-        # The reply must be encryptable to the requester before anything is decided.
-        self.reply_originator(profile, request)
+        # The reply must be encryptable to the requester before anything is decided. Kept for
+        # the reply: for an ML-KEM responseKey it costs a key identifier (SHA-1 of the key).
+        originator = self.reply_originator(profile, request)
         fingerprint = _signer_key_fingerprint(signer)
         record = self.store.get_transaction(profile.name, request.transaction_id)
         expect_state = None  # a new transaction: inserted with its outcome, in one write
@@ -268,7 +269,7 @@ class ScepService:
             # Same key, finished transaction, new request: clients that derive the transactionID
             # from the key (micromdm, strongSwan) reuse it when they renew with the same key.
             expect_state = record.state
-        return self._decide(profile, request, now, client_address, expect_state=expect_state)
+        return self._decide(profile, request, now, client_address, expect_state=expect_state, originator=originator)
 
     def _resume(self, profile: Profile, request: PkiRequest, record, now) -> Reply | None:
         """Answer from the transaction's state without deciding again (RFC 8894 section 3.3.1:
@@ -313,7 +314,8 @@ class ScepService:
         resumed = self._resume(profile, request, record, now) if record is not None else None
         return resumed or self._failure(profile, request, FailInfo.BAD_REQUEST, "transaction state changed", now)
 
-    def _decide(self, profile: Profile, request: PkiRequest, now, client_address, *, expect_state) -> Reply:
+    def _decide(self, profile: Profile, request: PkiRequest, now, client_address, *, expect_state,
+                originator=None) -> Reply:
         ctx = self._context(profile, request, now, client_address)
         for check in self.checks:
             verdict = check(ctx)
@@ -330,7 +332,7 @@ class ScepService:
             return self._failure(profile, request, verdict.fail_info, verdict.text, now)
         if self._kem_challenge_mode(profile, request):
             return self._kem_challenge(profile, request, now, expect_state=expect_state)
-        return self._issue(profile, request, now, expect_state=expect_state)
+        return self._issue(profile, request, now, expect_state=expect_state, originator=originator)
 
     # --- proof of possession for ML-KEM keys (design section 5 a) ---
 
@@ -414,7 +416,7 @@ class ScepService:
             return self._failure(profile, request, exc.fail_info, exc.text, now)
         return self._issue(profile, request, now, expect_state=expect_state)
 
-    def _issue(self, profile: Profile, request: PkiRequest, now, *, expect_state) -> Reply:
+    def _issue(self, profile: Profile, request: PkiRequest, now, *, expect_state, originator=None) -> Reply:
         csr = request.csr
         assert csr is not None
         for _ in range(5):
@@ -440,7 +442,7 @@ class ScepService:
                 return self._lost_race(profile, request, now)
             log.info("profile %s: issued serial %x to %s (%s)", profile.name, serial, issued.subject,
                      request.transaction_id)
-            return self._success(profile, request, now, certificates=[cert])
+            return self._success(profile, request, now, certificates=[cert], originator=originator)
         return self._failure(profile, request, FailInfo.BAD_REQUEST, "could not allocate a serial number", now)
 
     # --- CertPoll (GetCertInitial) ---

@@ -22,6 +22,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
 
 from .repository import Store
 
@@ -136,11 +137,11 @@ def open_store(url: str | URL, *, migrate_schema: bool = True, **engine_kwargs: 
     try:
         if migrate_schema:
             migrate(engine)
-        if engine.dialect.name == "postgresql":
-            # The statements of every PKIOperation get their own pool without pre-ping: the
-            # ping was a round trip per statement (statements.HotPath). Both pools open
-            # connections only when used, so the second adds about one per worker thread.
-            hot_engine = create_db_engine(url, pre_ping=False, **engine_kwargs)
+        # The statements of every PKIOperation run on a second engine, whose connections
+        # statements.HotPath keeps one per thread: so it has no pool to check them out of
+        # (NullPool), and on PostgreSQL no pre-ping, which was a round trip per statement.
+        # Connections open only when used: about one more per worker thread.
+        hot_engine = create_db_engine(url, pre_ping=False, **{**engine_kwargs, "poolclass": NullPool})
         return Store(engine, write_engine(engine), hot_engine)
     except BaseException:
         engine.dispose()

@@ -299,6 +299,7 @@ class Store:
         self._write = sessionmaker(write_engine or engine, expire_on_commit=False)
 
     def close(self) -> None:
+        self._hot.close()
         self.engine.dispose()
         if isinstance(self._write_lock, SqliteWriteLock):
             self._write_lock.close()

@@ -18,6 +18,7 @@ are all public SQLAlchemy API.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -84,6 +85,38 @@ class HotPath:
         self.engine = engine
         self.sqlite = engine.dialect.name == "sqlite"
         self._write_lock = write_lock
+        # Each thread keeps one connection for as long as it lives. Checking a connection out
+        # of SQLAlchemy's pool and back in (with its reset) for every statement cost about as
+        # much CPU as the statements themselves (~50 us per PKIOperation on SQLite; see
+        # docs/benchmarks.md). `engine` should therefore have no pool of its own to exhaust
+        # (db.open_store gives it a NullPool).
+        self._local = threading.local()
+        self._held: weakref.WeakSet[_HeldConnection] = weakref.WeakSet()
+        self._held_lock = threading.Lock()
+
+    def _connection(self):
+        """This thread's connection, opened on first use or after the last one was lost."""
+        held = getattr(self._local, "held", None)
+        if held is not None and held.conn is not None and held.conn.is_valid:
+            return held.conn
+        held = _HeldConnection(self.engine.raw_connection())
+        self._local.held = held
+        with self._held_lock:
+            self._held.add(held)
+        return held.conn
+
+    def _forget(self, conn) -> None:
+        held = getattr(self._local, "held", None)
+        if held is not None and held.conn is conn:
+            self._local.held = None
+            held.close()
+
+    def close(self) -> None:
+        """Close every thread's connection (the threads open new ones if used again)."""
+        with self._held_lock:
+            held, self._held = list(self._held), weakref.WeakSet()
+        for h in held:
+            h.close()
 
     def prepare(self, statement: ClauseElement, *, column_keys: Sequence[str] | None = None) -> Prepared:
         return Prepared(statement, self.engine, column_keys=column_keys)
@@ -95,6 +128,7 @@ class HotPath:
         if not isinstance(exc, dbapi.Error) or not self.engine.dialect.is_disconnect(exc, conn.dbapi_connection, cursor):
             return False
         conn.invalidate(exc)
+        self._forget(conn)
         self.engine.dispose(close=False)
         return True
 
@@ -110,26 +144,25 @@ class HotPath:
             raise lost.__cause__ from None  # the driver's error: the database is unreachable
 
     def _first(self, stmt: Prepared, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        conn = self.engine.raw_connection()
+        conn = self._connection()
         cur = None
         try:
             if not self.sqlite:
+                # Inside the try: on a connection the driver already knows is closed, this
+                # raises, and _lost must see it (else the thread would keep the dead one).
                 conn.driver_connection.autocommit = True  # type: ignore[union-attr]
-            try:
-                cur = conn.cursor()
-                cur.execute(stmt.sql, stmt.parameters(values))
-                raw = cur.fetchone()
-                cur.close()
-            except Exception as exc:
-                if self._lost(exc, conn, cur):
-                    raise ConnectionLost() from exc
-                raise
-            finally:
-                if not self.sqlite and conn.is_valid:
-                    conn.driver_connection.autocommit = False  # type: ignore[union-attr]
-            return stmt.row(raw)
+            cur = conn.cursor()
+            cur.execute(stmt.sql, stmt.parameters(values))
+            raw = cur.fetchone()
+            cur.close()
+        except Exception as exc:
+            if self._lost(exc, conn, cur):
+                raise ConnectionLost() from exc
+            raise
         finally:
-            conn.close()  # back to the pool (or discarded, if invalidated)
+            if not self.sqlite and conn.is_valid:
+                conn.driver_connection.autocommit = False  # type: ignore[union-attr]
+        return stmt.row(raw)
 
     def write(self, body: Callable[[Callable[[Prepared, Mapping[str, Any]], int]], Any]) -> Any:
         """Run `body(execute)` in one write transaction and return what it returns; `execute(stmt,
@@ -147,7 +180,7 @@ class HotPath:
 
     def _write(self, body):
         with self._write_lock:
-            conn = self.engine.raw_connection()
+            conn = self._connection()
             cur = None
             committing = False
             try:
@@ -176,4 +209,24 @@ class HotPath:
             finally:
                 if cur is not None and conn.is_valid:
                     cur.close()
+
+
+class _HeldConnection:
+    """A connection one thread keeps (HotPath._connection). Closed by `HotPath.close`, or when
+    its thread ends and the thread's local storage lets go of it."""
+
+    __slots__ = ("conn", "__weakref__")
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
                 conn.close()
+            except Exception:  # noqa: BLE001 - already broken: nothing to release
+                pass
+
+    def __del__(self) -> None:
+        self.close()
