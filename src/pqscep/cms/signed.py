@@ -7,6 +7,7 @@ attributes (RFC 5652 section 5.4), which `asn1.cms.decode` has already put in DE
 
 from __future__ import annotations
 
+import functools
 import hmac
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ from cryptography.hazmat.asn1 import SetOf
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ObjectIdentifier
 
-from ..asn1 import ber, cms, oids
+from ..asn1 import ber, cms, der, oids
 from ..crypto import signing
 from ..crypto.registry import DIGESTS, DigestAlgorithm, UnknownAlgorithm
 
@@ -270,8 +271,20 @@ def attribute(oid: ObjectIdentifier, *values_der: bytes) -> cms.Attribute:
     return cms.Attribute(attr_type=oid, attr_values=SetOf([cms.as_tlv(v) for v in values_der]))
 
 
-def _issuer_and_serial(cert: x509.Certificate) -> cms.IssuerAndSerialNumber:
-    return cms.IssuerAndSerialNumber(issuer=cms.as_tlv(cert.issuer.public_bytes()), serial_number=cert.serial_number)
+def attribute_der(oid: ObjectIdentifier, *values_der: bytes) -> bytes:
+    """The DER of an Attribute (what `attribute` gives, encoded), straight from its values."""
+    return der.sequence(der.oid(oid), der.set_of(values_der))
+
+
+@functools.lru_cache(maxsize=64)
+def _issuer_and_serial_der(cert: x509.Certificate) -> bytes:
+    # Cached: the signer of every CertRep is the same CA or RA certificate.
+    return der.sequence(cert.issuer.public_bytes(), der.integer(cert.serial_number))
+
+
+@functools.lru_cache(maxsize=64)
+def _certificate_der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def build_signed_data(
@@ -281,7 +294,7 @@ def build_signed_data(
     signer_key,
     signer_cert: x509.Certificate,
     digest: DigestAlgorithm,
-    attributes: list[cms.Attribute],
+    attributes: list[cms.Attribute | bytes],
     certificates: list[x509.Certificate] | None = None,
 ) -> bytes:
     """A ContentInfo(SignedData) with one SignerInfo over `content`, DER encoded.
@@ -289,40 +302,44 @@ def build_signed_data(
     With `content` None the eContent is absent and messageDigest covers the empty string (what
     a SCEP CertRep PENDING or FAILURE carries, RFC 8894 section 3.3.2).
 
-    contentType and messageDigest are added here; `attributes` holds the rest. ML-DSA signers
-    also get CMSAlgorithmProtection (RFC 9882 section 3.4 recommends it).
+    contentType and messageDigest are added here; `attributes` holds the rest, each a
+    `cms.Attribute` or the DER of one (`attribute_der`). ML-DSA signers also get
+    CMSAlgorithmProtection (RFC 9882 section 3.4 recommends it).
+
+    Written with the asn1.der writers (the layout of cms.SignedData and cms.SignerInfo, which
+    tests check it against): this runs for every CertRep and every request.
     """
     sig_oid, sig_params, digest = signing.signature_algorithm_for(signer_key, digest)
     digest_alg = cms.encode_algorithm(digest.oid, None)
-    all_attrs = [
-        attribute(oids.CONTENT_TYPE, cms.encode(content_type)),
-        attribute(oids.MESSAGE_DIGEST, cms.encode(digest.digest(content or b""))),
-        *attributes,
+    attrs = [
+        attribute_der(oids.CONTENT_TYPE, der.oid(content_type)),
+        attribute_der(oids.MESSAGE_DIGEST, der.octet_string(digest.digest(content or b""))),
+        *(a if isinstance(a, bytes) else cms.encode(a) for a in attributes),
     ]
     if sig_oid in (oids.ML_DSA_44, oids.ML_DSA_65, oids.ML_DSA_87):
-        all_attrs.append(attribute(oids.CMS_ALGORITHM_PROTECTION, _protection_der(digest.oid, sig_oid)))
-    signed_attrs = SetOf(all_attrs)
-    attrs_der = ber.encode_tlv(0x31, b"".join(sorted(cms.encode(a) for a in all_attrs)))
-    signature = signing.sign(signer_key, attrs_der, digest)
-    signer_info = cms.SignerInfo(
-        version=1,
-        sid=_issuer_and_serial(signer_cert),
-        digest_algorithm=cms.as_tlv(digest_alg),
-        signed_attrs=signed_attrs,
-        signature_algorithm=cms.as_tlv(cms.encode_algorithm(sig_oid, sig_params)),
-        signature=signature,
-        unsigned_attrs=None,
+        attrs.append(attribute_der(oids.CMS_ALGORITHM_PROTECTION, _protection_der(digest.oid, sig_oid)))
+    # RFC 5652 5.4: the signature covers the DER of the SET OF (tag 0x31); the SignerInfo
+    # carries the same content octets under [0] IMPLICIT.
+    attrs_content = b"".join(sorted(attrs))
+    signature = signing.sign(signer_key, ber.encode_tlv(0x31, attrs_content), digest)
+    signer_info = der.sequence(
+        der.integer(1),
+        _issuer_and_serial_der(signer_cert),
+        digest_alg,
+        der.context(0, attrs_content),
+        cms.encode_algorithm(sig_oid, sig_params),
+        der.octet_string(signature),
     )
     certs = certificates if certificates is not None else [signer_cert]
-    signed = cms.SignedData(
-        version=1,
-        digest_algorithms=SetOf([cms.as_tlv(digest_alg)]),
-        encap_content_info=cms.EncapsulatedContentInfo(e_content_type=content_type, e_content=content),
-        certificates=SetOf([cms.as_tlv(c.public_bytes(serialization.Encoding.DER)) for c in certs]) if certs else None,
-        crls=None,
-        signer_infos=SetOf([signer_info]),
+    encap = der.oid(content_type) + (b"" if content is None else der.context(0, der.octet_string(content)))
+    signed = der.sequence(
+        der.integer(1),
+        der.set_of([digest_alg]),
+        der.sequence(encap),
+        der.context(0, b"".join(sorted(_certificate_der(c) for c in certs))) if certs else b"",
+        der.set_of([signer_info]),
     )
-    return _content_info(oids.SIGNED_DATA, cms.encode(signed))
+    return _content_info(oids.SIGNED_DATA, signed)
 
 
 def _protection_der(digest_oid: ObjectIdentifier, sig_oid: ObjectIdentifier) -> bytes:
@@ -337,18 +354,17 @@ def _protection_der(digest_oid: ObjectIdentifier, sig_oid: ObjectIdentifier) -> 
 
 def build_certs_only(certificates: list[x509.Certificate], crls: list[x509.CertificateRevocationList] | None = None) -> bytes:
     """A degenerate certs-only SignedData (RFC 8894 section 3.4; RFC 5652 section 5.2)."""
-    signed = cms.SignedData(
-        version=1,
-        digest_algorithms=SetOf([]),
-        encap_content_info=cms.EncapsulatedContentInfo(e_content_type=oids.DATA, e_content=None),
-        certificates=SetOf([cms.as_tlv(c.public_bytes(serialization.Encoding.DER)) for c in certificates])
-        if certificates
-        else None,
-        crls=SetOf([cms.as_tlv(c.public_bytes(serialization.Encoding.DER)) for c in crls]) if crls else None,
-        signer_infos=SetOf([]),
+    signed = der.sequence(
+        der.integer(1),
+        der.set_of([]),
+        der.sequence(der.oid(oids.DATA)),
+        der.context(0, b"".join(sorted(c.public_bytes(serialization.Encoding.DER) for c in certificates)))
+        if certificates else b"",
+        der.context(1, b"".join(sorted(c.public_bytes(serialization.Encoding.DER) for c in crls))) if crls else b"",
+        der.set_of([]),
     )
-    return _content_info(oids.SIGNED_DATA, cms.encode(signed))
+    return _content_info(oids.SIGNED_DATA, signed)
 
 
 def _content_info(content_type: ObjectIdentifier, content_der: bytes) -> bytes:
-    return cms.encode(cms.ContentInfo(content_type=content_type, content=cms.as_tlv(content_der)))
+    return der.sequence(der.oid(content_type), der.context(0, content_der))

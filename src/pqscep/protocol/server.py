@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from ..asn1 import cms, oids
+from ..asn1 import cms, der, oids
 from ..cms import enveloped, signed
 from ..cms.signed import SignedDataError
 from ..crypto.keys import key_family
@@ -31,12 +31,9 @@ from .messages import (
     PkiStatus,
     ProtocolError,
     ScepAttributes,
-    octets_attribute,
-    printable_attribute,
     read_octets,
     read_printable,
     scep_attributes,
-    utf8_attribute,
 )
 
 __all__ = ["PkiRequest", "RequestRejected", "Responder", "ResponderKeys", "DEFAULT_MAX_MESSAGE"]
@@ -318,20 +315,22 @@ class Responder:
         now,
         random_bytes: RandomBytes,
     ) -> bytes:
-        attrs = [printable_attribute(oids.SCEP_FAIL_INFO, str(int(fail_info)))]
+        attrs = [signed.attribute_der(oids.SCEP_FAIL_INFO, der.printable_string(str(int(fail_info))))]
         if text:
             # failInfoText (RFC 8894 section 3.2.1.4): one line, bounded, no secrets.
-            attrs.append(utf8_attribute(oids.SCEP_FAIL_INFO_TEXT, text.replace("\n", " ")[:256]))
+            attrs.append(signed.attribute_der(oids.SCEP_FAIL_INFO_TEXT, der.utf8_string(text.replace("\n", " ")[:256])))
         return self._cert_rep(request, PkiStatus.FAILURE, None, now, random_bytes, attrs)
 
     def _cert_rep(self, request, status, envelope, now, random_bytes, extra) -> bytes:
+        # The attributes as DER (signed.attribute_der): built for every reply.
         attributes = [
-            printable_attribute(oids.SCEP_MESSAGE_TYPE, str(int(MessageType.CERT_REP))),
-            printable_attribute(oids.SCEP_TRANSACTION_ID, request.transaction_id),
-            printable_attribute(oids.SCEP_PKI_STATUS, str(int(status))),
-            octets_attribute(oids.SCEP_RECIPIENT_NONCE, request.sender_nonce),
-            octets_attribute(oids.SCEP_SENDER_NONCE, random_bytes(_NONCE_SIZE)),
-            signed.attribute(oids.SIGNING_TIME, cms.encode(_signing_time(now))),
+            signed.attribute_der(oids.SCEP_MESSAGE_TYPE, der.printable_string(str(int(MessageType.CERT_REP)))),
+            signed.attribute_der(oids.SCEP_TRANSACTION_ID, der.printable_string(request.transaction_id)),
+            signed.attribute_der(oids.SCEP_PKI_STATUS, der.printable_string(str(int(status)))),
+            signed.attribute_der(oids.SCEP_RECIPIENT_NONCE, der.octet_string(request.sender_nonce)),
+            signed.attribute_der(oids.SCEP_SENDER_NONCE, der.octet_string(random_bytes(_NONCE_SIZE))),
+            # RFC 5652 11.3 signingTime, in whole seconds.
+            signed.attribute_der(oids.SIGNING_TIME, der.cms_time(now.replace(microsecond=0))),
             *extra,
         ]
         certs = [self.keys.signer_certificate, *self.keys.extra_certificates]
@@ -345,14 +344,6 @@ class Responder:
             attributes=attributes,
             certificates=certs,
         )
-
-
-def _signing_time(now: datetime.datetime):
-    from cryptography.hazmat.asn1 import GeneralizedTime, UTCTime
-
-    now = now.astimezone(datetime.timezone.utc).replace(microsecond=0)
-    # RFC 5652 section 11.3: UTCTime for 1950-2049.
-    return UTCTime(now) if 1950 <= now.year < 2050 else GeneralizedTime(now)
 
 
 def _response_key(signer: signed.SignerInfoView, partial: PartialRequest):
