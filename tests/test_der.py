@@ -116,3 +116,29 @@ def test_certs_only_reencodes_identically():
         inner = cms.tlv_bytes(info.content)
         assert cms.encode(info) == body
         assert cms.encode(cms.decode_der(cms.SignedData, inner)) == inner
+
+
+@pytest.mark.parametrize("cipher_name", ["aes128-cbc", "aes256-cbc", "des3-cbc", "aes128-gcm", "aes256-gcm"])
+def test_envelope_reencodes_identically_and_opens(cipher_name):
+    from cryptography import x509
+
+    from pqscep.cms import enveloped
+    from pqscep.crypto.registry import CIPHERS
+
+    key = generate_key("rsa-2048")
+    cert = scep.self_signed_certificate(key, x509.Name.from_rfc4514_string("CN=der test"),
+                                        now=datetime.datetime.now(UTC), serial=(1 << 63) + 9)
+    cipher = CIPHERS.by_name(cipher_name)
+    content = os.urandom(1000)
+    body = enveloped.seal_envelope(content, enveloped.KeyTransOriginator(cert), cipher, os.urandom)
+    info = cms.decode_der(cms.ContentInfo, body)
+    assert cms.encode(info) == body
+    inner = cms.tlv_bytes(info.content)
+    cls = cms.AuthEnvelopedData if cipher.aead else cms.EnvelopedData
+    parsed = cms.decode_der(cls, inner)
+    assert cms.encode(parsed) == inner
+    for ri in parsed.recipient_infos.as_list():
+        ktri = cms.tlv_bytes(ri)
+        assert cms.encode(cms.decode_der(cms.KeyTransRecipientInfo, ktri)) == ktri
+    opened = enveloped.open_envelope(body, [enveloped.KeyTransRecipient(cert, key)])
+    assert opened.content == content and opened.cipher is cipher

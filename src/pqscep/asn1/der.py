@@ -60,6 +60,13 @@ def printable_string(text: str) -> bytes:
     return encode_tlv(0x13, text.encode("ascii"))
 
 
+@functools.lru_cache(maxsize=64)
+def issuer_and_serial(cert: x509.Certificate) -> bytes:
+    """RFC 5652 IssuerAndSerialNumber of `cert`. Cached: the CA's and RA's certificates name
+    the signer of every CertRep and the recipient of every request."""
+    return sequence(cert.issuer.public_bytes(), integer(cert.serial_number))
+
+
 def utf8_string(text: str) -> bytes:
     return encode_tlv(0x0C, text.encode("utf-8"))
 

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from cryptography import x509
-from cryptography.hazmat.asn1 import SetOf
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from ..asn1 import ber, cms, oids
+from ..asn1 import ber, cms, der, oids
 from ..crypto.registry import CIPHERS, ContentCipher, DecryptionError, UnknownAlgorithm
 from .signed import subject_key_identifier
 
@@ -98,6 +97,10 @@ class KeyTransRecipient:
             raise EnvelopeError("the encrypted key does not decrypt with this recipient's key", decryption=True) from None
 
 
+# RFC 8017 A.1 / RFC 3370 4.2.1: rsaEncryption with NULL parameters.
+_RSA_ENCRYPTION_ALGORITHM = cms.encode_algorithm(oids.RSA_ENCRYPTION, cms.NULL)
+
+
 @dataclass
 class KeyTransOriginator:
     """Encrypt the CEK to an RSA certificate (KeyTransRecipientInfo, version 0)."""
@@ -107,16 +110,13 @@ class KeyTransOriginator:
     def recipient_info(self, cek: bytes, random_bytes: RandomBytes) -> bytes:
         public_key = self.certificate.public_key()
         encrypted = public_key.encrypt(cek, padding.PKCS1v15())  # type: ignore[union-attr]
-        info = cms.KeyTransRecipientInfo(
-            version=0,
-            rid=cms.IssuerAndSerialNumber(
-                issuer=cms.as_tlv(self.certificate.issuer.public_bytes()),
-                serial_number=self.certificate.serial_number,
-            ),
-            key_encryption_algorithm=cms.algorithm_tlv(oids.RSA_ENCRYPTION, cms.NULL),
-            encrypted_key=encrypted,
+        # KeyTransRecipientInfo (RFC 5652 6.2.1), version 0 with an IssuerAndSerialNumber rid.
+        return der.sequence(
+            der.integer(0),
+            der.issuer_and_serial(self.certificate),
+            _RSA_ENCRYPTION_ALGORITHM,
+            der.octet_string(encrypted),
         )
-        return cms.encode(info)
 
     version_needed = 0
 
@@ -215,39 +215,26 @@ def seal_envelope(
     cek = random_bytes(cipher.key_size)
     iv = random_bytes(cipher.iv_size)
     info_der = originator.recipient_info(cek, random_bytes)
-    infos = SetOf([cms.as_tlv(info_der)])
-    version = max(getattr(originator, "version_needed", 0), 0)
+    # Written with the asn1.der writers in the layout of cms.EnvelopedData/AuthEnvelopedData
+    # (tests/test_der.py checks the two agree): one of these per CertRep and per request.
+    infos = der.set_of([info_der])
     if cipher.aead:
-        params = cms.encode(cms.GcmParameters(nonce=iv, icv_len=16))
+        # RFC 5084 3.2: GCMParameters with a 16-byte ICV (the DEFAULT is 12, so it is written).
+        params = der.sequence(der.octet_string(iv), der.integer(16))
         ciphertext, tag = cipher.encrypt_gcm(cek, iv, content, None)
-        eci = cms.EncryptedContentInfo(
-            content_type=content_type,
-            content_encryption_algorithm=cms.algorithm_tlv(cipher.oid, params),
-            encrypted_content=cms.as_tlv(ber.encode_tlv(0x80, ciphertext)),
-        )
-        body = cms.AuthEnvelopedData(
-            version=0,
-            originator_info=None,
-            recipient_infos=infos,
-            auth_encrypted_content_info=eci,
-            auth_attrs=None,
-            mac=tag,
-            unauth_attrs=None,
-        )
+        eci = _encrypted_content_info(content_type, cms.encode_algorithm(cipher.oid, params), ciphertext)
+        # AuthEnvelopedData version 0 (RFC 5083 section 2.1), no attributes.
+        body = der.sequence(der.integer(0), infos, eci, der.octet_string(tag))
         outer = oids.AUTH_ENVELOPED_DATA
     else:
         ciphertext = cipher.encrypt_cbc(cek, iv, content)
-        eci = cms.EncryptedContentInfo(
-            content_type=content_type,
-            content_encryption_algorithm=cms.algorithm_tlv(cipher.oid, cms.encode(iv)),
-            encrypted_content=cms.as_tlv(ber.encode_tlv(0x80, ciphertext)),
-        )
-        body = cms.EnvelopedData(
-            version=version,
-            originator_info=None,
-            recipient_infos=infos,
-            encrypted_content_info=eci,
-            unprotected_attrs=None,
-        )
+        eci = _encrypted_content_info(content_type, cms.encode_algorithm(cipher.oid, der.octet_string(iv)), ciphertext)
+        version = max(getattr(originator, "version_needed", 0), 0)
+        body = der.sequence(der.integer(version), infos, eci)
         outer = oids.ENVELOPED_DATA
-    return cms.encode(cms.ContentInfo(content_type=outer, content=cms.as_tlv(cms.encode(body))))
+    return der.sequence(der.oid(outer), der.context(0, body))
+
+
+def _encrypted_content_info(content_type: x509.ObjectIdentifier, algorithm_der: bytes, ciphertext: bytes) -> bytes:
+    # encryptedContent is [0] IMPLICIT OCTET STRING: primitive, tag 0x80.
+    return der.sequence(der.oid(content_type), algorithm_der, ber.encode_tlv(0x80, ciphertext))

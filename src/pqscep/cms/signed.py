@@ -277,12 +277,6 @@ def attribute_der(oid: ObjectIdentifier, *values_der: bytes) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)
-def _issuer_and_serial_der(cert: x509.Certificate) -> bytes:
-    # Cached: the signer of every CertRep is the same CA or RA certificate.
-    return der.sequence(cert.issuer.public_bytes(), der.integer(cert.serial_number))
-
-
-@functools.lru_cache(maxsize=64)
 def _certificate_der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
@@ -324,7 +318,7 @@ def build_signed_data(
     signature = signing.sign(signer_key, ber.encode_tlv(0x31, attrs_content), digest)
     signer_info = der.sequence(
         der.integer(1),
-        _issuer_and_serial_der(signer_cert),
+        der.issuer_and_serial(signer_cert),
         digest_alg,
         der.context(0, attrs_content),
         cms.encode_algorithm(sig_oid, sig_params),

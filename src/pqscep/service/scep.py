@@ -303,7 +303,8 @@ class ScepService:
             message_type=request.message_type,
             csr_der=request.raw_csr,
             signer_cert_der=_certificate_der(signer),
-            subject=request.csr.subject.rfc4514_string(),
+            # The issued certificate's subject is the CSR's (Authority.issue copies it).
+            subject=certificate.subject if certificate is not None else request.csr.subject.rfc4514_string(),
             certificate=certificate,
             now=now,
         )
@@ -431,7 +432,8 @@ class ScepService:
                 subject=cert.subject.rfc4514_string(),
                 not_before=cert.not_valid_before_utc,
                 not_after=cert.not_valid_after_utc,
-                key_fingerprint=policy.key_fingerprint(cert.public_key()),
+                # The certified key is the CSR's, already parsed once for this request.
+                key_fingerprint=policy.key_fingerprint(request.csr_public_key),
             )
             try:
                 settled = self._settle(profile, request, now, expect_state=expect_state, new_state="issued",
