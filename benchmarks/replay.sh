@@ -2,20 +2,52 @@
 # Server capacity side by side, without the client's crypto in the way: micromdm's scepserver
 # and `pqscep serve`, each sent the same kind of pre-built PKCSReqs by benchmarks/replay.py, with
 # the server's own CPU per enrollment from /proc. RSA-2048 CAs, AES-256-CBC, SHA-256.
-#   benchmarks/replay.sh [COUNT] [CONCURRENCY]      (defaults 1500 and 8)
+#   benchmarks/replay.sh [COUNT] [CONCURRENCY] [ROUNDS]      (defaults 1500, 8 and 1)
+# Each round replays to both servers, micromdm first in odd rounds and pqscep first in even
+# ones, so that the machine's drift (up to 25% within an hour here) falls on both alike. With
+# more than one round, a last line gives the medians over the rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-1500}
 concurrency=${2:-8}
+rounds=${3:-1}
 source benchmarks/servers.sh
 start_micromdm
 init_pqscep "$work/pq"
 static_challenge_only "$work/pq"
 start_pqscep "$work/pq"
 
-for target in "micromdm:$mm_port:$mm_pid" "pqscep:$pq_port:$pq_pid"; do
-  IFS=: read -r name port pid <<<"$target"
-  result=$(.venv/bin/python benchmarks/replay.py "http://127.0.0.1:$port/scep" --count "$count" \
-           --concurrency "$concurrency" --challenge secret --server-pid "$pid" --json || true)
-  echo "{\"server\": \"$name\", \"result\": $result}"
+targets=("micromdm:$mm_port:$mm_pid" "pqscep:$pq_port:$pq_pid")
+lines=()
+for round in $(seq "$rounds"); do
+  order=("${targets[@]}")
+  if (( round % 2 == 0 )); then order=("${targets[1]}" "${targets[0]}"); fi
+  for target in "${order[@]}"; do
+    IFS=: read -r name port pid <<<"$target"
+    result=$(.venv/bin/python benchmarks/replay.py "http://127.0.0.1:$port/scep" --count "$count" \
+             --concurrency "$concurrency" --challenge secret --server-pid "$pid" --json || true)
+    line="{\"server\": \"$name\", \"round\": $round, \"result\": ${result:-null}}"
+    echo "$line"
+    lines+=("$line")
+  done
 done
+if (( rounds > 1 )); then
+  printf '%s\n' "${lines[@]}" | .venv/bin/python -c '
+import json, statistics, sys
+runs = [json.loads(line) for line in sys.stdin]
+def median(server, key):
+    values = [r["result"][key] for r in runs if r["server"] == server and r["result"]]
+    return statistics.median(values) if values else None
+rounds = {}
+for r in runs:
+    if r["result"]:
+        rounds.setdefault(r["round"], {})[r["server"]] = r["result"]["enrollments_per_s"]
+ratios = [v["pqscep"] / v["micromdm"] for v in rounds.values() if len(v) == 2 and v["micromdm"]]
+print(json.dumps({"summary": {
+    "rounds": len(rounds),
+    "median_ratio": round(statistics.median(ratios), 2) if ratios else None,
+    "ratios": [round(x, 2) for x in ratios],
+    **{f"{s}_median_{k}": median(s, k) for s in ("micromdm", "pqscep")
+       for k in ("enrollments_per_s", "server_cpu_ms_per_request", "errors")},
+}}))'
+fi
