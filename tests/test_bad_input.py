@@ -326,6 +326,15 @@ def _retype(value: str):
     return tamper
 
 
+def _utf8_transaction_id(e: Env) -> Req:
+    """A PKCSReq whose transactionID is a UTF8String with characters a PrintableString cannot
+    hold (as some clients send): it must be answered, with the same ID."""
+    tid = f"{e.tid()}_dev@x"
+    req = e.pkcsreq("ok-utf8-tid", tid=None, extra_attributes=[attribute(oids.SCEP_TRANSACTION_ID, cms.encode(tid))])
+    req.transaction_id = tid
+    return req
+
+
 def _nested_segments(depth: int) -> bytes:
     """An encryptedContent [0] holding OCTET STRING segments nested `depth` deep (BER allows
     constructed segments inside constructed segments)."""
@@ -540,6 +549,7 @@ TABLE = [
     P(lambda e: e.pkcsreq(nonce=None), Http(400, "transactionID or senderNonce missing"), id="no-sender-nonce"),
     P(lambda e: e.pkcsreq(nonce=b"1234567"), Http(400, "senderNonce must be 8 to 64 bytes"), id="sender-nonce-7-bytes"),
     P(lambda e: e.pkcsreq(tid=e.tid() + "x" * 128), Http(400, "transactionID is too long"), id="transaction-id-too-long"),
+    P(_utf8_transaction_id, Success("ok-utf8-tid"), id="transaction-id-utf8-outside-printablestring-accepted"),
     P(lambda e: e.pkcsreq(extra_attributes=[printable_attribute(oids.SCEP_MESSAGE_TYPE, "19")]),
       Http(400, "appears twice"), id="message-type-attribute-twice"),
     # --- signed FAILURE replies: the message is readable enough to answer ---

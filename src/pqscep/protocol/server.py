@@ -325,7 +325,7 @@ class Responder:
         # The attributes as DER (signed.attribute_der): built for every reply.
         attributes = [
             signed.attribute_der(oids.SCEP_MESSAGE_TYPE, der.printable_string(str(int(MessageType.CERT_REP)))),
-            signed.attribute_der(oids.SCEP_TRANSACTION_ID, der.printable_string(request.transaction_id)),
+            signed.attribute_der(oids.SCEP_TRANSACTION_ID, _transaction_id_value(request.transaction_id)),
             signed.attribute_der(oids.SCEP_PKI_STATUS, der.printable_string(str(int(status)))),
             signed.attribute_der(oids.SCEP_RECIPIENT_NONCE, der.octet_string(request.sender_nonce)),
             signed.attribute_der(oids.SCEP_SENDER_NONCE, der.octet_string(random_bytes(_NONCE_SIZE))),
@@ -344,6 +344,18 @@ class Responder:
             attributes=attributes,
             certificates=certs,
         )
+
+
+def _transaction_id_value(transaction_id: str) -> bytes:
+    """The CertRep's transactionID: a PrintableString (RFC 8894 section 3.2.1.1). Requests are
+    read more leniently (messages.read_printable takes a UTF8String or IA5String of printable
+    ASCII), and such an ID may hold characters a PrintableString cannot ("_", "@", ...): it is
+    then echoed as a UTF8String, so that the client still finds its own ID in the reply
+    instead of the server failing to answer at all."""
+    try:
+        return der.printable_string(transaction_id)
+    except ValueError:
+        return der.utf8_string(transaction_id)
 
 
 def _response_key(signer: signed.SignerInfoView, partial: PartialRequest):
