@@ -335,6 +335,49 @@ def _utf8_transaction_id(e: Env) -> Req:
     return req
 
 
+class _RawCertificate:
+    """Stands in for a certificate in pki_message(certificates=...): gives back raw DER."""
+
+    def __init__(self, der: bytes):
+        self.der = der
+
+    def public_bytes(self, encoding) -> bytes:
+        return self.der
+
+
+def _damage_name(der: bytes, name_der: bytes) -> bytes:
+    """`der` with the first string value inside its first copy of `name_der` retagged as a
+    BOOLEAN: the lengths stay right, so cryptography loads it and fails only when it reads
+    that Name (found by random mutation: it used to reach the policy code as a 500)."""
+    start = der.index(name_der)
+    damaged = bytearray(name_der)
+    damaged[next(i for i, b in enumerate(damaged) if b in (0x0C, 0x13))] = 0x01
+    return der[:start] + bytes(damaged) + der[start + len(name_der):]
+
+
+def _signer_certificate_with_damaged_issuer(e: Env) -> Req:
+    identity = Identity.new(e.cn())
+    der = identity.cert.public_bytes(Encoding.DER)
+    broken = _damage_name(der, identity.cert.issuer.public_bytes())
+    return e.pkcsreq(identity=identity, certificates=[_RawCertificate(broken)])
+
+
+def _csr_with_damaged_subject(e: Env) -> Req:
+    """A CSR whose subject Name does not parse, correctly signed by its own key (so only the
+    subject is wrong, as an attacker holding the key can make it)."""
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    identity = Identity.new(e.cn())
+    good = csr_der(identity.key, e.cn(), challenge="secret")
+    request = cms.decode_der(cms.CertificationRequest, good)
+    info = cms.tlv_bytes(request.certification_request_info)
+    info = _damage_name(info, cms.tlv_bytes(cms.decode_der(cms.CertificationRequestInfo, info).subject))
+    signature = identity.key.sign(info, padding.PKCS1v15(), hashes.SHA256())
+    csr = ber.encode_tlv(0x30, info + cms.tlv_bytes(request.signature_algorithm)
+                         + ber.encode_tlv(0x03, b"\x00" + signature))
+    return e.pkcsreq(identity=identity, csr=csr)
+
+
 def _nested_segments(depth: int) -> bytes:
     """An encryptedContent [0] holding OCTET STRING segments nested `depth` deep (BER allows
     constructed segments inside constructed segments)."""
@@ -565,6 +608,10 @@ TABLE = [
       id="signed-attribute-tampered"),
     P(lambda e: e.pkcsreq(replace_e_content=lambda c, r: envelope(c, r)),
       Failure(F.BAD_MESSAGE_CHECK, "messageDigest does not match"), id="message-digest-mismatch"),
+    P(_signer_certificate_with_damaged_issuer, Http(400, "a certificate in the SignedData does not parse"),
+      id="signer-certificate-issuer-does-not-parse"),
+    P(_csr_with_damaged_subject, Failure(F.BAD_REQUEST, "malformed PKCS_REQ messageData"),
+      id="csr-subject-does-not-parse"),
     P(lambda e: e.pkcsreq(certificates=[]), Failure(F.BAD_CERT_ID, "certificate is not in the message"),
       id="signer-certificate-missing"),
     P(lambda e: e.pkcsreq(digest="md5"), Failure(F.BAD_ALG, "not supported"), id="md5-without-legacy"),

@@ -120,11 +120,24 @@ def _load_certificates(items) -> tuple[list[x509.Certificate], list[bytes]]:
         if der[0] != 0x30:  # other CertificateChoices (attribute certs, other): not used by SCEP
             continue
         try:
-            certs.append(x509.load_der_x509_certificate(der))
-        except ValueError as exc:
-            raise SignedDataError(f"a certificate in the SignedData does not parse: {exc}") from None
+            cert = x509.load_der_x509_certificate(der)
+            _check_parses(cert)
+        except (ValueError, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+            raise SignedDataError(f"a certificate in the SignedData does not parse: {str(exc)[:120]}") from None
+        certs.append(cert)
         raws.append(der)
     return certs, raws
+
+
+def _check_parses(cert: x509.Certificate) -> None:
+    """cryptography parses a certificate's fields only when they are first read, so a damaged
+    issuer, subject, validity or extension would otherwise raise deep inside the policy code.
+    Read them here, where the error can still become a clear answer (ValueError)."""
+    cert.issuer  # noqa: B018 - read for the check
+    cert.subject  # noqa: B018
+    cert.not_valid_before_utc  # noqa: B018
+    cert.not_valid_after_utc  # noqa: B018
+    cert.extensions  # noqa: B018
 
 
 def parse_signed_data(data: bytes) -> SignedMessage:

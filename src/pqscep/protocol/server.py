@@ -262,6 +262,10 @@ class Responder:
         try:
             if message_type in (MessageType.PKCS_REQ, MessageType.RENEWAL_REQ):
                 csr = x509.load_der_x509_csr(data)
+                # cryptography parses fields when first read: read the ones policy and issuance
+                # use now, so that a damaged one is this FAILURE rather than an error later.
+                csr.subject  # noqa: B018
+                csr.extensions  # noqa: B018
                 request.raw_csr = data
                 request.csr = csr
                 if _csr_key_family(csr) == "ml-kem":
@@ -280,7 +284,8 @@ class Responder:
                 request.issuer_and_serial = (cms.tlv_bytes(ias.issuer), ias.serial_number)
         except RequestRejected:
             raise
-        except (ValueError, cms.Asn1Error) as exc:
+        except (ValueError, cms.Asn1Error, x509.InvalidVersion, x509.DuplicateExtension,
+                x509.UnsupportedGeneralNameType) as exc:
             raise RequestRejected(f"malformed {message_type.name} messageData: {str(exc)[:120]}",
                                   FailInfo.BAD_REQUEST, partial=request) from None
 
