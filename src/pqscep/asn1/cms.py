@@ -8,6 +8,7 @@ Only DER is decoded here: `decode` runs BER input through `ber.to_der` first.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -83,6 +84,13 @@ NULL = b"\x05\x00"
 
 def parse_algorithm(tlv_or_der: TLV | bytes) -> Algorithm:
     der = tlv_or_der if isinstance(tlv_or_der, bytes | bytearray) else tlv_bytes(tlv_or_der)
+    return _parse_algorithm_der(bytes(der))
+
+
+# A message carries a handful of AlgorithmIdentifiers, nearly always the same few encodings:
+# each is taken apart once. Bounded, and only valid ones are kept (errors are not cached).
+@functools.lru_cache(maxsize=512)
+def _parse_algorithm_der(der: bytes) -> Algorithm:
     try:
         tag, start, stop = ber.read_tlv(der)
         if tag != 0x30:

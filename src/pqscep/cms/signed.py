@@ -103,14 +103,13 @@ def _attributes(attrs: SetOf | None) -> tuple[Attributes, bytes | None]:
     if attrs is None:
         return {}, None
     result: Attributes = {}
-    encoded = []
     for attr in attrs.as_list():
         if attr.attr_type in result:
             raise SignedDataError(f"attribute {attr.attr_type.dotted_string} appears twice")
         result[attr.attr_type] = [cms.tlv_bytes(v) for v in attr.attr_values.as_list()]
-        encoded.append(cms.encode(attr))
-    encoded.sort()  # DER order of a SET OF (X.690 11.6); the decoder has already checked it
-    return result, ber.encode_tlv(0x31, b"".join(encoded))
+    # The SET OF encoded again, with the universal SET tag: what the signature covers (RFC 5652
+    # 5.4). The decoder took strict DER, so these are the very bytes that arrived.
+    return result, cms.encode(attrs)
 
 
 def _load_certificates(items) -> tuple[list[x509.Certificate], list[bytes]]:
