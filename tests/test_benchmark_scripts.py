@@ -1,0 +1,69 @@
+"""The benchmark scripts of docs/benchmarks.md still run and report sane numbers (tiny
+counts, so no timing is judged here: that is what the benchmarks themselves are for).
+
+The shell drivers (compare.sh, replay.sh, pq.sh, kem_pop.sh) only start servers around these
+scripts and `pqscep bench`; benchmarks/instructions.py needs valgrind and about 90 s, and is
+not run here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from server_proc import ServerProcess, init_data
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_json(script: str, *args: str) -> dict:
+    env = dict(os.environ, PQSCEP_CA_PASSPHRASE="benchmark-test-passphrase")
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args, "--json"], capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_pkioperation_splits_crypto_from_the_rest(db_url):
+    result = run_json("pkioperation.py", "--count", "5", "--database", db_url)
+    assert result["count"] == 5
+    assert result["crypto_cpu_ms_per_pkioperation"] > 0
+    assert result["non_crypto_cpu_ms_per_pkioperation"] > 0
+    assert result["storage_cpu_ms_per_pkioperation"] > 0
+    assert result["ms_per_pkioperation"] >= result["crypto_ms_per_pkioperation"]
+
+
+def test_pq_inprocess_splits_client_from_server():
+    result = run_json("pq_inprocess.py", "--count", "3")
+    assert result["count"] == 3 and result["key_type"] == "ml-dsa-65"
+    assert result["server_cpu_ms"] > 0 and result["client_cpu_ms"] > 0
+    assert result["cpu_ms_per_enrollment"] == pytest.approx(result["server_cpu_ms"] + result["client_cpu_ms"], abs=0.01)
+
+
+@pytest.mark.parametrize("profile", ["pq", "classic"])
+def test_crypto_floor(profile):
+    result = run_json("crypto_floor.py", "--profile", profile, "--repeat", "3")
+    assert result["floor_ms_per_enrollment"] > 0
+    summed = sum(count * us for count, us in result["operations_us"].values()) / 1000
+    assert result["floor_ms_per_enrollment"] == pytest.approx(summed, rel=0.01)
+
+
+def test_replay_against_a_real_server(tmp_path):
+    data = init_data(tmp_path / "data", challenge="secret")
+    config = data / "pqscep.toml"
+    # What benchmarks/servers.sh does: the static challenge only, no one-time challenges.
+    config.write_text(config.read_text().replace("one_time_challenges = true", "one_time_challenges = false"))
+    server = ServerProcess(data).start()
+    try:
+        result = run_json("replay.py", server.url("/scep"), "--count", "12", "--concurrency", "3",
+                          "--challenge", "secret", "--server-pid", str(server.proc.pid))
+    finally:
+        server.stop()
+    assert result["errors"] == 0, result
+    assert result["enrollments_per_s"] > 0
+    assert result["server_cpu_ms_per_request"] > 0
