@@ -124,7 +124,7 @@ def main() -> None:
         config = init_data_dir(tmp / "data", challenge="secret")
         store = open_store(config.database_url)
         profile = ScepService(load_profiles(config), store).profiles["default"]
-        bodies = pkioperation.build_requests(None, profile, args.count + 5)
+        bodies = pkioperation.build_requests(profile, args.count + 5)
         store.close()
         (tmp / "bodies").write_bytes(pickle.dumps(bodies))
         print(f"{'Mi instructions per PKIOperation':40} {'openssl':>8} {'python':>8} {'sqlite':>8} {'libc':>8} "

@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives import serialization
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from pqscep.ca import authority as authority_module  # noqa: E402
 from pqscep.cms import enveloped  # noqa: E402
 from pqscep.crypto import registry, signing  # noqa: E402
 from pqscep.crypto.keys import generate_key  # noqa: E402
@@ -76,7 +75,7 @@ def instrument() -> None:
         setattr(Store, name, timed(getattr(Store, name), STORAGE_SECONDS))
 
 
-def build_requests(service, profile, count: int):
+def build_requests(profile, count: int):
     ca_bundle = scep.CaBundle(ca=profile.authority.certificate, signer=profile.authority.certificate,
                               encipherer=profile.authority.certificate, all=[profile.authority.certificate])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -109,9 +108,9 @@ def main() -> None:
         store = open_store(url)
         service = ScepService(load_profiles(config), store)
         profile = service.profiles["default"]
-        bodies = build_requests(service, profile, args.count)
+        bodies = build_requests(profile, args.count)
         # Warm up (imports, first connections) outside the measurement.
-        for body in build_requests(service, profile, 5):
+        for body in build_requests(profile, 5):
             service.pki_operation(profile, body, "127.0.0.1")
         instrument()
         CRYPTO_SECONDS[:] = STORAGE_SECONDS[:] = [0.0, 0.0]

@@ -61,10 +61,16 @@ def printable_string(text: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)
+def issuer(cert: x509.Certificate) -> bytes:
+    """The DER of `cert`'s issuer Name. Cached, like `issuer_and_serial`: the CA's and RA's
+    certificates name the signer of every CertRep and the recipient of every request."""
+    return cert.issuer.public_bytes()
+
+
+@functools.lru_cache(maxsize=64)
 def issuer_and_serial(cert: x509.Certificate) -> bytes:
-    """RFC 5652 IssuerAndSerialNumber of `cert`. Cached: the CA's and RA's certificates name
-    the signer of every CertRep and the recipient of every request."""
-    return sequence(cert.issuer.public_bytes(), integer(cert.serial_number))
+    """RFC 5652 IssuerAndSerialNumber of `cert`."""
+    return sequence(issuer(cert), integer(cert.serial_number))
 
 
 def utf8_string(text: str) -> bytes:

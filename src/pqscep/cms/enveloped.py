@@ -9,7 +9,6 @@ Randomness (CEK, IV, nonce) comes from the caller's `random_bytes`, so a run can
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -64,13 +63,7 @@ class Recipient(Protocol):
 def _rid_matches(rid, cert: x509.Certificate) -> bool:
     if isinstance(rid, bytes):
         return rid == subject_key_identifier(cert)
-    return rid.serial_number == cert.serial_number and cms.tlv_bytes(rid.issuer) == _issuer_der(cert)
-
-
-@functools.lru_cache(maxsize=64)
-def _issuer_der(cert: x509.Certificate) -> bytes:
-    # Cached: the recipient certificates are the CA's or RA's own, the same on every request.
-    return cert.issuer.public_bytes()
+    return rid.serial_number == cert.serial_number and cms.tlv_bytes(rid.issuer) == der.issuer(cert)
 
 
 @dataclass

@@ -112,6 +112,11 @@ def _attributes(attrs: SetOf | None) -> tuple[Attributes, bytes | None]:
     return result, cms.encode(attrs)
 
 
+# What cryptography raises for a certificate or CSR that does not parse, at load or when one
+# of its fields is first read (it parses them lazily).
+X509_PARSE_ERRORS = (ValueError, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
+
 def _load_certificates(items) -> tuple[list[x509.Certificate], list[bytes]]:
     certs, raws = [], []
     for tlv in items.as_list() if items is not None else []:
@@ -121,7 +126,7 @@ def _load_certificates(items) -> tuple[list[x509.Certificate], list[bytes]]:
         try:
             cert = x509.load_der_x509_certificate(der)
             _check_parses(cert)
-        except (ValueError, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        except X509_PARSE_ERRORS as exc:
             raise SignedDataError(f"a certificate in the SignedData does not parse: {str(exc)[:120]}") from None
         certs.append(cert)
         raws.append(der)
@@ -342,7 +347,7 @@ def build_signed_data(
         der.integer(1),
         der.set_of([digest_alg]),
         der.sequence(encap),
-        der.context(0, b"".join(sorted(_certificate_der(c) for c in certs))) if certs else b"",
+        _choices(0, [_certificate_der(c) for c in certs]),
         der.set_of([signer_info]),
     )
     return _content_info(oids.SIGNED_DATA, signed)
@@ -364,12 +369,17 @@ def build_certs_only(certificates: list[x509.Certificate], crls: list[x509.Certi
         der.integer(1),
         der.set_of([]),
         der.sequence(der.oid(oids.DATA)),
-        der.context(0, b"".join(sorted(c.public_bytes(serialization.Encoding.DER) for c in certificates)))
-        if certificates else b"",
-        der.context(1, b"".join(sorted(c.public_bytes(serialization.Encoding.DER) for c in crls))) if crls else b"",
+        _choices(0, [c.public_bytes(serialization.Encoding.DER) for c in certificates]),
+        _choices(1, [c.public_bytes(serialization.Encoding.DER) for c in crls or ()]),
         der.set_of([]),
     )
     return _content_info(oids.SIGNED_DATA, signed)
+
+
+def _choices(number: int, encodings: list[bytes]) -> bytes:
+    """SignedData's certificates [0] or crls [1]: an IMPLICIT SET OF in DER order, absent
+    when empty (RFC 5652 5.1)."""
+    return der.context(number, b"".join(sorted(encodings))) if encodings else b""
 
 
 def _content_info(content_type: ObjectIdentifier, content_der: bytes) -> bytes:

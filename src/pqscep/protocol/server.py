@@ -284,8 +284,7 @@ class Responder:
                 request.issuer_and_serial = (cms.tlv_bytes(ias.issuer), ias.serial_number)
         except RequestRejected:
             raise
-        except (ValueError, cms.Asn1Error, x509.InvalidVersion, x509.DuplicateExtension,
-                x509.UnsupportedGeneralNameType) as exc:
+        except (cms.Asn1Error, *signed.X509_PARSE_ERRORS) as exc:
             raise RequestRejected(f"malformed {message_type.name} messageData: {str(exc)[:120]}",
                                   FailInfo.BAD_REQUEST, partial=request) from None
 
