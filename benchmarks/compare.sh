@@ -2,12 +2,16 @@
 # Side-by-side enrollment throughput: micromdm's scepserver (Debian package `scep`) and
 # `pqscep serve`, on this machine, in one run, with the same client (`pqscep bench`):
 # RSA-2048 CAs, AES-256-CBC, SHA-256, fresh RSA-2048 device keys, POST.
-#   benchmarks/compare.sh [COUNT] [CONCURRENCY]      (defaults 400 and 8)
-# Prints one JSON line per server. Needs scripts/install-test-deps.sh to have run.
+#   benchmarks/compare.sh [COUNT] [CONCURRENCY] [ROUNDS]      (defaults 400, 8 and 1)
+# Prints one JSON line per server and round. Each round benches both servers, micromdm first
+# in odd rounds and pqscep first in even ones, so that the machine's drift falls on both
+# alike; with more than one round a last line gives the medians (benchmarks/summarize_rounds.py).
+# Needs scripts/install-test-deps.sh to have run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-400}
 concurrency=${2:-8}
+rounds=${3:-1}
 source benchmarks/servers.sh
 start_micromdm
 # pqscep serve with its default profile (RSA-2048 CA, SQLite), static challenge only.
@@ -15,9 +19,20 @@ init_pqscep "$work/pq"
 static_challenge_only "$work/pq"
 start_pqscep "$work/pq"
 
-for target in "micromdm:$mm_port" "pqscep:$pq_port"; do
-  name=${target%%:*}; port=${target##*:}
-  result=$(.venv/bin/pqscep bench "http://127.0.0.1:$port/scep" --count "$count" --concurrency "$concurrency" \
-           --challenge secret --cipher aes256-cbc --digest sha256 --timed "${TIMED:-round-trip}" --json 2>/dev/null || true)
-  echo "{\"server\": \"$name\", \"result\": $result}"
+targets=("micromdm:$mm_port" "pqscep:$pq_port")
+lines=()
+for round in $(seq "$rounds"); do
+  order=("${targets[@]}")
+  if (( round % 2 == 0 )); then order=("${targets[1]}" "${targets[0]}"); fi
+  for target in "${order[@]}"; do
+    name=${target%%:*}; port=${target##*:}
+    result=$(.venv/bin/pqscep bench "http://127.0.0.1:$port/scep" --count "$count" --concurrency "$concurrency" \
+             --challenge secret --cipher aes256-cbc --digest sha256 --timed "${TIMED:-round-trip}" --json 2>/dev/null || true)
+    line="{\"server\": \"$name\", \"round\": $round, \"result\": ${result:-null}}"
+    echo "$line"
+    lines+=("$line")
+  done
 done
+if (( rounds > 1 )); then
+  printf '%s\n' "${lines[@]}" | .venv/bin/python benchmarks/summarize_rounds.py
+fi

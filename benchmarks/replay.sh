@@ -32,22 +32,5 @@ for round in $(seq "$rounds"); do
   done
 done
 if (( rounds > 1 )); then
-  printf '%s\n' "${lines[@]}" | .venv/bin/python -c '
-import json, statistics, sys
-runs = [json.loads(line) for line in sys.stdin]
-def median(server, key):
-    values = [r["result"][key] for r in runs if r["server"] == server and r["result"]]
-    return statistics.median(values) if values else None
-rounds = {}
-for r in runs:
-    if r["result"]:
-        rounds.setdefault(r["round"], {})[r["server"]] = r["result"]["enrollments_per_s"]
-ratios = [v["pqscep"] / v["micromdm"] for v in rounds.values() if len(v) == 2 and v["micromdm"]]
-print(json.dumps({"summary": {
-    "rounds": len(rounds),
-    "median_ratio": round(statistics.median(ratios), 2) if ratios else None,
-    "ratios": [round(x, 2) for x in ratios],
-    **{f"{s}_median_{k}": median(s, k) for s in ("micromdm", "pqscep")
-       for k in ("enrollments_per_s", "server_cpu_ms_per_request", "errors")},
-}}))'
+  printf '%s\n' "${lines[@]}" | .venv/bin/python benchmarks/summarize_rounds.py
 fi

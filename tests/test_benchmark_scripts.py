@@ -67,3 +67,22 @@ def test_replay_against_a_real_server(tmp_path):
     assert result["errors"] == 0, result
     assert result["enrollments_per_s"] > 0
     assert result["server_cpu_ms_per_request"] > 0
+
+
+def test_summarize_rounds_takes_medians_and_per_round_ratios():
+    lines = [
+        {"server": "micromdm", "round": 1, "result": {"enrollments_per_s": 100.0, "errors": 4, "count": 9}},
+        {"server": "pqscep", "round": 1, "result": {"enrollments_per_s": 150.0, "errors": 0, "count": 9}},
+        {"server": "pqscep", "round": 2, "result": {"enrollments_per_s": 300.0, "errors": 0, "count": 9}},
+        {"server": "micromdm", "round": 2, "result": {"enrollments_per_s": 120.0, "errors": 2, "count": 9}},
+        {"server": "micromdm", "round": 3, "result": {"enrollments_per_s": 200.0, "errors": 6, "count": 9}},
+        {"server": "pqscep", "round": 3, "result": None},  # a failed run: no ratio for its round
+    ]
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "summarize_rounds.py")], capture_output=True, text=True,
+                          input="\n".join(json.dumps(line) for line in lines) + "\n", timeout=60)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)["summary"]
+    assert summary["rounds"] == 3 and summary["ratios"] == [1.5, 2.5] and summary["median_ratio"] == 2.0
+    assert summary["micromdm_median_enrollments_per_s"] == 120.0 and summary["micromdm_median_errors"] == 4
+    assert summary["pqscep_median_enrollments_per_s"] == 225.0
+    assert "micromdm_median_count" not in summary

@@ -632,6 +632,92 @@ def test_transport_limits_and_http_errors(mini_ca):
         assert content_type == "application/x-x509-ca-cert" and x509.load_der_x509_certificate(body) == ca.cert
 
 
+@pytest.fixture
+def keepalive_server():
+    """An HTTP/1.1 server that keeps connections open (unlike the mini CA's HTTP/1.0), with
+    paths for each answer `KeepAliveSender` must handle. Records each request and whether it
+    came on a connection already used."""
+    seen: list[tuple[str, str, bytes, bool]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def _reply(self, status, body, ctype="application/x-pki-message"):
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _answer(self, body):
+            url = urlparse(self.path)
+            seen.append((self.command, url.path, body, getattr(self, "used", False)))
+            self.used = True  # one handler per connection: set from its second request on
+            if url.path == "/huge":
+                return self._reply(200, b"x" * (2 * 1024 * 1024))
+            if url.path == "/error":
+                return self._reply(403, b"\nchallenge refused\nsecond line", "text/plain")
+            if url.path == "/empty":
+                return self._reply(200, b"")
+            self._reply(200, body[::-1])
+            if url.path == "/drop":  # as an idle timeout does: close without saying so
+                self.close_connection = True
+
+        def do_GET(self):
+            query = parse_qs(urlparse(self.path).query)
+            assert query["operation"] == ["PKIOperation"]
+            self._answer(base64.b64decode(query["message"][0], validate=True))
+
+        def do_POST(self):
+            assert parse_qs(urlparse(self.path).query)["operation"] == ["PKIOperation"]
+            assert self.headers["Content-Type"] == "application/x-pki-message"
+            self._answer(self.rfile.read(int(self.headers["Content-Length"])))
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_keepalive_sender_reuses_its_connection_and_keeps_the_transport_rules(keepalive_server):
+    from pqscep.client.keepalive import KeepAliveSender
+    from pqscep.client.transport import TransportError
+
+    base, seen = keepalive_server
+    body = bytes(range(256)) * 3  # base64 of it has '+', '/' and '='
+    with KeepAliveSender(base + "/scep", timeout=5) as sender:
+        assert sender.pki_operation(base + "/scep", body, True) == body[::-1]
+        assert sender.pki_operation(base + "/scep", body, False) == body[::-1]  # GET, message= decoded
+        assert [(m, used) for m, _, _, used in seen] == [("POST", False), ("GET", True)]
+        with pytest.raises(ValueError, match="asked to send to"):
+            sender.pki_operation(base + "/other", body, True)
+    with KeepAliveSender(base + "/drop", timeout=5) as sender:
+        # The server closes after each reply without a Connection: close header: the next send
+        # fails on the dead connection and is sent once more on a new one.
+        for _ in range(3):
+            assert sender.pki_operation(base + "/drop", b"abc", True) == b"cba"
+    with KeepAliveSender(base + "/huge", timeout=5, max_reply=1024 * 1024) as sender:
+        with pytest.raises(TransportError, match="over the 1048576-byte limit"):
+            sender.pki_operation(base + "/huge", b"x", True)
+    with KeepAliveSender(base + "/error", timeout=5) as sender:
+        with pytest.raises(TransportError) as info:
+            sender.pki_operation(base + "/error", b"x", True)
+        assert info.value.status == 403
+        assert str(info.value) == f"PKIOperation to {base}/error: HTTP 403 Forbidden: challenge refused"
+    with KeepAliveSender(base + "/empty", timeout=5) as sender:
+        with pytest.raises(TransportError, match="empty reply"):
+            sender.pki_operation(base + "/empty", b"x", True)
+    with pytest.raises(TransportError, match="is not http"):
+        KeepAliveSender("ftp://127.0.0.1/scep")
+    with KeepAliveSender("http://127.0.0.1:9/scep", timeout=2) as sender:  # nothing listens on port 9
+        with pytest.raises(TransportError, match="PKIOperation to http://127.0.0.1:9/scep: "):
+            sender.pki_operation("http://127.0.0.1:9/scep", b"x", True)
+
+
 @pytest.mark.parametrize("timed", ["round-trip", "enrollment"])
 def test_bench_against_the_mini_ca(mini_ca, timed):
     ca = mini_ca(pending_rounds=0)
@@ -641,6 +727,14 @@ def test_bench_against_the_mini_ca(mini_ca, timed):
     result = json.loads(proc.stdout)
     assert result["errors"] == 0 and result["count"] == 6 and len(ca.issued) == 6
     assert len({c.public_key().public_numbers().n for c in ca.issued}) == 6  # a fresh key per device
+
+
+def test_bench_round_trips_by_get_when_the_ca_has_no_post(mini_ca):
+    ca = mini_ca(pending_rounds=0, caps="AES\nSHA-256\n")
+    proc = cli("bench", ca.url, "--count", 4, "--concurrency", 2, "--json", env={"PQSCEP_CHALLENGE": CHALLENGE})
+    assert proc.returncode == 0, text(proc)
+    assert json.loads(proc.stdout)["errors"] == 0 and len(ca.issued) == 4
+    assert ca.methods == ["GET"] * 4
 
 
 @pytest.mark.parametrize("timed", ["round-trip", "enrollment"])

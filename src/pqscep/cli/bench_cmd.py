@@ -10,7 +10,8 @@ GetCACaps/GetCACert answers. What is timed per enrollment (`--timed`):
   an enrollment counts only if that check passes. This measures the server: on a machine that
   also runs the client, the client's own RSA and HTTP work (more CPU per enrollment than a
   lean server's, measured) would otherwise take cores from the server and shrink every
-  difference between servers.
+  difference between servers. For the same reason the timed exchanges go over
+  `client.keepalive.KeepAliveSender` (http.client) rather than httpx.
 * `enrollment`: everything the device does, as `pqscep enroll` does it: sign and envelope,
   HTTP, verify and decrypt. ML-KEM devices are always timed this way, because the reply may
   be a KEM challenge that must be answered within the enrollment.
@@ -36,6 +37,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..client import enrollment as E
+from ..client.keepalive import KeepAliveSender
 from ..client.transport import DEFAULT_TIMEOUT, ScepTransport, TransportError
 from ..crypto import keys as keymod
 from ..protocol.messages import PkiStatus
@@ -94,7 +96,7 @@ class _Plan:
     timed: str = "round-trip"  # or "enrollment" (module docstring)
 
 
-def _worker(plan: _Plan, indices: list[int], ready, start, results) -> None:
+def _worker(plan: _Plan, indices: list[int], ready, start, stopped, results) -> None:
     """One worker process: prepare its devices, wait for the start, enroll them one by one.
 
     Each round trip goes through `ScepSession` (prepare, send, read), the same code as
@@ -143,7 +145,11 @@ def _worker(plan: _Plan, indices: list[int], ready, start, results) -> None:
             ready.put(1)
         start.wait()
         if round_trip:
-            _round_trips(session, devices, results)
+            # The timed sends go over http.client (client/keepalive.py: about a quarter of
+            # httpx's CPU per request, which the server under test would otherwise lose).
+            with KeepAliveSender(plan.url, timeout=plan.timeout) as sender:
+                sending = E.ScepSession(plan.url, sender, caps=plan.caps, bundle=bundle)  # type: ignore[arg-type]
+                _round_trips(sending, session, devices, stopped, results)
             return
         for key, signer, csr, cert, subject, recipients in devices:
             started = time.perf_counter()
@@ -165,18 +171,21 @@ def _worker(plan: _Plan, indices: list[int], ready, start, results) -> None:
             results.put(outcome)
 
 
-def _round_trips(session, prepared, results) -> None:
-    """`--timed round-trip`: time only the HTTP exchanges of the prepared pkiMessages, then
-    check every CertRep (an enrollment counts only if its CertRep verifies and holds a
-    certificate for the device)."""
+def _round_trips(sending, session, prepared, stopped, results) -> None:
+    """`--timed round-trip`: time only the HTTP exchanges of the prepared pkiMessages, then,
+    once the clock has stopped for every worker (`stopped`), check every CertRep (an enrollment
+    counts only if its CertRep verifies and holds a certificate for the device). Checking
+    right away would put the RSA work of a worker that finished first inside the others'
+    timed window, on the cores the server under test needs."""
     exchanged = []
     for request in prepared:
         started = time.perf_counter()
         try:
-            exchanged.append((request, session.send(request), time.perf_counter() - started))
+            exchanged.append((request, sending.send(request), time.perf_counter() - started))
         except Exception as exc:  # every failure counts as an error, none stops the run
             exchanged.append((request, exc, 0.0))
         results.put(("timed", None))
+    stopped.wait()
     for request, reply, latency in exchanged:
         try:
             if isinstance(reply, Exception):
@@ -222,9 +231,9 @@ def run_bench(url: str, *, count: int, concurrency: int, challenge: str | None, 
     plan = _Plan(url, caps, ca_reply, caps.post, chosen_cipher.name, chosen_digest.name, challenge, key_type, timeout,
                  os.urandom(4).hex(), identity, timed)
     context = multiprocessing.get_context("spawn")  # no inherited locks or connections
-    ready, results, start = context.Queue(), context.Queue(), context.Event()
+    ready, results, start, stopped = context.Queue(), context.Queue(), context.Event(), context.Event()
     workers = [
-        context.Process(target=_worker, args=(plan, list(range(n, count, concurrency)), ready, start, results),
+        context.Process(target=_worker, args=(plan, list(range(n, count, concurrency)), ready, start, stopped, results),
                         daemon=True)
         for n in range(min(concurrency, count))
     ]
@@ -252,6 +261,7 @@ def run_bench(url: str, *, count: int, concurrency: int, challenge: str | None, 
                     bar.advance(task)
                     if timed_done == count:
                         result.wall_seconds = time.perf_counter() - started
+                        stopped.set()
                     continue
                 outcomes += 1
                 if kind == "ok":
