@@ -10,11 +10,13 @@ GetCACaps/GetCACert answers. What is timed per enrollment (`--timed`):
   an enrollment counts only if that check passes. This measures the server: on a machine that
   also runs the client, the client's own RSA and HTTP work (more CPU per enrollment than a
   lean server's, measured) would otherwise take cores from the server and shrink every
-  difference between servers. For the same reason the timed exchanges go over
-  `client.keepalive.KeepAliveSender` (http.client) rather than httpx.
+  difference between servers.
 * `enrollment`: everything the device does, as `pqscep enroll` does it: sign and envelope,
   HTTP, verify and decrypt. ML-KEM devices are always timed this way, because the reply may
   be a KEM challenge that must be answered within the enrollment.
+
+In both modes the exchanges go over `client.keepalive.KeepAliveSender` (http.client) rather
+than httpx, for the same reason: measured, it costs the client about a quarter of the CPU.
 
 Workers are processes, not threads: the client's own RSA work holds Python's GIL, and a
 thread pool would measure the client's single core instead of the server.
@@ -113,9 +115,13 @@ def _worker(plan: _Plan, indices: list[int], ready, start, stopped, results) -> 
     now = E.utc_now()
     kem = keymod.KEY_TYPES[plan.key_type].family == "ml-kem"
     round_trip = plan.timed == "round-trip" and not kem
-    with ScepTransport(timeout=plan.timeout) as transport:
-        session = E.ScepSession(plan.url, transport, caps=plan.caps, bundle=bundle, cipher=plan.cipher,
-                                digest=plan.digest)
+    # Every exchange of the worker goes over http.client (client/keepalive.py: about a quarter
+    # of httpx's CPU per request, which the server under test would otherwise lose). The
+    # session asks its transport for nothing but PKIOperations: the CA's capabilities and
+    # certificates are given.
+    with KeepAliveSender(plan.url, timeout=plan.timeout) as sender:
+        session = E.ScepSession(plan.url, sender, caps=plan.caps, bundle=bundle,  # type: ignore[arg-type]
+                                cipher=plan.cipher, digest=plan.digest)
         devices = []
         for index in indices:
             key = keymod.generate_key(plan.key_type)
@@ -145,11 +151,7 @@ def _worker(plan: _Plan, indices: list[int], ready, start, stopped, results) -> 
             ready.put(1)
         start.wait()
         if round_trip:
-            # The timed sends go over http.client (client/keepalive.py: about a quarter of
-            # httpx's CPU per request, which the server under test would otherwise lose).
-            with KeepAliveSender(plan.url, timeout=plan.timeout) as sender:
-                sending = E.ScepSession(plan.url, sender, caps=plan.caps, bundle=bundle)  # type: ignore[arg-type]
-                _round_trips(sending, session, devices, stopped, results)
+            _round_trips(session, devices, stopped, results)
             return
         for key, signer, csr, cert, subject, recipients in devices:
             started = time.perf_counter()
@@ -171,7 +173,7 @@ def _worker(plan: _Plan, indices: list[int], ready, start, stopped, results) -> 
             results.put(outcome)
 
 
-def _round_trips(sending, session, prepared, stopped, results) -> None:
+def _round_trips(session, prepared, stopped, results) -> None:
     """`--timed round-trip`: time only the HTTP exchanges of the prepared pkiMessages, then,
     once the clock has stopped for every worker (`stopped`), check every CertRep (an enrollment
     counts only if its CertRep verifies and holds a certificate for the device). Checking
@@ -181,7 +183,7 @@ def _round_trips(sending, session, prepared, stopped, results) -> None:
     for request in prepared:
         started = time.perf_counter()
         try:
-            exchanged.append((request, sending.send(request), time.perf_counter() - started))
+            exchanged.append((request, session.send(request), time.perf_counter() - started))
         except Exception as exc:  # every failure counts as an error, none stops the run
             exchanged.append((request, exc, 0.0))
         results.put(("timed", None))
