@@ -1,7 +1,7 @@
 """The benchmark scripts of docs/benchmarks.md still run and report sane numbers (tiny
 counts, so no timing is judged here: that is what the benchmarks themselves are for).
 
-The shell drivers (compare.sh, replay.sh, pq.sh, kem_pop.sh) only start servers around these
+The shell drivers (compare.sh, replay.sh, pq.sh, kem_pop.sh, client_send.sh) only start servers around these
 scripts and `pqscep bench`; benchmarks/instructions.py needs valgrind and about 90 s, and is
 not run here.
 """
@@ -53,12 +53,17 @@ def test_crypto_floor(profile):
     assert result["floor_ms_per_enrollment"] == pytest.approx(summed, rel=0.01)
 
 
-def test_replay_against_a_real_server(tmp_path):
+def static_challenge_server(tmp_path) -> ServerProcess:
+    """A started `pqscep serve` as benchmarks/servers.sh runs it: the static challenge only,
+    no one-time challenges."""
     data = init_data(tmp_path / "data", challenge="secret")
     config = data / "pqscep.toml"
-    # What benchmarks/servers.sh does: the static challenge only, no one-time challenges.
     config.write_text(config.read_text().replace("one_time_challenges = true", "one_time_challenges = false"))
-    server = ServerProcess(data).start()
+    return ServerProcess(data).start()
+
+
+def test_replay_against_a_real_server(tmp_path):
+    server = static_challenge_server(tmp_path)
     try:
         result = run_json("replay.py", server.url("/scep"), "--count", "12", "--concurrency", "3",
                           "--challenge", "secret", "--server-pid", str(server.proc.pid))
@@ -86,3 +91,14 @@ def test_summarize_rounds_takes_medians_and_per_round_ratios():
     assert summary["micromdm_median_enrollments_per_s"] == 120.0 and summary["micromdm_median_errors"] == 4
     assert summary["pqscep_median_enrollments_per_s"] == 225.0
     assert "micromdm_median_count" not in summary
+
+
+def test_client_send_compares_both_transports_on_a_real_server(tmp_path):
+    server = static_challenge_server(tmp_path)
+    try:
+        result = run_json("client_send.py", server.url("/scep"), "--count", "4", "--challenge", "secret")
+    finally:
+        server.stop()
+    assert result["count"] == 4
+    for name in ("httpx", "http_client"):
+        assert 0 < result[f"{name}_cpu_ms_per_send"] <= result[f"{name}_wall_ms_per_send"] * 1.5

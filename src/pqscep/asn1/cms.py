@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat import asn1
 from cryptography.hazmat.asn1 import TLV, Explicit, Implicit, SetOf
 
-from . import ber
+from . import ber, der
 
 ObjectIdentifier = x509.ObjectIdentifier
 
@@ -110,7 +110,8 @@ def _parse_algorithm_der(der: bytes) -> Algorithm:
 
 
 def encode_algorithm(oid: ObjectIdentifier, parameters: bytes | None = None) -> bytes:
-    content = asn1.encode_der(oid) + (parameters or b"")
+    # der.oid caches each OID's encoding: encode_der of an OID is ~1.3 us, three per CertRep.
+    content = der.oid(oid) + (parameters or b"")
     return ber.encode_tlv(0x30, content)
 
 

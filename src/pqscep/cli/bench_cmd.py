@@ -16,7 +16,7 @@ GetCACaps/GetCACert answers. What is timed per enrollment (`--timed`):
   be a KEM challenge that must be answered within the enrollment.
 
 In both modes the exchanges go over `client.keepalive.KeepAliveSender` (http.client) rather
-than httpx, for the same reason: measured, it costs the client about a quarter of the CPU.
+than httpx, for the same reason: measured, it costs the client about 30% of httpx's CPU.
 
 Workers are processes, not threads: the client's own RSA work holds Python's GIL, and a
 thread pool would measure the client's single core instead of the server.
@@ -115,7 +115,7 @@ def _worker(plan: _Plan, indices: list[int], ready, start, stopped, results) -> 
     now = E.utc_now()
     kem = keymod.KEY_TYPES[plan.key_type].family == "ml-kem"
     round_trip = plan.timed == "round-trip" and not kem
-    # Every exchange of the worker goes over http.client (client/keepalive.py: about a quarter
+    # Every exchange of the worker goes over http.client (client/keepalive.py: about 30%
     # of httpx's CPU per request, which the server under test would otherwise lose). The
     # session asks its transport for nothing but PKIOperations: the CA's capabilities and
     # certificates are given.

@@ -2,12 +2,13 @@
 
 `pqscep bench` shares the machine with the server it measures, so every millisecond of CPU
 its workers spend per request is taken from that server. Measured against `pqscep serve` on
-loopback (300 POSTed PKCSReqs from one process, `time.thread_time()` around each send; the
-script is in docs/benchmarks.md): `ScepTransport.pki_operation` on httpx costs 1.15-1.24 ms
-of client CPU per request, the same exchange on `http.client` 0.32-0.35 ms. Under
-`bench --concurrency 8` the httpx workers took about half a core from the server.
+loopback (`benchmarks/client_send.sh`: 300 POSTed PKCSReqs from one process,
+`time.thread_time()` around each send): `ScepTransport.pki_operation` on httpx costs about
+three times the client CPU of the same exchange on `http.client` (1.15-1.46 ms against
+0.32-0.46 ms). Under `bench --concurrency 8` the httpx workers took about 0.45 of the two
+cores from the server, these about 0.2.
 
-So the bench's timed round trips go through `KeepAliveSender`, which has the same
+So the bench's exchanges go through `KeepAliveSender`, which has the same
 `pki_operation(url, body, use_post)` as `transport.ScepTransport` and the same rules: a reply
 size cap, timeouts, one-line `TransportError`s. It does less: no redirects (a bench is
 pointed at the final URL), no proxies, no cookies. Everything else (`pqscep enroll`, the
