@@ -19,20 +19,8 @@ init_pqscep "$work/pq"
 static_challenge_only "$work/pq"
 start_pqscep "$work/pq"
 
-targets=("micromdm:$mm_port" "pqscep:$pq_port")
-lines=()
-for round in $(seq "$rounds"); do
-  order=("${targets[@]}")
-  if (( round % 2 == 0 )); then order=("${targets[1]}" "${targets[0]}"); fi
-  for target in "${order[@]}"; do
-    name=${target%%:*}; port=${target##*:}
-    result=$(.venv/bin/pqscep bench "http://127.0.0.1:$port/scep" --count "$count" --concurrency "$concurrency" \
-             --challenge secret --cipher aes256-cbc --digest sha256 --timed "${TIMED:-round-trip}" --json 2>/dev/null || true)
-    line="{\"server\": \"$name\", \"round\": $round, \"result\": ${result:-null}}"
-    echo "$line"
-    lines+=("$line")
-  done
-done
-if (( rounds > 1 )); then
-  printf '%s\n' "${lines[@]}" | .venv/bin/python benchmarks/summarize_rounds.py
-fi
+bench_one() {  # NAME PORT PID
+  .venv/bin/pqscep bench "http://127.0.0.1:$2/scep" --count "$count" --concurrency "$concurrency" \
+    --challenge secret --cipher aes256-cbc --digest sha256 --timed "${TIMED:-round-trip}" --json 2>/dev/null
+}
+run_rounds "$rounds" bench_one

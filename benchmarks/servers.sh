@@ -4,6 +4,7 @@
 #   static_challenge_only DIR  turn the default profile's one-time challenges off
 #   start_pqscep DIR         pqscep serve --workers ${PQSCEP_WORKERS:-2}; sets pq_port, pq_pid
 #   start_micromdm           micromdm scepserver 2.1.0, RSA-2048 CA; sets mm_port, mm_pid
+#   run_rounds ROUNDS FN     FN NAME PORT PID for each server in each round (see below)
 work=$(mktemp -d)
 _server_pids=()
 _stop_servers() {
@@ -38,4 +39,27 @@ start_micromdm() {
   mm_pid=$!
   _server_pids+=("$mm_pid")
   wait_up "http://127.0.0.1:$mm_port/scep"
+}
+
+# Each round measures both servers, micromdm first in odd rounds and pqscep first in even ones,
+# so that the machine's drift (up to 40% within an hour here) falls on both alike. FN prints
+# one JSON result; each becomes a line {"server", "round", "result"}, and with more than one
+# round a last line gives the medians over the rounds (benchmarks/summarize_rounds.py).
+run_rounds() {  # ROUNDS FN; needs start_micromdm and start_pqscep first
+  local rounds=$1 measure=$2 round target name port pid result line
+  local targets=("micromdm:$mm_port:$mm_pid" "pqscep:$pq_port:$pq_pid") lines=() order
+  for round in $(seq "$rounds"); do
+    order=("${targets[@]}")
+    if (( round % 2 == 0 )); then order=("${targets[1]}" "${targets[0]}"); fi
+    for target in "${order[@]}"; do
+      IFS=: read -r name port pid <<<"$target"
+      result=$("$measure" "$name" "$port" "$pid" || true)
+      line="{\"server\": \"$name\", \"round\": $round, \"result\": ${result:-null}}"
+      echo "$line"
+      lines+=("$line")
+    done
+  done
+  if (( rounds > 1 )); then
+    printf '%s\n' "${lines[@]}" | .venv/bin/python benchmarks/summarize_rounds.py
+  fi
 }

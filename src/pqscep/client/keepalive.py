@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import socket
 import ssl
 from urllib.parse import SplitResult, quote, urlsplit
 
@@ -39,11 +38,15 @@ class KeepAliveSender:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise TransportError(f"PKIOperation: URL {url!r} is not http:// or https://", operation="PKIOperation")
+        self._url = url
         self._parts: SplitResult = parts
         self._where = f"{parts.scheme}://{parts.netloc}{parts.path}"
         self.timeout = timeout
         self.max_reply = max_reply
-        self._headers = {"User-Agent": user_agent}
+        # The request line and headers are the same for every send: made once here.
+        self._query_prefix = f"{parts.path or '/'}?{parts.query + '&' if parts.query else ''}operation=PKIOperation"
+        self._get_headers = {"User-Agent": user_agent}
+        self._post_headers = {"User-Agent": user_agent, "Content-Type": PKI_MESSAGE_TYPE}
         self._conn: http.client.HTTPConnection | None = None
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -67,24 +70,18 @@ class KeepAliveSender:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _target(self, url: str, query: str) -> str:
-        # Only the endpoint this sender was made for: a second endpoint needs its own sender.
-        if urlsplit(url)[:3] != self._parts[:3]:
-            raise ValueError(f"KeepAliveSender for {self._where} asked to send to {url}")
-        path = self._parts.path or "/"
-        existing = self._parts.query
-        return f"{path}?{existing + '&' if existing else ''}{query}"
-
     def pki_operation(self, url: str, body: bytes, use_post: bool) -> bytes:
         """PKIOperation: send a pkiMessage, return the CertRep bytes (RFC 8894 section 4.3)."""
+        # Only the endpoint this sender was made for: a second endpoint needs its own sender.
+        if url != self._url and urlsplit(url)[:3] != self._parts[:3]:
+            raise ValueError(f"KeepAliveSender for {self._where} asked to send to {url}")
         if use_post:
-            method, target, content = "POST", self._target(url, "operation=PKIOperation"), body
-            headers = dict(self._headers, **{"Content-Type": PKI_MESSAGE_TYPE})
+            method, target, content, headers = "POST", self._query_prefix, body, self._post_headers
         else:
             # Standard base64, with '+', '/' and '=' percent-encoded in the query string.
             message = quote(base64.b64encode(body).decode("ascii"), safe="")
-            method, target, content, headers = "GET", self._target(url, f"operation=PKIOperation&message={message}"), \
-                None, self._headers
+            method, target, content, headers = "GET", f"{self._query_prefix}&message={message}", None, \
+                self._get_headers
         # A kept-alive connection the server closed in the meantime fails on first use: send
         # once more on a new one. Only then: a request that reached the server is not repeated.
         for attempt in (1, 2):
@@ -97,7 +94,7 @@ class KeepAliveSender:
                 if attempt == 2:
                     raise self._error(f"connection lost: {exc or type(exc).__name__}") from None
                 continue
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 self.close()
                 raise self._error(f"timed out after {self.timeout:g}s") from None
             except (OSError, http.client.HTTPException) as exc:
@@ -114,7 +111,7 @@ class KeepAliveSender:
                 raise self._error(f"reply of {declared} bytes is over the {self.max_reply}-byte limit",
                                   status=response.status)
             reply = response.read(self.max_reply + 1)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             self.close()
             raise self._error(f"timed out reading the reply after {self.timeout:g}s") from None
         except (OSError, http.client.HTTPException) as exc:
@@ -123,8 +120,7 @@ class KeepAliveSender:
         if len(reply) > self.max_reply:
             self.close()
             raise self._error(f"reply is over the {self.max_reply}-byte limit", status=response.status)
-        if not response.will_close and not response.isclosed():
-            response.read()  # nothing left, but the connection must see the end of the reply
+        # Reading up to the cap read the whole body, so the connection is ready for the next one.
         if response.will_close:
             self.close()
         if response.status != 200:
