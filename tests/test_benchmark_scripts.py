@@ -1,8 +1,8 @@
 """The benchmark scripts of docs/benchmarks.md still run and report sane numbers (tiny
 counts, so no timing is judged here: that is what the benchmarks themselves are for).
 
-The shell drivers (compare.sh, replay.sh, pq.sh, kem_pop.sh, client_send.sh) only start servers around these
-scripts and `pqscep bench`; benchmarks/instructions.py needs valgrind and about 90 s, and is
+The shell drivers (compare.sh, replay.sh, pq.sh, pq_split.sh, kem_pop.sh, client_send.sh) only
+start servers around these scripts and `pqscep bench`; benchmarks/instructions.py needs valgrind and about 90 s, and is
 not run here.
 """
 
@@ -36,6 +36,50 @@ def test_pkioperation_splits_crypto_from_the_rest(db_url):
     assert result["non_crypto_cpu_ms_per_pkioperation"] > 0
     assert result["storage_cpu_ms_per_pkioperation"] > 0
     assert result["ms_per_pkioperation"] >= result["crypto_ms_per_pkioperation"]
+
+
+def test_pkioperation_phases_add_up_to_the_whole():
+    result = run_json("pkioperation.py", "--count", "5", "--phases")
+    phases = result["phases"]
+    assert list(phases) == ["read request", "issue certificate", "durable write", "build CertRep", "rest"]
+    for split in phases.values():
+        parts = split["crypto_cpu_ms"] + split["storage_cpu_ms"] + split["other_cpu_ms"]
+        assert split["cpu_ms"] == pytest.approx(parts, abs=0.002)
+    # Every step of a PKCSReq ran: the crypto sits where the RSA work is, the storage in the write.
+    assert phases["read request"]["crypto_cpu_ms"] > 0 and phases["build CertRep"]["crypto_cpu_ms"] > 0
+    assert phases["issue certificate"]["crypto_cpu_ms"] > 0
+    assert phases["durable write"]["storage_cpu_ms"] > 0 and phases["durable write"]["crypto_cpu_ms"] == 0
+    total = sum(split["cpu_ms"] for split in phases.values())
+    assert total == pytest.approx(result["cpu_ms_per_pkioperation"], abs=0.01)
+    assert sum(split["crypto_cpu_ms"] for split in phases.values()) == pytest.approx(
+        result["crypto_cpu_ms_per_pkioperation"], abs=0.01)
+
+
+@pytest.mark.parametrize("profile", ["classic", "pq"])
+def test_sqlite_floor_writes_both_ways(profile):
+    result = run_json("sqlite_floor.py", "--profile", profile, "--count", "5", "--interleave", "0")
+    assert result["profile"] == profile and result["count"] == 5
+    for side in ("sqlite", "pqscep"):
+        assert result[f"{side}_cpu_us_per_write"] > 0
+        assert result[f"{side}_wall_us_per_write"] > 0
+    assert result["pqscep_over_sqlite_cpu_us"] == pytest.approx(
+        result["pqscep_cpu_us_per_write"] - result["sqlite_cpu_us_per_write"], abs=0.2)
+
+
+def test_cpu_by_process_finds_the_busy_server():
+    # A stand-in "server" that keeps one core busy for the whole window, and a child of it
+    # that does too: both count for the server's process tree.
+    burn = "import time\nend = time.time() + 3\nwhile time.time() < end: pass\n"
+    spawn_child = f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {burn!r}])\n"
+    parent = subprocess.Popen([sys.executable, "-c", spawn_child + burn])
+    try:
+        result = run_json("cpu_by_process.py", "--server-pid", str(parent.pid), "--delay", "0.5", "--window", "1")
+    finally:
+        parent.wait(timeout=10)
+    # Two busy processes: most of two cores (of one, on a one-core machine).
+    assert result["cores"]["server"] > 0.6 * min(2, os.cpu_count() or 1), result
+    assert result["cores"]["bench parent"] == 0 and result["cores"]["bench workers"] == 0
+    assert sum(result["machine_cores"].values()) == pytest.approx(os.cpu_count(), rel=0.2)
 
 
 def test_pq_inprocess_splits_client_from_server():

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Where the CPU of a post-quantum enrollment over HTTP goes: `pqscep bench --key-type KEY_TYPE
+# --timed enrollment` against `pqscep serve` (/scep/pq, as benchmarks/pq.sh runs it), with
+# benchmarks/cpu_by_process.py reading the cores of the server, the bench and the rest over a
+# window inside the timed part; each group's cores divided by the enrollments/s is its CPU per
+# enrollment, to set beside benchmarks/pq_inprocess.py (the same work with no HTTP) and the
+# crypto floor.
+#   benchmarks/pq_split.sh [COUNT] [CONCURRENCY] [DELAY] [WINDOW] [KEY_TYPE]
+#   (defaults 3000 4 9 6 ml-dsa-65: the bench's devices are made in the first seconds, and
+#   3,000 enrollments outlast DELAY + WINDOW on two cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${1:-3000}
+concurrency=${2:-4}
+delay=${3:-9}
+window=${4:-6}
+key_type=${5:-ml-dsa-65}
+source benchmarks/servers.sh
+init_pqscep "$work/pq"
+static_challenge_only "$work/pq"
+start_pqscep "$work/pq"
+.venv/bin/python benchmarks/cpu_by_process.py --server-pid "$pq_pid" --delay "$delay" --window "$window" --json \
+  >"$work/split.json" &
+sampler=$!
+bench=$(.venv/bin/pqscep bench "http://127.0.0.1:$pq_port/scep/pq" --count "$count" --concurrency "$concurrency" \
+        --challenge secret --key-type "$key_type" --timed enrollment --json 2>/dev/null || true)
+wait "$sampler"
+BENCH="$bench" .venv/bin/python - "$work/split.json" <<'EOF'
+import json, os, sys
+bench = json.loads(os.environ["BENCH"] or "null")
+split = json.load(open(sys.argv[1]))
+rate = bench and bench.get("enrollments_per_s")
+if rate:
+    split["cpu_ms_per_enrollment"] = {name: round(1000 * cores / rate, 3) for name, cores in split["cores"].items()}
+print(json.dumps({"bench": bench, "split": split}))
+EOF
