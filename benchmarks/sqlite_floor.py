@@ -5,12 +5,18 @@ pqscep's `Store.settle_transaction` costs for the same write, in the same run.
 
 Both write the same two rows (the transaction and its certificate, in one BEGIN IMMEDIATE ...
 COMMIT, `synchronous=FULL`) into one database made by `open_store`, so the schema, indexes
-and pragmas are the server's. The floor runs the statements `Store` compiles, with their
-parameters converted before the clock, on a plain sqlite3 connection: what is left is
-SQLite's work and the fsync. The two alternate write by write, so the machine's drift falls
-on both alike; the difference is pqscep's storage layer (parameter conversion, the write
-lock, its connection handling). `--interleave N` makes N RSA-2048 signatures between writes,
-untimed, so that the caches are as cold as in a server that does crypto between its writes.
+and pragmas are the server's. Three ways, alternating write by write so that the machine's
+drift falls on all alike:
+
+* `sqlite`: the statements `Store` compiles, their parameters converted before the clock, on
+  a plain sqlite3 connection: SQLite's work and the fsync, nothing else;
+* `hotpath`: the same converted parameters through `HotPath.write` (statements.py), the
+  server's own write path: adds the cross-process write lock and the held connection;
+* `pqscep`: `Store.settle_transaction`, as a PKIOperation calls it: adds the conversion of
+  the values (timestamps, blobs) and the Python that builds them.
+
+`--interleave N` makes N RSA-2048 signatures between writes, untimed, so that the caches are
+as cold as in a server that does crypto between its writes.
 
 Row sizes are those of a real enrollment: classic (RSA-2048 device) CSR 626, signer
 certificate 673, issued certificate 834 bytes; pq (ML-DSA-65 device at the ML-DSA-65 CA)
@@ -37,6 +43,17 @@ from pqscep.storage.db import open_store
 from pqscep.storage.repository import IssuedCertificate
 
 SIZES = {"classic": (626, 673, 834), "pq": (5357, 5402, 5568)}
+
+
+class _Converted:
+    """A `statements.Prepared` look-alike whose parameters are already converted, so that
+    `HotPath.write` can be timed without the conversion."""
+
+    def __init__(self, sql: str):
+        self.sql = sql
+
+    def parameters(self, values):
+        return values
 
 
 def main() -> None:
@@ -95,11 +112,24 @@ def main() -> None:
             cursor.execute(insert_cert.sql, parameters[1])
             cursor.execute("COMMIT")
 
-        rows = [row(i) for i in range(2 * (args.count + 20))]
-        raw_rows = [raw_parameters(r) for r in rows[1::2]]
-        timings: dict[str, list[tuple[float, float]]] = {"sqlite": [], "pqscep": []}
-        for i in range(args.count + 20):
-            for name, write, value in (("sqlite", floor_write, raw_rows[i]), ("pqscep", settle, rows[2 * i])):
+        converted_tx, converted_cert = _Converted(insert_tx.sql), _Converted(insert_cert.sql)
+
+        def hotpath_write(parameters: tuple) -> None:
+            def body(execute) -> None:
+                execute(converted_tx, parameters[0])
+                execute(converted_cert, parameters[1])
+
+            store._hot.write(body)
+
+        writes = args.count + 20
+        rows = [row(i) for i in range(3 * writes)]  # each written once: unique IDs and serials
+        floor_rows = [raw_parameters(r) for r in rows[writes:2 * writes]]
+        hotpath_rows = [raw_parameters(r) for r in rows[2 * writes:]]
+        timings: dict[str, list[tuple[float, float]]] = {"sqlite": [], "hotpath": [], "pqscep": []}
+        for i in range(writes):
+            ways = (("sqlite", floor_write, floor_rows[i]), ("hotpath", hotpath_write, hotpath_rows[i]),
+                    ("pqscep", settle, rows[i]))
+            for name, write, value in ways:
                 for _ in range(args.interleave):
                     rsa_key.sign(b"cache", padding.PKCS1v15(), hashes.SHA256())
                 wall, cpu = time.perf_counter(), time.thread_time()
@@ -117,6 +147,7 @@ def main() -> None:
         result[f"{name}_cpu_us_per_write"] = us([cpu for cpu, _ in samples])
         result[f"{name}_wall_us_per_write"] = us([wall for _, wall in samples])
     result["pqscep_over_sqlite_cpu_us"] = round(result["pqscep_cpu_us_per_write"] - result["sqlite_cpu_us_per_write"], 1)
+    result["hotpath_over_sqlite_cpu_us"] = round(result["hotpath_cpu_us_per_write"] - result["sqlite_cpu_us_per_write"], 1)
     if args.json:
         print(json.dumps(result))
     else:

@@ -59,11 +59,13 @@ def test_pkioperation_phases_add_up_to_the_whole():
 def test_sqlite_floor_writes_both_ways(profile):
     result = run_json("sqlite_floor.py", "--profile", profile, "--count", "5", "--interleave", "0")
     assert result["profile"] == profile and result["count"] == 5
-    for side in ("sqlite", "pqscep"):
+    for side in ("sqlite", "hotpath", "pqscep"):
         assert result[f"{side}_cpu_us_per_write"] > 0
         assert result[f"{side}_wall_us_per_write"] > 0
     assert result["pqscep_over_sqlite_cpu_us"] == pytest.approx(
         result["pqscep_cpu_us_per_write"] - result["sqlite_cpu_us_per_write"], abs=0.2)
+    assert result["hotpath_over_sqlite_cpu_us"] == pytest.approx(
+        result["hotpath_cpu_us_per_write"] - result["sqlite_cpu_us_per_write"], abs=0.2)
 
 
 def test_cpu_by_process_finds_the_busy_server():
