@@ -3,7 +3,7 @@ pqscep's `Store.settle_transaction` costs for the same write, in the same run.
 
     python benchmarks/sqlite_floor.py [--profile classic|pq] [--count 1000] [--interleave 3] [--json]
 
-Both write the same two rows (the transaction and its certificate, in one BEGIN IMMEDIATE ...
+All three write the same two rows (the transaction and its certificate, in one BEGIN IMMEDIATE ...
 COMMIT, `synchronous=FULL`) into one database made by `open_store`, so the schema, indexes
 and pragmas are the server's. Three ways, alternating write by write so that the machine's
 drift falls on all alike:
@@ -39,8 +39,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from pqscep.service.setup import init_data_dir
-from pqscep.storage.db import open_store
-from pqscep.storage.repository import IssuedCertificate
+from pqscep.storage.db import SQLITE_BUSY_TIMEOUT_MS, open_store
+from pqscep.storage.repository import IssuedCertificate, _serial_hex
 
 SIZES = {"classic": (626, 673, 834), "pq": (5357, 5402, 5568)}
 
@@ -92,17 +92,17 @@ def main() -> None:
             tx = insert_tx.parameters(dict(
                 profile="default", transaction_id=r["transaction_id"], signer_key_fingerprint=r["fingerprint"],
                 message_type=19, csr_der=r["csr_der"], signer_cert_der=r["signer_cert_der"], subject=cert.subject,
-                state="issued", cert_serial=f"{cert.serial:040x}", fail_info=None, fail_text=None, created_at=now,
+                state="issued", cert_serial=_serial_hex(cert.serial), fail_info=None, fail_text=None, created_at=now,
                 updated_at=now))
             certificate = insert_cert.parameters(dict(
-                profile="default", serial=f"{cert.serial:040x}", der=cert.der, subject=cert.subject,
+                profile="default", serial=_serial_hex(cert.serial), der=cert.der, subject=cert.subject,
                 not_before=cert.not_before, not_after=cert.not_after, status="valid", revoked_at=None,
                 revocation_reason=None, transaction_id=r["transaction_id"], key_fingerprint=cert.key_fingerprint,
                 created_at=now))
             return tx, certificate
 
         raw = sqlite3.connect(config.database_url.removeprefix("sqlite:///"), isolation_level=None)
-        raw.execute("PRAGMA busy_timeout=5000")
+        raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")  # as db.py sets it
         raw.execute("PRAGMA foreign_keys=ON")
         cursor = raw.cursor()
 
