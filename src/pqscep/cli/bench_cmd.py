@@ -20,6 +20,12 @@ than httpx, for the same reason: measured, it costs the client about 30% of http
 
 Workers are processes, not threads: the client's own RSA work holds Python's GIL, and a
 thread pool would measure the client's single core instead of the server.
+
+While the clock runs, a worker tells the parent nothing but its count of finished
+enrollments, in shared memory (one slot per worker) that the parent reads ten times a second
+for the progress bar; outcomes and latencies go to the parent in one message per worker at
+the end. A queue message per enrollment cost a pickling thread's wake-up in the worker and a
+wake-up of the parent, on the cores the server under test needs (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -98,12 +104,17 @@ class _Plan:
     timed: str = "round-trip"  # or "enrollment" (module docstring)
 
 
-def _worker(plan: _Plan, indices: list[int], ready, start, stopped, results) -> None:
+def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, progress, results) -> None:
     """One worker process: prepare its devices, wait for the start, enroll them one by one.
 
     Each round trip goes through `ScepSession` (prepare, send, read), the same code as
     `pqscep enroll`: so a CA that lists ML-KEM gets ML-KEM envelopes both ways (responseKey),
-    AES-GCM if listed."""
+    AES-GCM if listed.
+
+    `progress[slot]` counts this worker's enrollments whose timed part is over; at the end the
+    worker puts ("done", outcomes, last) on `results`: its ("ok", latency) or ("error", reason)
+    per enrollment and the `time.monotonic()` at which its last timed part ended (a clock
+    that all processes of the machine share)."""
     from cryptography.hazmat.primitives import serialization
 
     from ..cms import enveloped
@@ -151,8 +162,9 @@ def _worker(plan: _Plan, indices: list[int], ready, start, stopped, results) -> 
             ready.put(1)
         start.wait()
         if round_trip:
-            _round_trips(session, devices, stopped, results)
+            _round_trips(session, devices, slot, stopped, progress, results)
             return
+        outcomes, last = [], time.monotonic()
         for key, signer, csr, cert, subject, recipients in devices:
             started = time.perf_counter()
             try:
@@ -169,33 +181,38 @@ def _worker(plan: _Plan, indices: list[int], ready, start, stopped, results) -> 
                 outcome = ("ok", time.perf_counter() - started)
             except Exception as exc:  # every failure counts as an error, none stops the run
                 outcome = ("error", f"{type(exc).__name__}: {str(exc)[:160]}")
-            results.put(("timed", None))
-            results.put(outcome)
+            last = time.monotonic()
+            outcomes.append(outcome)
+            progress[slot] += 1
+        results.put(("done", outcomes, last))
 
 
-def _round_trips(session, prepared, stopped, results) -> None:
+def _round_trips(session, prepared, slot, stopped, progress, results) -> None:
     """`--timed round-trip`: time only the HTTP exchanges of the prepared pkiMessages, then,
     once the clock has stopped for every worker (`stopped`), check every CertRep (an enrollment
     counts only if its CertRep verifies and holds a certificate for the device). Checking
     right away would put the RSA work of a worker that finished first inside the others'
     timed window, on the cores the server under test needs."""
-    exchanged = []
+    exchanged, last = [], time.monotonic()
     for request in prepared:
         started = time.perf_counter()
         try:
             exchanged.append((request, session.send(request), time.perf_counter() - started))
         except Exception as exc:  # every failure counts as an error, none stops the run
             exchanged.append((request, exc, 0.0))
-        results.put(("timed", None))
+        last = time.monotonic()
+        progress[slot] += 1
     stopped.wait()
+    outcomes = []
     for request, reply, latency in exchanged:
         try:
             if isinstance(reply, Exception):
                 raise reply
             _check_issued(session.read(request, reply))
-            results.put(("ok", latency))
+            outcomes.append(("ok", latency))
         except Exception as exc:
-            results.put(("error", f"{type(exc).__name__}: {str(exc)[:160]}"))
+            outcomes.append(("error", f"{type(exc).__name__}: {str(exc)[:160]}"))
+    results.put(("done", outcomes, last))
 
 
 def _check_issued(result) -> None:
@@ -234,10 +251,13 @@ def run_bench(url: str, *, count: int, concurrency: int, challenge: str | None, 
                  os.urandom(4).hex(), identity, timed)
     context = multiprocessing.get_context("spawn")  # no inherited locks or connections
     ready, results, start, stopped = context.Queue(), context.Queue(), context.Event(), context.Event()
+    shares = [list(range(n, count, concurrency)) for n in range(min(concurrency, count))]
+    # One counter per worker, written by that worker only: no lock is needed (module docstring).
+    progress_counts = context.RawArray("q", len(shares))
     workers = [
-        context.Process(target=_worker, args=(plan, list(range(n, count, concurrency)), ready, start, stopped, results),
+        context.Process(target=_worker, args=(plan, slot, share, ready, start, stopped, progress_counts, results),
                         daemon=True)
-        for n in range(min(concurrency, count))
+        for slot, share in enumerate(shares)
     ]
     result = BenchResult(count=count, concurrency=concurrency, wall_seconds=0.0)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -251,26 +271,22 @@ def run_bench(url: str, *, count: int, concurrency: int, challenge: str | None, 
                 _get(ready, workers)
                 bar.advance(prepare)
             task = bar.add_task(f"enrolling ({len(workers)} worker processes)", total=count)
-            started = time.perf_counter()
+            started = time.monotonic()
             start.set()
-            # Each enrollment sends ("timed", None) when its timed part ends, and its outcome
-            # (at once, or after the clock for --timed round-trip). The clock stops at the last "timed".
-            timed_done = outcomes = 0
-            while timed_done < count or outcomes < count:
-                kind, value = _get(results, workers)
-                if kind == "timed":
-                    timed_done += 1
-                    bar.advance(task)
-                    if timed_done == count:
-                        result.wall_seconds = time.perf_counter() - started
-                        stopped.set()
-                    continue
-                outcomes += 1
-                if kind == "ok":
-                    result.latencies.append(value)
-                else:
-                    result.errors += 1
-                    result.error_samples[value] = result.error_samples.get(value, 0) + 1
+            _watch(progress_counts, shares, workers, lambda done: bar.update(task, completed=done))
+            stopped.set()  # --timed round-trip: the workers check their CertReps now
+            last = started
+            for _ in workers:
+                _, outcomes, worker_last = _get(results, workers)
+                last = max(last, worker_last)
+                for kind, value in outcomes:
+                    if kind == "ok":
+                        result.latencies.append(value)
+                    else:
+                        result.errors += 1
+                        result.error_samples[value] = result.error_samples.get(value, 0) + 1
+            # The clock stops when the last timed part ended, in whichever worker.
+            result.wall_seconds = last - started
     finally:
         for worker in workers:
             worker.join(timeout=5)
@@ -279,14 +295,28 @@ def run_bench(url: str, *, count: int, concurrency: int, challenge: str | None, 
     return result
 
 
+def _watch(progress_counts, shares, workers, show, interval: float = 0.1) -> None:
+    """Until every worker's timed part is over: show the enrollments done so far. A worker
+    that exits before its share is done ends the run with a clear error."""
+    while True:
+        done = sum(progress_counts)
+        show(done)
+        if all(progress_counts[slot] >= len(share) for slot, share in enumerate(shares)):
+            return
+        for slot, worker in enumerate(workers):
+            if not worker.is_alive() and progress_counts[slot] < len(shares[slot]):
+                raise E.EnrollmentError(f"bench worker {slot} exited early (exit code {worker.exitcode})")
+        time.sleep(interval)
+
+
 def _get(channel, workers):
-    """The next message from the workers; a clear error if they all died instead."""
+    """The next message from the workers; a clear error if they all exited without it."""
     while True:
         try:
             return channel.get(timeout=1)
         except queue.Empty:
             if not any(worker.is_alive() for worker in workers):
-                raise E.EnrollmentError("every bench worker process exited early") from None
+                raise E.EnrollmentError("the bench worker processes exited early") from None
 
 
 @click.command("bench")
