@@ -47,7 +47,10 @@ def der_length(length: int) -> bytes:
 
 def encode_tlv(tag: int, content: bytes) -> bytes:
     """A DER TLV for a single-byte tag."""
-    return bytes((tag,)) + der_length(len(content)) + content
+    length = len(content)
+    if length < 0x80:  # the short form inline: most TLVs of a reply, one call fewer each
+        return bytes((tag, length)) + content
+    return bytes((tag,)) + der_length(length) + content
 
 
 def _read_header(data: bytes, pos: int, end: int) -> tuple[bytes, int, int | None]:

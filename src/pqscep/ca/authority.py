@@ -177,8 +177,12 @@ class Authority:
             cached = self._issuer = (self.certificate, self.certificate.subject, _authority_key_id(self.certificate))
         return cached[1], cached[2]
 
-    def check_request(self, csr: x509.CertificateSigningRequest) -> None:
-        """Refuse what the policy does not allow, before anything is issued."""
+    def check_request(self, csr: x509.CertificateSigningRequest, *, subject: x509.Name | None = None) -> None:
+        """Refuse what the policy does not allow, before anything is issued. `subject`: the
+        CSR's subject if the caller has already read it (each read of `csr.subject` builds the
+        Name again)."""
+        if subject is None:
+            subject = csr.subject
         public = csr.public_key()
         try:
             family = key_family(public)
@@ -188,7 +192,7 @@ class Authority:
             raise IssuanceError(f"this profile does not certify {family} keys")
         if family == "rsa" and public.key_size < self.policy.min_rsa_bits:  # type: ignore[union-attr]
             raise IssuanceError(f"RSA keys must have at least {self.policy.min_rsa_bits} bits")
-        if not csr.subject.rdns and not self._requested_sans(csr):
+        if not subject.rdns and not self._requested_sans(csr):
             raise IssuanceError("the request has neither a subject nor subjectAltNames")
 
     @staticmethod
@@ -208,11 +212,15 @@ class Authority:
         now: datetime.datetime,
         validity_days: int | None = None,
         checked: bool = False,
+        subject: x509.Name | None = None,
     ) -> x509.Certificate:
         """The certificate for `csr` under this policy. `checked`: the caller already ran
-        `check_request` on this CSR (the service does, before it spends a one-time challenge)."""
+        `check_request` on this CSR (the service does, before it spends a one-time challenge).
+        `subject`: the CSR's subject, as for `check_request`."""
+        if subject is None:
+            subject = csr.subject
         if not checked:
-            self.check_request(csr)
+            self.check_request(csr, subject=subject)
         public = csr.public_key()
         family = key_family(public)
         days = validity_days or self.policy.validity_days
@@ -220,7 +228,7 @@ class Authority:
         issuer, authority_key_id = self._issuer_name_and_key_id()
         builder = (
             x509.CertificateBuilder()
-            .subject_name(csr.subject)
+            .subject_name(subject)
             .issuer_name(issuer)
             .public_key(public)
             .serial_number(serial)
@@ -236,7 +244,7 @@ class Authority:
             builder = builder.add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
         sans = self._requested_sans(csr) if self.policy.copy_subject_alt_names else None
         if sans is not None:
-            builder = builder.add_extension(sans, critical=not csr.subject.rdns)
+            builder = builder.add_extension(sans, critical=not subject.rdns)
         if self.policy.crl_distribution_url:
             point = x509.DistributionPoint(
                 full_name=[x509.UniformResourceIdentifier(self.policy.crl_distribution_url)],

@@ -86,8 +86,9 @@ def challenge_digest(password: str) -> bytes:
 
 
 def _issued_by_us(cert: x509.Certificate, ca: x509.Certificate) -> bool:
-    if cert.issuer != ca.subject:
-        return False
+    # verify_directly_issued_by compares the issuer with the CA's subject first (ValueError
+    # when they differ, as for every transient self-signed signer), without building the two
+    # names as Python objects the way `cert.issuer != ca.subject` does.
     try:
         cert.verify_directly_issued_by(ca)
         return True
@@ -118,9 +119,9 @@ def check_signer(ctx: Context) -> Verdict | None:
             return Verdict.refuse(
                 FailInfo.BAD_REQUEST, f"renewal is allowed only in the last {window} days of the certificate"
             )
-        if ctx.csr.subject != signer.subject:
+        if ctx.request.csr_subject != signer.subject:
             return Verdict.refuse(FailInfo.BAD_REQUEST, "a renewal must keep the certificate's subject")
-        if not ctx.profile.allow_rekey and key_fingerprint(ctx.csr.public_key()) != key_fingerprint(signer.public_key()):
+        if not ctx.profile.allow_rekey and ctx.request.csr_public_key != signer.public_key():
             return Verdict.refuse(FailInfo.BAD_REQUEST, "this profile does not allow re-key on renewal")
         return None
     if request.kem_statement is not None:
@@ -128,7 +129,8 @@ def check_signer(ctx: Context) -> Verdict | None:
         # it in its RFC 9883 statement (protocol.server); the proof of possession is check_kem_pop's
         # (statement) or the service's (challenge, encrypted certificate).
         return None
-    if not ours and key_fingerprint(ctx.csr.public_key()) != key_fingerprint(signer.public_key()):
+    # Public keys compare by value (cryptography's __eq__, for every key type it loads).
+    if not ours and ctx.request.csr_public_key != signer.public_key():
         return Verdict.refuse(FailInfo.BAD_REQUEST, "the CSR's key is not the key that signed the message")
     return None
 
@@ -199,7 +201,7 @@ def _ask_webhook(ctx: Context, password: str) -> Verdict | None:
         "profile": ctx.profile.name,
         "transaction_id": ctx.request.transaction_id,
         "message_type": ctx.request.message_type,
-        "subject": csr.subject.rfc4514_string(),
+        "subject": ctx.request.csr_subject_text,
         "subject_alt_names": san_list,
         "challenge": password,
         "client_address": ctx.client_address,

@@ -103,8 +103,10 @@ class PkiRequest(PartialRequest):
     # The kemPopProof signed attribute value (DER KemPopProof), on any message type that has one.
     kem_pop_proof: bytes | None = None
 
-    # (csr, its public key): see csr_public_key.
+    # (csr, its public key) and (csr, its subject Name, that Name as RFC 4514 text): see
+    # csr_public_key and csr_subject.
     _csr_key: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _csr_names: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def csr_public_key(self):
@@ -115,6 +117,26 @@ class PkiRequest(PartialRequest):
         if cached is None or cached[0] is not self.csr:
             cached = self._csr_key = (self.csr, None if self.csr is None else self.csr.public_key())
         return cached[1]
+
+    @property
+    def csr_subject(self) -> x509.Name:
+        """The CSR's subject, read once per CSR: cryptography builds a new `Name` of Python
+        objects on every `subject` read, and the policy, the CA and the store each need it.
+        Raises ValueError if the Name does not parse. Follows `csr` like csr_public_key."""
+        return self._subject()[1]
+
+    @property
+    def csr_subject_text(self) -> str:
+        """`csr_subject` as an RFC 4514 string (what the store and the logs keep)."""
+        return self._subject()[2]
+
+    def _subject(self) -> tuple:
+        cached = self._csr_names
+        if cached is None or cached[0] is not self.csr:
+            assert self.csr is not None
+            subject = self.csr.subject
+            cached = self._csr_names = (self.csr, subject, subject.rfc4514_string())
+        return cached
 
 
 @dataclass
@@ -262,12 +284,15 @@ class Responder:
         try:
             if message_type in (MessageType.PKCS_REQ, MessageType.RENEWAL_REQ):
                 csr = x509.load_der_x509_csr(data)
-                # cryptography parses fields when first read: read the ones policy and issuance
-                # use now, so that a damaged one is this FAILURE rather than an error later.
-                csr.subject  # noqa: B018
-                csr.extensions  # noqa: B018
                 request.raw_csr = data
                 request.csr = csr
+                # cryptography parses fields when first read: read the ones policy and issuance
+                # use now, so that a damaged one is this FAILURE rather than an error later.
+                try:
+                    request.csr_subject_text  # noqa: B018 - parses the subject, kept for later
+                except ValueError as exc:
+                    raise ValueError(f"the PKCS#10 subject does not parse: {exc}") from None
+                csr.extensions  # noqa: B018
                 if _csr_key_family(csr) == "ml-kem":
                     # A KEM key cannot sign its own request (design section 5): the CSR is signed
                     # by the pkiMessage signer's key and names that certificate in its statement.
@@ -390,12 +415,9 @@ def _response_key(signer: signed.SignerInfoView, partial: PartialRequest):
 
 
 def read_csr(csr: x509.CertificateSigningRequest) -> str | None:
-    """Parse every part of a CSR the CA will use, so that a malformed one is refused here
+    """Parse the parts of a CSR the CA will use that its subject does not hold (the caller
+    reads that: `PkiRequest.csr_subject`), so that a malformed one is refused here
     (badRequest) rather than failing deep in the CA; return its challengePassword."""
-    try:
-        csr.subject.rfc4514_string()  # cryptography parses the Name lazily
-    except ValueError as exc:
-        raise ValueError(f"the PKCS#10 subject does not parse: {exc}") from None
     try:
         for extension in csr.extensions:
             extension.value  # noqa: B018 - force the parse

@@ -246,7 +246,7 @@ class ScepService:
         assert signer is not None and request.csr is not None
         # Refuse what we could never issue before touching a one-time challenge.
         try:
-            profile.authority.check_request(request.csr)
+            profile.authority.check_request(request.csr, subject=request.csr_subject)
         except IssuanceError as exc:
             return self._failure(profile, request, FailInfo.BAD_REQUEST, str(exc), now)
         # The reply must be encryptable to the requester before anything is decided. Kept for
@@ -304,7 +304,7 @@ class ScepService:
             csr_der=request.raw_csr,
             signer_cert_der=_certificate_der(signer),
             # The issued certificate's subject is the CSR's (Authority.issue copies it).
-            subject=certificate.subject if certificate is not None else request.csr.subject.rfc4514_string(),
+            subject=certificate.subject if certificate is not None else request.csr_subject_text,
             certificate=certificate,
             now=now,
         )
@@ -423,13 +423,13 @@ class ScepService:
         for _ in range(5):
             serial = random_serial(self.random_bytes)
             try:
-                cert = profile.authority.issue(csr, serial=serial, now=now, checked=True)
+                cert = profile.authority.issue(csr, serial=serial, now=now, checked=True, subject=request.csr_subject)
             except IssuanceError as exc:
                 return self._failure(profile, request, FailInfo.BAD_REQUEST, str(exc), now)
             issued = IssuedCertificate(
                 serial=serial,
                 der=_certificate_der(cert),
-                subject=cert.subject.rfc4514_string(),
+                subject=request.csr_subject_text,  # Authority.issue copies the CSR's subject
                 not_before=cert.not_valid_before_utc,
                 not_after=cert.not_valid_after_utc,
                 # The certified key is the CSR's, already parsed once for this request.

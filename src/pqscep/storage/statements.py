@@ -51,7 +51,8 @@ class Prepared:
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         if self.positional:
-            return tuple(proc(values[name]) if proc else values[name] for name, proc in self._binds)
+            # A list comprehension, not a generator: one call instead of one resume per value.
+            return tuple([proc(values[name]) if proc else values[name] for name, proc in self._binds])
         return {name: proc(values[name]) if proc else values[name] for name, proc in self._binds}
 
     def row(self, raw: Sequence[Any] | None) -> tuple[Any, ...] | None:
