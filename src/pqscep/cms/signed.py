@@ -294,7 +294,10 @@ def attribute_der(oid: ObjectIdentifier, *values_der: bytes) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)
-def _certificate_der(cert: x509.Certificate) -> bytes:
+def certificate_der(cert: x509.Certificate) -> bytes:
+    """`cert`'s DER. cryptography encodes the parsed certificate again on every
+    `public_bytes` call; the CA's and RA's certificates go into every CertRep, and a newly
+    issued one is both stored and sent. Certificates hash and compare by their DER."""
     return cert.public_bytes(serialization.Encoding.DER)
 
 
@@ -347,7 +350,7 @@ def build_signed_data(
         der.integer(1),
         der.set_of([digest_alg]),
         der.sequence(encap),
-        _choices(0, [_certificate_der(c) for c in certs]),
+        _choices(0, [certificate_der(c) for c in certs]),
         der.set_of([signer_info]),
     )
     return _content_info(oids.SIGNED_DATA, signed)
@@ -369,7 +372,7 @@ def build_certs_only(certificates: list[x509.Certificate], crls: list[x509.Certi
         der.integer(1),
         der.set_of([]),
         der.sequence(der.oid(oids.DATA)),
-        _choices(0, [c.public_bytes(serialization.Encoding.DER) for c in certificates]),
+        _choices(0, [certificate_der(c) for c in certificates]),
         _choices(1, [c.public_bytes(serialization.Encoding.DER) for c in crls or ()]),
         der.set_of([]),
     )

@@ -98,8 +98,6 @@ class Profile:
         return caps
 
 
-def _certificate_der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -136,7 +134,7 @@ class ScepService:
     def get_ca_cert(self, profile: Profile) -> Reply:
         ca = profile.authority.certificate
         if not profile.ra_certificates:
-            return Reply(200, CONTENT_TYPES["ca"], _certificate_der(ca), "cacert")
+            return Reply(200, CONTENT_TYPES["ca"], signed.certificate_der(ca), "cacert")
         # RFC 8894 section 4.2.1.2: RA certificates and the CA certificate, certs-only.
         bundle = signed.build_certs_only([*profile.ra_certificates, ca])
         return Reply(200, CONTENT_TYPES["ca-ra"], bundle, "cacert")
@@ -302,7 +300,7 @@ class ScepService:
             signer_key_fingerprint=_signer_key_fingerprint(signer),
             message_type=request.message_type,
             csr_der=request.raw_csr,
-            signer_cert_der=_certificate_der(signer),
+            signer_cert_der=signed.certificate_der(signer),
             # The issued certificate's subject is the CSR's (Authority.issue copies it).
             subject=certificate.subject if certificate is not None else request.csr_subject_text,
             certificate=certificate,
@@ -428,7 +426,7 @@ class ScepService:
                 return self._failure(profile, request, FailInfo.BAD_REQUEST, str(exc), now)
             issued = IssuedCertificate(
                 serial=serial,
-                der=_certificate_der(cert),
+                der=signed.certificate_der(cert),
                 subject=request.csr_subject_text,  # Authority.issue copies the CSR's subject
                 not_before=cert.not_valid_before_utc,
                 not_after=cert.not_valid_after_utc,
