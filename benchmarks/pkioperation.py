@@ -1,11 +1,14 @@
 """The server's own time per PKIOperation, split into crypto and everything else.
 
 Runs `ScepService.pki_operation` in-process (no HTTP) on a real store for N fresh PKCSReqs
-(RSA-2048 CA and devices, AES-256-CBC, SHA-256) and times every call into a cryptographic
+(RSA-2048 CA and devices, AES-256-CBC, SHA-256; with `--profile pq`, the `/scep/pq` profile's
+ML-DSA-65 CA and ML-KEM-768 recipient, ML-DSA-65 devices, each request built by the bench's own
+client code: a fresh ML-KEM-768 responseKey, AES-256-GCM) and times every call into a cryptographic
 primitive by wrapping the project's crypto call sites: what is left is ASN.1, policy, storage
 and Python, of which the database calls are timed on their own. Usage:
 
-    python benchmarks/pkioperation.py [--count 300] [--database sqlite:///...] [--phases] [--json]
+    python benchmarks/pkioperation.py [--count 300] [--profile classic|pq] [--database sqlite:///...]
+                                      [--phases] [--json]
 
 `--phases` also splits the CPU by protocol step (reading the request, issuing the
 certificate, the durable write, building the CertRep, the rest), each into crypto, storage
@@ -31,7 +34,9 @@ from cryptography.hazmat.primitives import serialization
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from pqscep.cms import enveloped  # noqa: E402
+from pqscep.client import enrollment  # noqa: E402
+from pqscep.client.transport import CaCaps  # noqa: E402
+from pqscep.cms import enveloped, kem  # noqa: E402
 from pqscep.crypto import registry, signing  # noqa: E402
 from pqscep.crypto.keys import generate_key  # noqa: E402
 from pqscep.protocol import client as scep  # noqa: E402
@@ -68,6 +73,9 @@ def instrument() -> None:
         setattr(registry.ContentCipher, name, timed(getattr(registry.ContentCipher, name)))
     enveloped.KeyTransRecipient.unwrap = timed(enveloped.KeyTransRecipient.unwrap)
     enveloped.KeyTransOriginator.recipient_info = timed(enveloped.KeyTransOriginator.recipient_info)
+    # KEMRecipientInfo both ways: decapsulation, HKDF and unwrap; encapsulation, HKDF and wrap.
+    kem.KemRecipient.unwrap = timed(kem.KemRecipient.unwrap)
+    kem.KemOriginator.recipient_info = timed(kem.KemOriginator.recipient_info)
     server_module._csr_signature_ok = timed(server_module._csr_signature_ok)
     # Certificate signing by the CA (CertificateBuilder.sign inside Authority.issue).
     original = x509.CertificateBuilder.sign
@@ -145,9 +153,40 @@ def build_requests(profile, count: int):
     return bodies
 
 
+class _ServiceTransport:
+    """The two GET requests `ScepSession.prepare` needs, answered by the service in-process."""
+
+    def __init__(self, service: ScepService, profile):
+        self.service, self.profile = service, profile
+
+    def get_ca_caps(self, url: str) -> CaCaps:
+        return CaCaps.parse(self.service.get_ca_caps(self.profile).body)
+
+    def get_ca_cert(self, url: str, ca_ident: str | None = None) -> tuple[str, bytes]:
+        reply = self.service.get_ca_cert(self.profile)
+        return reply.content_type, reply.body
+
+
+def build_pq_requests(service: ScepService, profile, count: int):
+    """PKCSReqs as `pqscep bench --key-type ml-dsa-65` sends them to /scep/pq."""
+    session = enrollment.ScepSession("http://in-process/scep/pq", _ServiceTransport(service, profile))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    keys = [generate_key("ml-dsa-65") for _ in range(min(count, 20))]
+    bodies = []
+    for i in range(count):
+        key = keys[i % len(keys)]
+        subject = x509.Name.from_rfc4514_string(f"CN=bench-{i}")
+        csr = scep.build_csr(key, subject, challenge="secret").public_bytes(serialization.Encoding.DER)
+        cert = scep.self_signed_certificate(key, subject, now=now, serial=i + 1)
+        bodies.append(session.prepare(MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(),
+                                      signer_key=key, signer_cert=cert, recipients=[], use_post=True).message)
+    return bodies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--profile", choices=["classic", "pq"], default="classic")
     parser.add_argument("--database", help="SQLAlchemy URL (default: SQLite in a temp dir)")
     parser.add_argument("--phases", action="store_true", help="split the CPU by protocol step too")
     parser.add_argument("--json", action="store_true")
@@ -158,10 +197,15 @@ def main() -> None:
         url = args.database or config.database_url
         store = open_store(url)
         service = ScepService(load_profiles(config), store)
-        profile = service.profiles["default"]
-        bodies = build_requests(profile, args.count)
+        if args.profile == "pq":
+            profile = service.profiles["pq"]
+            bodies = build_pq_requests(service, profile, args.count + 5)
+        else:
+            profile = service.profiles["default"]
+            bodies = build_requests(profile, args.count + 5)
         # Warm up (imports, first connections) outside the measurement.
-        for body in build_requests(profile, 5):
+        warm_up, bodies = bodies[:5], bodies[5:]
+        for body in warm_up:
             service.pki_operation(profile, body, "127.0.0.1")
         instrument()
         if args.phases:
@@ -178,6 +222,7 @@ def main() -> None:
         store.close()
     result = {
         "count": args.count,
+        "profile": args.profile,
         "database": url.split(":")[0],
         "ms_per_pkioperation": 1000 * total / args.count,
         "p50_ms": 1000 * statistics.median(per_op),

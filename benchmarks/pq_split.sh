@@ -6,11 +6,12 @@
 # enrollment, to set beside benchmarks/pq_inprocess.py (the same work with no HTTP) and the
 # crypto floor.
 #   benchmarks/pq_split.sh [COUNT] [CONCURRENCY] [DELAY] [WINDOW] [KEY_TYPE]
-#   (defaults 3000 4 9 6 ml-dsa-65: the bench's devices are made in the first seconds, and
-#   3,000 enrollments outlast DELAY + WINDOW on two cores)
+#   (defaults 8000 4 9 6 ml-dsa-65: the bench's devices are made in the first seconds, and
+#   8,000 enrollments outlast DELAY + WINDOW on two cores even in a fast hour, 350/s; a
+#   window that the bench did not fill is refused, not printed as a split)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-count=${1:-3000}
+count=${1:-8000}
 concurrency=${2:-4}
 delay=${3:-9}
 window=${4:-6}
@@ -33,4 +34,9 @@ rate = bench and bench.get("enrollments_per_s")
 if rate:
     split["cpu_ms_per_enrollment"] = {name: round(1000 * cores / rate, 3) for name, cores in split["cores"].items()}
 print(json.dumps({"bench": bench, "split": split}))
+# A bench that ended (or had not started) inside the window leaves its workers near zero there:
+# the per-enrollment split would be wrong, so say so and fail.
+if split["cores"].get("bench workers", 0) < 0.1:
+    sys.exit("pq_split: the bench workers were idle in the window (the bench ended before it, or "
+             "had not started): raise COUNT or lower DELAY")
 EOF

@@ -38,14 +38,17 @@ def test_pkioperation_splits_crypto_from_the_rest(db_url):
     assert result["ms_per_pkioperation"] >= result["crypto_ms_per_pkioperation"]
 
 
-def test_pkioperation_phases_add_up_to_the_whole():
-    result = run_json("pkioperation.py", "--count", "5", "--phases")
+@pytest.mark.parametrize("profile", ["classic", "pq"])
+def test_pkioperation_phases_add_up_to_the_whole(profile):
+    result = run_json("pkioperation.py", "--count", "5", "--phases", "--profile", profile)
+    assert result["profile"] == profile
     phases = result["phases"]
     assert list(phases) == ["read request", "issue certificate", "durable write", "build CertRep", "rest"]
     for split in phases.values():
         parts = split["crypto_cpu_ms"] + split["storage_cpu_ms"] + split["other_cpu_ms"]
         assert split["cpu_ms"] == pytest.approx(parts, abs=0.002)
-    # Every step of a PKCSReq ran: the crypto sits where the RSA work is, the storage in the write.
+    # Every step of a PKCSReq ran: the crypto sits where the RSA (or ML-DSA and ML-KEM) work
+    # is, the storage in the write.
     assert phases["read request"]["crypto_cpu_ms"] > 0 and phases["build CertRep"]["crypto_cpu_ms"] > 0
     assert phases["issue certificate"]["crypto_cpu_ms"] > 0
     assert phases["durable write"]["storage_cpu_ms"] > 0 and phases["durable write"]["crypto_cpu_ms"] == 0
