@@ -133,24 +133,29 @@ def phase_split(count: int, total_cpu: float) -> dict[str, dict[str, float]]:
     }
 
 
-def build_requests(profile, count: int):
-    ca_bundle = scep.CaBundle(ca=profile.authority.certificate, signer=profile.authority.certificate,
-                              encipherer=profile.authority.certificate, all=[profile.authority.certificate])
+def devices(key_type: str, count: int):
+    """(key, CSR DER, self-signed certificate) for `count` devices; the keys (20 at most) are
+    reused round robin, as making one is not what is measured."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    keys = [generate_key("rsa-2048") for _ in range(min(count, 20))]
-    bodies = []
+    keys = [generate_key(key_type) for _ in range(min(count, 20))]
     for i in range(count):
         key = keys[i % len(keys)]
         subject = x509.Name.from_rfc4514_string(f"CN=bench-{i}")
-        csr = scep.build_csr(key, subject, challenge="secret")
-        cert = scep.self_signed_certificate(key, subject, now=now, serial=i + 1)
-        bodies.append(scep.build_pki_message(
+        csr = scep.build_csr(key, subject, challenge="secret").public_bytes(serialization.Encoding.DER)
+        yield key, csr, scep.self_signed_certificate(key, subject, now=now, serial=i + 1)
+
+
+def build_requests(profile, count: int):
+    ca_bundle = scep.CaBundle(ca=profile.authority.certificate, signer=profile.authority.certificate,
+                              encipherer=profile.authority.certificate, all=[profile.authority.certificate])
+    return [
+        scep.build_pki_message(
             message_type=MessageType.PKCS_REQ, transaction_id=os.urandom(16).hex(), sender_nonce=os.urandom(16),
-            content=csr.public_bytes(serialization.Encoding.DER),
-            originator=enveloped.KeyTransOriginator(ca_bundle.encipherer),
+            content=csr, originator=enveloped.KeyTransOriginator(ca_bundle.encipherer),
             cipher=registry.CIPHERS.by_name("aes256-cbc"), signer_key=key, signer_cert=cert,
-            digest=registry.DIGESTS.by_name("sha256"), random_bytes=os.urandom))
-    return bodies
+            digest=registry.DIGESTS.by_name("sha256"), random_bytes=os.urandom)
+        for key, csr, cert in devices("rsa-2048", count)
+    ]
 
 
 class _ServiceTransport:
@@ -168,19 +173,14 @@ class _ServiceTransport:
 
 
 def build_pq_requests(service: ScepService, profile, count: int):
-    """PKCSReqs as `pqscep bench --key-type ml-dsa-65` sends them to /scep/pq."""
+    """PKCSReqs as `pqscep bench --key-type ml-dsa-65` sends them to /scep/pq: the session
+    adds the fresh ML-KEM-768 responseKey and picks AES-GCM from the CA's capabilities."""
     session = enrollment.ScepSession("http://in-process/scep/pq", _ServiceTransport(service, profile))
-    now = datetime.datetime.now(datetime.timezone.utc)
-    keys = [generate_key("ml-dsa-65") for _ in range(min(count, 20))]
-    bodies = []
-    for i in range(count):
-        key = keys[i % len(keys)]
-        subject = x509.Name.from_rfc4514_string(f"CN=bench-{i}")
-        csr = scep.build_csr(key, subject, challenge="secret").public_bytes(serialization.Encoding.DER)
-        cert = scep.self_signed_certificate(key, subject, now=now, serial=i + 1)
-        bodies.append(session.prepare(MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(),
-                                      signer_key=key, signer_cert=cert, recipients=[], use_post=True).message)
-    return bodies
+    return [
+        session.prepare(MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(), signer_key=key,
+                        signer_cert=cert, recipients=[], use_post=True).message
+        for key, csr, cert in devices("ml-dsa-65", count)
+    ]
 
 
 def main() -> None:
