@@ -177,13 +177,14 @@ class Authority:
             cached = self._issuer = (self.certificate, self.certificate.subject, _authority_key_id(self.certificate))
         return cached[1], cached[2]
 
-    def check_request(self, csr: x509.CertificateSigningRequest, *, subject: x509.Name | None = None) -> None:
-        """Refuse what the policy does not allow, before anything is issued. `subject`: the
-        CSR's subject if the caller has already read it (each read of `csr.subject` builds the
-        Name again)."""
+    def check_request(self, csr: x509.CertificateSigningRequest, *, subject: x509.Name | None = None,
+                      public_key=None) -> None:
+        """Refuse what the policy does not allow, before anything is issued. `subject` and
+        `public_key`: the CSR's, if the caller has already read them (cryptography builds the
+        Name and parses the key again on every read)."""
         if subject is None:
             subject = csr.subject
-        public = csr.public_key()
+        public = csr.public_key() if public_key is None else public_key
         try:
             family = key_family(public)
         except ValueError:
@@ -213,15 +214,16 @@ class Authority:
         validity_days: int | None = None,
         checked: bool = False,
         subject: x509.Name | None = None,
+        public_key=None,
     ) -> x509.Certificate:
         """The certificate for `csr` under this policy. `checked`: the caller already ran
         `check_request` on this CSR (the service does, before it spends a one-time challenge).
-        `subject`: the CSR's subject, as for `check_request`."""
+        `subject` and `public_key`: the CSR's, as for `check_request`."""
         if subject is None:
             subject = csr.subject
+        public = csr.public_key() if public_key is None else public_key
         if not checked:
-            self.check_request(csr, subject=subject)
-        public = csr.public_key()
+            self.check_request(csr, subject=subject, public_key=public)
         family = key_family(public)
         days = validity_days or self.policy.validity_days
         not_after = min(now + datetime.timedelta(days=days), self.certificate.not_valid_after_utc)

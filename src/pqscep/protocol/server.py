@@ -103,9 +103,10 @@ class PkiRequest(PartialRequest):
     # The kemPopProof signed attribute value (DER KemPopProof), on any message type that has one.
     kem_pop_proof: bytes | None = None
 
-    # (csr, its public key) and (csr, its subject Name, that Name as RFC 4514 text): see
-    # csr_public_key and csr_subject.
+    # (csr, its public key), (signer certificate, its public key) and (csr, its subject Name,
+    # that Name as RFC 4514 text): see csr_public_key, signer_public_key and csr_subject.
     _csr_key: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _signer_key: tuple | None = field(default=None, init=False, repr=False, compare=False)
     _csr_names: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -116,6 +117,16 @@ class PkiRequest(PartialRequest):
         cached = self._csr_key
         if cached is None or cached[0] is not self.csr:
             cached = self._csr_key = (self.csr, None if self.csr is None else self.csr.public_key())
+        return cached[1]
+
+    @property
+    def signer_public_key(self):
+        """The signer certificate's public key, parsed once (the signature check, the policy's
+        signer checks and the reply's originator each need it); follows `signer_certificate`."""
+        cached = self._signer_key
+        if cached is None or cached[0] is not self.signer_certificate:
+            certificate = self.signer_certificate
+            cached = self._signer_key = (certificate, None if certificate is None else certificate.public_key())
         return cached[1]
 
     @property
@@ -201,7 +212,8 @@ class Responder:
         if certificate is None:
             raise RequestRejected("the signer's certificate is not in the message", FailInfo.BAD_CERT_ID, partial=partial)
         try:
-            digest = signed.verify_signer(message, signer, certificate.public_key(), allow_legacy=self.allow_legacy)
+            signer_key = certificate.public_key()
+            digest = signed.verify_signer(message, signer, signer_key, allow_legacy=self.allow_legacy)
         except SignedDataError as exc:
             info = {"algorithm": FailInfo.BAD_ALG, "malformed": FailInfo.BAD_REQUEST}.get(
                 exc.reason, FailInfo.BAD_MESSAGE_CHECK)
@@ -237,6 +249,7 @@ class Responder:
             attributes=attrs,
             extra=attrs.extra,
         )
+        request._signer_key = (certificate, signer_key)  # loaded once, for the signature check above
         if opened.authenticated and not self.accept_aes_gcm:
             raise RequestRejected("AuthEnvelopedData (AES-GCM) is not enabled on this profile", FailInfo.BAD_ALG,
                                   partial=partial)
@@ -293,7 +306,7 @@ class Responder:
                 except ValueError as exc:
                     raise ValueError(f"the PKCS#10 subject does not parse: {exc}") from None
                 csr.extensions  # noqa: B018
-                if _csr_key_family(csr) == "ml-kem":
+                if _csr_key_family(request) == "ml-kem":
                     # A KEM key cannot sign its own request (design section 5): the CSR is signed
                     # by the pkiMessage signer's key and names that certificate in its statement.
                     _check_kem_csr(request)
@@ -441,9 +454,9 @@ def _kem_pop_proof(signer: signed.SignerInfoView, partial: PartialRequest) -> by
         raise RequestRejected(str(exc), FailInfo.BAD_REQUEST, partial=partial) from None
 
 
-def _csr_key_family(csr: x509.CertificateSigningRequest) -> str | None:
+def _csr_key_family(request: PkiRequest) -> str | None:
     try:
-        return key_family(csr.public_key())
+        return key_family(request.csr_public_key)
     except (ValueError, UnsupportedAlgorithm):
         return None
 

@@ -215,7 +215,7 @@ class ScepService:
         if request.response_key is not None:
             key = request.response_key
             return KemOriginator(key, subject_key_identifier=key_identifier(key))
-        if key_family(signer.public_key()) == "rsa":
+        if key_family(request.signer_public_key) == "rsa":
             return enveloped.KeyTransOriginator(signer)
         password = profile.settings.challenge.static_password
         if request.envelope_kind == "pwri" and password:
@@ -244,7 +244,8 @@ class ScepService:
         assert signer is not None and request.csr is not None
         # Refuse what we could never issue before touching a one-time challenge.
         try:
-            profile.authority.check_request(request.csr, subject=request.csr_subject)
+            profile.authority.check_request(request.csr, subject=request.csr_subject,
+                                            public_key=request.csr_public_key)
         except IssuanceError as exc:
             return self._failure(profile, request, FailInfo.BAD_REQUEST, str(exc), now)
         # The reply must be encryptable to the requester before anything is decided. Kept for
@@ -421,7 +422,8 @@ class ScepService:
         for _ in range(5):
             serial = random_serial(self.random_bytes)
             try:
-                cert = profile.authority.issue(csr, serial=serial, now=now, checked=True, subject=request.csr_subject)
+                cert = profile.authority.issue(csr, serial=serial, now=now, checked=True, subject=request.csr_subject,
+                                               public_key=request.csr_public_key)
             except IssuanceError as exc:
                 return self._failure(profile, request, FailInfo.BAD_REQUEST, str(exc), now)
             issued = IssuedCertificate(
