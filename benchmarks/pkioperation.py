@@ -158,8 +158,9 @@ def build_requests(profile, count: int):
     ]
 
 
-class _ServiceTransport:
-    """The two GET requests `ScepSession.prepare` needs, answered by the service in-process."""
+class ServiceTransport:
+    """The two GET requests `ScepSession.prepare` needs, answered by the service in-process
+    (benchmarks/pq_inprocess.py adds the PKIOperation)."""
 
     def __init__(self, service: ScepService, profile):
         self.service, self.profile = service, profile
@@ -175,7 +176,7 @@ class _ServiceTransport:
 def build_pq_requests(service: ScepService, profile, count: int):
     """PKCSReqs as `pqscep bench --key-type ml-dsa-65` sends them to /scep/pq: the session
     adds the fresh ML-KEM-768 responseKey and picks AES-GCM from the CA's capabilities."""
-    session = enrollment.ScepSession("http://in-process/scep/pq", _ServiceTransport(service, profile))
+    session = enrollment.ScepSession("http://in-process/scep/pq", ServiceTransport(service, profile))
     return [
         session.prepare(MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(), signer_key=key,
                         signer_cert=cert, recipients=[], use_post=True).message

@@ -23,9 +23,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
+from pkioperation import ServiceTransport  # this folder: the GET half of the in-process transport
 
 from pqscep.client import enrollment
-from pqscep.client.transport import CaCaps
 from pqscep.crypto import keys
 from pqscep.protocol import client as proto
 from pqscep.protocol.messages import MessageType, PkiStatus
@@ -34,19 +34,13 @@ from pqscep.service.setup import init_data_dir, load_profiles
 from pqscep.storage.db import open_store
 
 
-class InProcessTransport:
+class InProcessTransport(ServiceTransport):
     """What `ScepSession` needs of `ScepTransport`, answered by the service directly; it
     counts the server's CPU time."""
 
     def __init__(self, service: ScepService, profile):
-        self.service, self.profile, self.server_cpu = service, profile, 0.0
-
-    def get_ca_caps(self, url: str) -> CaCaps:
-        return CaCaps.parse(self.service.get_ca_caps(self.profile).body)
-
-    def get_ca_cert(self, url: str, ca_ident: str | None = None) -> tuple[str, bytes]:
-        reply = self.service.get_ca_cert(self.profile)
-        return reply.content_type, reply.body
+        super().__init__(service, profile)
+        self.server_cpu = 0.0
 
     def pki_operation(self, url: str, body: bytes, use_post: bool) -> bytes:
         started = time.thread_time()

@@ -121,7 +121,7 @@ def check_signer(ctx: Context) -> Verdict | None:
             )
         if ctx.request.csr_subject != signer.subject:
             return Verdict.refuse(FailInfo.BAD_REQUEST, "a renewal must keep the certificate's subject")
-        if not ctx.profile.allow_rekey and ctx.request.csr_public_key != ctx.request.signer_public_key:
+        if not ctx.profile.allow_rekey and request.csr_public_key != request.signer_public_key:
             return Verdict.refuse(FailInfo.BAD_REQUEST, "this profile does not allow re-key on renewal")
         return None
     if request.kem_statement is not None:
@@ -130,7 +130,7 @@ def check_signer(ctx: Context) -> Verdict | None:
         # (statement) or the service's (challenge, encrypted certificate).
         return None
     # Public keys compare by value (cryptography's __eq__, for every key type it loads).
-    if not ours and ctx.request.csr_public_key != request.signer_public_key:
+    if not ours and request.csr_public_key != request.signer_public_key:
         return Verdict.refuse(FailInfo.BAD_REQUEST, "the CSR's key is not the key that signed the message")
     return None
 
