@@ -476,9 +476,12 @@ def test_hot_path_survives_dropped_postgres_connections(db_url: str) -> None:
         target = make_url(url)
         with psycopg.connect(host=target.host, port=target.port, user=target.username,
                              password=target.password, dbname=target.database, autocommit=True) as admin:
+            # Our role's sessions only: an autovacuum worker on this database is a superuser
+            # process that a non-superuser may not terminate (InsufficientPrivilege).
             killed = admin.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+                "WHERE datname = current_database() AND usename = current_user "
+                "AND pid <> pg_backend_pid()").fetchone()[0]
         assert killed >= 1
 
         assert store.get_transaction(P, "T1").state == "issued"
@@ -487,7 +490,8 @@ def test_hot_path_survives_dropped_postgres_connections(db_url: str) -> None:
         with psycopg.connect(host=target.host, port=target.port, user=target.username,
                              password=target.password, dbname=target.database, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                          "WHERE datname = current_database() AND usename = current_user "
+                          "AND pid <> pg_backend_pid()")
         cert2 = IssuedCertificate(serial=8, der=b"DER8", subject="CN=b", not_before=NOW,
                                   not_after=NOW + timedelta(days=1), key_fingerprint=FP_A)
         assert store.settle_transaction(P, "T2", certificate=cert2, **settle)
