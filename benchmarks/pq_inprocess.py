@@ -49,48 +49,62 @@ class InProcessTransport(ServiceTransport):
         return reply.body
 
 
+class Rig:
+    """A `/scep/pq` service in a fresh data folder, a `ScepSession` that talks to it in-process, and
+    `count + 5` devices (key, CSR, self-signed certificate) made before any clock starts; the
+    first five are for warming up. Shared with benchmarks/pq_inplace.py."""
+
+    def __init__(self, tmp: Path, count: int, key_type: str = "ml-dsa-65"):
+        os.environ.setdefault("PQSCEP_CA_PASSPHRASE", "benchmark-passphrase")
+        config = init_data_dir(tmp / "data", challenge="secret")
+        self.store = open_store(config.database_url)
+        self.service = ScepService(load_profiles(config), self.store)
+        self.profile = self.service.profiles["pq"]
+        self.transport = InProcessTransport(self.service, self.profile)
+        self.session = enrollment.ScepSession("http://in-process/scep/pq", self.transport)
+        now = enrollment.utc_now()
+        self.devices = []
+        for i in range(count + 5):
+            key = keys.generate_key(key_type)
+            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"bench-{i}")])
+            csr = proto.build_csr(key, subject, challenge="secret").public_bytes(serialization.Encoding.DER)
+            self.devices.append((key, csr, proto.self_signed_certificate(key, subject, now=now, serial=i + 1)))
+        for device in self.devices[:5]:  # warm up: imports, first connections, caches
+            self.enroll(device)
+        self.transport.server_cpu = 0.0
+
+    def enroll(self, device) -> None:
+        key, csr, cert = device
+        result = self.session.transact(MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(),
+                                       signer_key=key, signer_cert=cert, recipients=[], use_post=True)
+        if result.status != PkiStatus.SUCCESS:
+            raise SystemExit(f"enrollment failed: {result}")
+
+    @property
+    def timed_devices(self):
+        return self.devices[5:]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--key-type", default="ml-dsa-65")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    os.environ.setdefault("PQSCEP_CA_PASSPHRASE", "benchmark-passphrase")
     with tempfile.TemporaryDirectory() as tmp:
-        config = init_data_dir(Path(tmp) / "data", challenge="secret")
-        store = open_store(config.database_url)
-        service = ScepService(load_profiles(config), store)
-        transport = InProcessTransport(service, service.profiles["pq"])
-        session = enrollment.ScepSession("http://in-process/scep/pq", transport)
-        now = enrollment.utc_now()
-        devices = []
-        for i in range(args.count + 5):
-            key = keys.generate_key(args.key_type)
-            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"bench-{i}")])
-            csr = proto.build_csr(key, subject, challenge="secret").public_bytes(serialization.Encoding.DER)
-            devices.append((key, csr, proto.self_signed_certificate(key, subject, now=now, serial=i + 1)))
-
-        def enroll(device) -> None:
-            key, csr, cert = device
-            result = session.transact(MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(),
-                                      signer_key=key, signer_cert=cert, recipients=[], use_post=True)
-            if result.status != PkiStatus.SUCCESS:
-                raise SystemExit(f"enrollment failed: {result}")
-
-        for device in devices[:5]:  # warm up: imports, first connections, caches
-            enroll(device)
-        transport.server_cpu = 0.0
+        rig = Rig(Path(tmp), args.count, args.key_type)
         started = time.thread_time()
-        for device in devices[5:]:
-            enroll(device)
+        for device in rig.timed_devices:
+            rig.enroll(device)
         total = time.thread_time() - started
-        store.close()
+        rig.store.close()
+    server_cpu = rig.transport.server_cpu
     result = {
         "count": args.count,
         "key_type": args.key_type,
         "cpu_ms_per_enrollment": round(1000 * total / args.count, 3),
-        "server_cpu_ms": round(1000 * transport.server_cpu / args.count, 3),
-        "client_cpu_ms": round(1000 * (total - transport.server_cpu) / args.count, 3),
+        "server_cpu_ms": round(1000 * server_cpu / args.count, 3),
+        "client_cpu_ms": round(1000 * (total - server_cpu) / args.count, 3),
     }
     if args.json:
         print(json.dumps(result))

@@ -94,6 +94,23 @@ def test_pq_inprocess_splits_client_from_server():
     assert result["cpu_ms_per_enrollment"] == pytest.approx(result["server_cpu_ms"] + result["client_cpu_ms"], abs=0.01)
 
 
+@pytest.mark.parametrize("pause", ["sleep", "sweep"])
+def test_pq_inplace_times_signatures_and_both_modes(pause):
+    result = run_json("pq_inplace.py", "--count", "4", "--pause", pause, "--sleep-ms", "1", "--sweep-mib", "2")
+    signatures = result["signatures"]
+    # Per enrollment: the device's pkiMessage and the CertRep; the CA's certificate.
+    assert signatures["per_enrollment"] == {"signing.sign": 2, "CertificateBuilder.sign": 1}
+    for name in ("in_place_sign_us", "in_place_certificate_sign_us", "tight_loop_sign_us"):
+        assert signatures[name] > 0
+    cold = result["cold"]
+    assert cold["pause"] == pause
+    for mode in ("plain", "paused"):
+        assert cold[mode]["enrollments"] == 2
+        assert cold[mode]["server_cpu_ms"] > 0 and cold[mode]["client_cpu_ms"] > 0
+        assert cold[mode]["cpu_ms"] == pytest.approx(cold[mode]["server_cpu_ms"] + cold[mode]["client_cpu_ms"],
+                                                     abs=0.01)
+
+
 @pytest.mark.parametrize("profile", ["pq", "classic"])
 def test_crypto_floor(profile):
     result = run_json("crypto_floor.py", "--profile", profile, "--repeat", "3")
