@@ -13,7 +13,7 @@ with 0 and once with COUNT requests after 5 warm-up ones. The difference, divide
 the user-space instructions of one PKIOperation, split by where they run: OpenSSL (the
 cryptography, statically linked into cryptography's Rust module), the Python interpreter,
 SQLite, libc and the rest. Kernel work (the fsync) is not counted. Needs valgrind (Debian
-package `valgrind`); about 90 s per `--src` (pq: about three minutes).
+package `valgrind`); about 90 s per `--src` (pq: about two minutes).
 
 Instructions are not time: the RSA code retires several times more instructions per
 nanosecond than the interpreter does. Compare the same column across versions, not columns.
@@ -138,8 +138,8 @@ def main() -> None:
         (tmp / "bodies").write_bytes(pickle.dumps(bodies))
         print(f"{'Mi instructions per PKIOperation':40} {'openssl':>8} {'python':>8} {'sqlite':>8} {'libc':>8} "
               f"{'other':>8} {'not openssl':>12}")
+        profile = "pq" if args.profile == "pq" else "default"
         for src in sources:
-            profile = "pq" if args.profile == "pq" else "default"
             r = measure(src, tmp / "data", tmp / "bodies", args.count, tmp, profile)
             print(f"{src[-40:]:40} {r['openssl']:8.3f} {r['python']:8.3f} {r['sqlite']:8.3f} {r['libc']:8.3f} "
                   f"{r['other']:8.3f} {r['not_openssl']:12.3f}")
