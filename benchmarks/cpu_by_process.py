@@ -1,13 +1,14 @@
 """Which processes use the cores during a benchmark: the server's process tree, `pqscep bench`
 and its worker processes, and everything else, read from /proc over a window.
 
-    python benchmarks/cpu_by_process.py --server-pid PID [--delay 9] [--window 6] [--json]
+    python benchmarks/cpu_by_process.py --server-pid PID [--delay 2] [--window 6] [--json]
 
-Waits `--delay` seconds (so that the bench has made its devices and its clock runs), then
-reads every process's user+system CPU time and the machine's /proc/stat at the start and
-the end of `--window` seconds. Prints the cores each group used on average; divided by the
-enrollments/s the bench reports for the same run, that is the CPU each group spends per
-enrollment (benchmarks/pq_split.sh does the division). Linux only.
+Waits `--delay` seconds and then until the server is busy (so that the bench has made its
+devices and its clock runs: `wait_until_busy`), then reads every process's user+system CPU
+time and the machine's /proc/stat at the start and the end of `--window` seconds. Prints the
+cores each group used on average; divided by the enrollments/s the bench reports for the same
+run, that is the CPU each group spends per enrollment (benchmarks/pq_split.sh does the
+division). Linux only.
 """
 
 from __future__ import annotations
@@ -54,14 +55,33 @@ def tree(snapshot: dict[int, tuple[int, str, float]], roots: set[int]) -> set[in
     return members
 
 
+def wait_until_busy(server_pid: int, cores: float = 0.3, step: float = 0.5, timeout: float = 300.0) -> None:
+    """Return once the server's process tree has used `cores` over a `step`: the bench's clock
+    runs. Its devices are made first, while the server idles; a window that began during that
+    phase would count their keys and signatures as enrollment work (with 8,000 ML-DSA devices
+    it lasts ~9 s on two cores)."""
+    deadline = time.monotonic() + timeout
+    members = tree(processes(), {server_pid})
+    while time.monotonic() < deadline:
+        before = processes()
+        time.sleep(step)
+        after = processes()
+        members |= tree(after, {server_pid})
+        used = sum(after[pid][2] - before[pid][2] for pid in members if pid in before and pid in after)
+        if used >= cores * step:
+            return
+    raise SystemExit(f"the server (pid {server_pid}) never got busy within {timeout:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server-pid", type=int, required=True)
-    parser.add_argument("--delay", type=float, default=9.0)
+    parser.add_argument("--delay", type=float, default=2.0)
     parser.add_argument("--window", type=float, default=6.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     time.sleep(args.delay)
+    wait_until_busy(args.server_pid)
     before, machine_before, started = processes(), machine(), time.perf_counter()
     time.sleep(args.window)
     after, machine_after, elapsed = processes(), machine(), time.perf_counter() - started
