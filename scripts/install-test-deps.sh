@@ -20,6 +20,7 @@ packages=(
   postgresql                      # real PostgreSQL for the storage tests
   python3-venv                    # `python3 -m venv` with Debian's python3
   ruby-kramdown-rfc2629           # kramdown-rfc: builds the Internet-Draft in docs/draft (tests/test_draft.py)
+  linux-perf                      # perf: benchmarks/cpu_by_code.py (tests/test_benchmark_scripts.py)
 )
 
 # dpkg-query prints "install ok installed" for each installed package; anything else

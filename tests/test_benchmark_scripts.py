@@ -1,21 +1,24 @@
 """The benchmark scripts of docs/benchmarks.md still run and report sane numbers (tiny
 counts, so no timing is judged here: that is what the benchmarks themselves are for).
 
-The shell drivers (compare.sh, replay.sh, pq.sh, pq_split.sh, kem_pop.sh, client_send.sh) only
-start servers around these scripts and `pqscep bench`; benchmarks/instructions.py needs valgrind and about 90 s, and is
-not run here.
+The shell drivers (compare.sh, replay.sh, pq.sh, pq_split.sh, pq_perf.sh, kem_pop.sh,
+client_send.sh) only start servers around these scripts and `pqscep bench`;
+benchmarks/instructions.py needs valgrind and about 90 s, and is not run here. cpu_by_code.py
+needs perf (Debian: linux-perf, which scripts/install-test-deps.sh installs) and root.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from peers import unavailable
 from server_proc import ServerProcess, init_data
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -87,6 +90,52 @@ def test_cpu_by_process_finds_the_busy_server():
     assert sum(result["machine_cores"].values()) == pytest.approx(os.cpu_count(), rel=0.2)
 
 
+def test_cpu_by_code_sorts_symbols_into_kinds(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the scripts import each other by name
+    from cpu_by_code import kind_of, tally
+    rust = "/venv/site-packages/cryptography/hazmat/bindings/_rust.abi3.so"
+    assert kind_of("ossl_ml_dsa_poly_ntt_inverse", rust) == "crypto: ML-DSA and SHA-3"
+    assert kind_of("__KeccakF1600", rust) == "crypto: ML-DSA and SHA-3"
+    assert kind_of("scalar_inverse_ntt", rust) == "crypto: ML-KEM"
+    assert kind_of("ossl_aes_gcm_encrypt_avx512", rust) == "crypto: AES and SHA-2"
+    assert kind_of("ossl_method_store_cache_get", rust) == "OpenSSL bookkeeping"
+    assert kind_of("cryptography_rust::declarative_asn1::decode::decode_annotated_type", rust) == \
+        "ASN.1 and X.509 (Rust)"
+    assert kind_of("_PyEval_EvalFrameDefault", "/usr/lib/libpython3.11.so.1.0") == "Python interpreter"
+    assert kind_of("_PyEval_EvalFrameDefault", "/usr/bin/python3.11") == "Python interpreter"
+    assert kind_of("tcp_rcv_established", "[kernel.kallsyms]") == "kernel"
+    assert kind_of("__vdso_clock_gettime", "[vdso]") == "libc"
+    assert kind_of("sqlite3VdbeExec", "/usr/lib/x86_64-linux-gnu/libsqlite3.so.0.8.6") == "SQLite"
+    lines = [
+        "   700/700      7f3544f64178 _PyEval_EvalFrameDefault (/usr/lib/libpython3.11.so.1.0)",
+        "   700/711      7f3543b6e10e ossl_ml_dsa_poly_ntt (/venv/_rust.abi3.so)",
+        "   800/800  ffffffff82077ad4 tcp_rcv_established ([kernel.kallsyms])",
+        "     0/0    ffffffff8207aaaa pv_native_safe_halt ([kernel.kallsyms])",
+        "   900/900      7f3544f64178 main (/usr/bin/other)",
+        "not a sample line",
+    ]
+    counts, total = tally(lines, server={700}, bench_workers={800})
+    assert total == 5
+    assert counts == {("server", "Python interpreter"): 1, ("server", "crypto: ML-DSA and SHA-3"): 1,
+                      ("bench workers", "kernel"): 1, ("idle", ""): 1, ("other", ""): 1}
+
+
+def test_cpu_by_code_samples_a_busy_server():
+    if shutil.which("perf") is None:
+        unavailable("perf is not installed (Debian: linux-perf; run scripts/install-test-deps.sh)")
+    # A stand-in "server" whose Python loop keeps one core busy through the window.
+    burn = "import time\nend = time.time() + 6\nwhile time.time() < end: pass\n"
+    server = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        result = run_json("cpu_by_code.py", "--server-pid", str(server.pid), "--delay", "0.2", "--window", "1")
+    finally:
+        server.wait(timeout=20)
+    # every core is sampled, idle or not (1,999 Hz over about a second)
+    assert result["samples"] > 0.5 * 1999 * (os.cpu_count() or 1), result
+    # the loop is the interpreter's own work: most of a core, whatever else the machine does
+    assert result["cores"].get("server: Python interpreter", 0) > 0.5, result
+
+
 def test_pq_inprocess_splits_client_from_server():
     result = run_json("pq_inprocess.py", "--count", "3")
     assert result["count"] == 3 and result["key_type"] == "ml-dsa-65"
@@ -117,6 +166,8 @@ def test_crypto_floor(profile):
     assert result["floor_ms_per_enrollment"] > 0
     summed = sum(count * us for count, us in result["operations_us"].values()) / 1000
     assert result["floor_ms_per_enrollment"] == pytest.approx(summed, rel=0.01)
+    # the server does more than half of each enrollment's crypto, but not all of it
+    assert summed / 2 < result["server_floor_ms_per_enrollment"] < summed
 
 
 def static_challenge_server(tmp_path) -> ServerProcess:
