@@ -7,10 +7,11 @@ around the crypto, libc, SQLite, the kernel).
 
 Waits `--delay` seconds and then until the server is busy (the bench has made its devices and
 its clock runs: cpu_by_process.wait_until_busy), samples every core at `--frequency` Hz for
-`--window` seconds, and prints the cores each (group, kind) used on average; divided by the enrollments/s the bench reports for the same run, that is its time
-per enrollment (benchmarks/pq_perf.sh does the division). benchmarks/cpu_by_process.py says
-which processes use the cores; this says what they do with them, in time rather than in
-instructions (benchmarks/instructions.py), while client and server share the machine.
+`--window` seconds, and prints the cores each (group, kind) used on average; divided by the
+enrollments/s the bench reports for the same run, that is its time per enrollment
+(benchmarks/pq_perf.sh does the division). benchmarks/cpu_by_process.py says which processes
+use the cores; this says what they do with them, in time rather than in instructions
+(benchmarks/instructions.py), while client and server share the machine.
 Needs `perf` (Debian: linux-perf) and the right to sample every CPU (root, or
 kernel.perf_event_paranoid <= 0). Linux only.
 """
@@ -54,7 +55,7 @@ def kind_of(symbol: str, dso: str) -> str:
     name = dso.rsplit("/", 1)[-1]
     if name.startswith("[kernel"):
         return "kernel"
-    if name.startswith("libpython") or (name in ("python", "python3") or re.fullmatch(r"python3\.\d+", name)):
+    if name.startswith("libpython") or re.fullmatch(r"python3?(\.\d+)?", name):  # shared or static builds
         return "Python interpreter"
     if name.startswith(("libc.so", "libm.so", "ld-linux")) or name == "[vdso]":  # vdso: clock reads
         return "libc"
@@ -98,19 +99,16 @@ def tally(lines, server: set[int], bench_workers: set[int]) -> tuple[Counter, in
     return counts, total
 
 
-def record(window: float, frequency: int, output: Path) -> float:
-    """`perf record -a` for `window` seconds; returns the seconds it really sampled."""
+def record(window: float, frequency: int, output: Path) -> None:
+    """`perf record -a` for `window` seconds into `output`."""
     perf = subprocess.Popen(["perf", "record", "-a", "-F", str(frequency), "-o", str(output), "--quiet"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    started = time.perf_counter()
     time.sleep(window)
     perf.send_signal(signal.SIGINT)
     _, errors = perf.communicate(timeout=60)
-    elapsed = time.perf_counter() - started
     # perf stops on SIGINT by raising it again once perf.data is complete
     if perf.returncode not in (0, -signal.SIGINT) or not output.exists():
         raise SystemExit(f"cpu_by_code: perf record failed: {errors.decode(errors='replace').strip()[-400:]}")
-    return elapsed
 
 
 def main() -> None:
