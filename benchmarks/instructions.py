@@ -118,7 +118,7 @@ def main() -> None:
         sys.exit("valgrind is not installed (Debian package valgrind)")
     sources = args.src or [str(HERE.parent / "src")]
     sys.path.insert(0, str(HERE))
-    import pkioperation  # noqa: E402 - the same request builder as the timing benchmark
+    import pkioperation
 
     from pqscep.service.scep import ScepService
     from pqscep.service.setup import init_data_dir, load_profiles

@@ -34,17 +34,17 @@ from cryptography.hazmat.primitives import serialization
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from pqscep.client import enrollment  # noqa: E402
-from pqscep.client.transport import CaCaps  # noqa: E402
-from pqscep.cms import enveloped, kem  # noqa: E402
-from pqscep.crypto import registry, signing  # noqa: E402
-from pqscep.crypto.keys import generate_key  # noqa: E402
-from pqscep.protocol import client as scep  # noqa: E402
-from pqscep.protocol import server as server_module  # noqa: E402
-from pqscep.protocol.messages import MessageType  # noqa: E402
-from pqscep.service.scep import ScepService  # noqa: E402
-from pqscep.service.setup import init_data_dir, load_profiles  # noqa: E402
-from pqscep.storage.db import open_store  # noqa: E402
+from pqscep.client import enrollment
+from pqscep.client.transport import CaCaps
+from pqscep.cms import enveloped, kem
+from pqscep.crypto import registry, signing
+from pqscep.crypto.keys import generate_key
+from pqscep.protocol import client as scep
+from pqscep.protocol import server as server_module
+from pqscep.protocol.messages import MessageType
+from pqscep.service.scep import ScepService
+from pqscep.service.setup import init_data_dir, load_profiles
+from pqscep.storage.db import open_store
 
 # Each bucket: [wall seconds, CPU seconds of this thread].
 CRYPTO_SECONDS = [0.0, 0.0]
@@ -136,7 +136,7 @@ def phase_split(count: int, total_cpu: float) -> dict[str, dict[str, float]]:
 def devices(key_type: str, count: int):
     """(key, CSR DER, self-signed certificate) for `count` devices; the keys (20 at most) are
     reused round robin, as making one is not what is measured."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     keys = [generate_key(key_type) for _ in range(min(count, 20))]
     for i in range(count):
         key = keys[i % len(keys)]

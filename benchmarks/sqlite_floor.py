@@ -70,7 +70,7 @@ def main() -> None:
         config = init_data_dir(Path(tmp) / "data", challenge="secret")
         store = open_store(config.database_url)
         insert_tx, insert_cert = store._insert_transaction, store._insert_certificate
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         later = now + datetime.timedelta(days=365)
 
         def row(i: int) -> dict:

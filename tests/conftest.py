@@ -11,9 +11,7 @@ import os
 import uuid
 
 import pytest
-
-
-from peers import unavailable as _unavailable  # noqa: E402 - tests/ is on sys.path
+from peers import unavailable as _unavailable
 
 
 @pytest.fixture(scope="session")

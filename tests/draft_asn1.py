@@ -472,7 +472,7 @@ END
 """
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sources() -> tuple[tuple[str, str], ...]:
     """(name, ASN.1 text) of every module compiled together, the draft's first."""
     blocks = asn1_blocks()
@@ -488,13 +488,13 @@ def sources() -> tuple[tuple[str, str], ...]:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiled() -> asn1tools.compiler.Specification:
     """Every module above compiled with asn1tools' DER codec."""
     return asn1tools.compile_string("\n".join(text for _, text in sources()), "der")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def parsed() -> dict:
     """asn1tools' parse tree of the same modules (for value assignments such as the OIDs)."""
     return asn1tools.parse_string("\n".join(text for _, text in sources()))

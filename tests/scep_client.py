@@ -21,7 +21,7 @@ from pqscep.protocol.messages import MessageType, response_key_attribute
 
 
 def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 @dataclass

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from cryptography import x509
 from cryptography.hazmat.asn1 import SetOf
@@ -54,7 +54,7 @@ Attrs = list[cms.Attribute]
 
 
 def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def name(cn: str | None) -> x509.Name:
@@ -73,7 +73,7 @@ class Identity:
 
     @classmethod
     def new(cls, cn: str = "SCEP requester", *, kind: str = "rsa", bits: int = 2048,
-            response_key: bool = False) -> "Identity":
+            response_key: bool = False) -> Identity:
         """`kind`: "rsa" (of `bits`), "ec" (P-256), or a pqscep key type ("ml-dsa-65", ...)."""
         if kind == "rsa":
             key = rsa.generate_private_key(public_exponent=65537, key_size=bits)

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from peers import free_port
 
 PQSCEP = [sys.executable, "-m", "pqscep.cli.main"]
@@ -53,7 +52,7 @@ class ServerProcess:
     def url(self, path: str = "/scep") -> str:
         return self.base + path
 
-    def start(self, timeout: float = 60) -> "ServerProcess":
+    def start(self, timeout: float = 60) -> ServerProcess:
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [*PQSCEP, "serve", "--data", str(self.data_dir), "--port", str(self.port),
@@ -89,7 +88,7 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

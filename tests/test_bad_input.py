@@ -32,8 +32,8 @@ import random
 import secrets
 import socket
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import httpx
 import pytest
@@ -42,6 +42,20 @@ from cryptography.hazmat.asn1 import BitString, UTCTime
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from peers import unavailable
+from scep_messages import (
+    Identity,
+    algorithm_protection,
+    csr_der,
+    envelope,
+    kem_envelope,
+    name,
+    now,
+    pki_message,
+    raw_csr,
+    with_public_key_info,
+)
+from server_proc import ServerProcess, init_data, pqscep
 
 from pqscep.asn1 import ber, cms, oids
 from pqscep.ca.policy import challenge_digest
@@ -50,10 +64,6 @@ from pqscep.crypto.keys import generate_key
 from pqscep.protocol import client
 from pqscep.protocol.messages import FailInfo, MessageType, PkiStatus, printable_attribute
 from pqscep.storage.db import open_store
-from scep_messages import (Identity, algorithm_protection, csr_der, envelope, kem_envelope, name, now, pki_message,
-                           raw_csr, with_public_key_info)
-from peers import unavailable
-from server_proc import ServerProcess, init_data, pqscep
 
 PROFILES = ("default", "legacy", "manual", "ratelimited", "pq")
 RATE_LIMIT = 3  # failed challenges the "ratelimited" profile allows per address
@@ -523,7 +533,7 @@ def _time_attribute(when: datetime.datetime):
     return attribute(oids.SIGNING_TIME, cms.encode(UTCTime(when.replace(microsecond=0))))
 
 
-AAD_TIME = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+AAD_TIME = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 # RFC 5083 authAttrs: contentType (id-data) and a signingTime, authenticated as AAD.
 AUTH_ATTRS = [attribute(oids.CONTENT_TYPE, cms.encode(oids.DATA)), _time_attribute(AAD_TIME)]
 

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from peers import unavailable
 from server_proc import ServerProcess, init_data
 

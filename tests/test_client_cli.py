@@ -20,13 +20,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import peers
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-
-import peers
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURES = REPO.parent / "shared" / "vectors" / "scep-captures"
@@ -711,9 +710,8 @@ def test_keepalive_sender_reuses_its_connection_and_keeps_the_transport_rules(ke
             sender.pki_operation(base + "/error", b"x", True)
         assert info.value.status == 403
         assert str(info.value) == f"PKIOperation to {base}/error: HTTP 403 Forbidden: challenge refused"
-    with KeepAliveSender(base + "/empty", timeout=5) as sender:
-        with pytest.raises(TransportError, match="empty reply"):
-            sender.pki_operation(base + "/empty", b"x", True)
+    with KeepAliveSender(base + "/empty", timeout=5) as sender, pytest.raises(TransportError, match="empty reply"):
+        sender.pki_operation(base + "/empty", b"x", True)
     with pytest.raises(TransportError, match="is not http"):
         KeepAliveSender("ftp://127.0.0.1/scep")
     with KeepAliveSender("http://127.0.0.1:9/scep", timeout=2) as sender:  # nothing listens on port 9

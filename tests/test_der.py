@@ -19,7 +19,7 @@ from pqscep.crypto.registry import DIGESTS
 from pqscep.protocol import client as scep
 from pqscep.protocol.messages import octets_attribute, printable_attribute
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 @given(st.integers(min_value=-(1 << 200), max_value=1 << 200))

@@ -35,14 +35,14 @@ import os
 from pathlib import Path
 
 import asn1tools
+import draft_asn1 as d
 import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-import draft_asn1 as d
 from peers import unavailable
+
 from pqscep.asn1 import oids
 from pqscep.client import enrollment
 from pqscep.client.transport import ScepTransport

@@ -17,10 +17,10 @@ import random
 
 import httpx
 import pytest
-
-from pqscep.protocol import client
 from scep_messages import Identity, csr_der, envelope, kem_envelope, pki_message
 from server_proc import ServerProcess, init_data
+
+from pqscep.protocol import client
 
 COUNTS = {"message": 300, "csr": 100, "envelope": 100}
 

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+from scep_messages import Identity, algorithm_protection, kem_envelope, pki_message
 
 from pqscep.asn1 import cms, oids
 from pqscep.cli import inspect_cmd
@@ -46,7 +47,6 @@ from pqscep.crypto.registry import CIPHERS, DIGESTS
 from pqscep.protocol import client
 from pqscep.protocol.messages import MessageType, printable_attribute, response_key_attribute
 from pqscep.service.config import ConfigError
-from scep_messages import Identity, algorithm_protection, kem_envelope, pki_message
 
 VECTORS = Path(__file__).parents[1].parent / "shared" / "vectors"
 RFC9935 = VECTORS / "rfc9935-keys"
@@ -139,7 +139,7 @@ def kem_recipient_certificate() -> x509.Certificate:
 
 
 def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def signer(kind: str = "ml-dsa-65"):

@@ -13,9 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 import peers
+import pytest
 from server_proc import ServerProcess, init_data, pqscep
 
 pytestmark = pytest.mark.interop

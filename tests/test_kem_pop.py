@@ -27,6 +27,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from server_proc import ServerProcess, init_data, pqscep
 
 from pqscep.asn1 import cms, oids
 from pqscep.cms import signed
@@ -36,7 +37,6 @@ from pqscep.crypto.registry import CIPHERS, DIGESTS
 from pqscep.protocol import client as scep
 from pqscep.protocol import kempop
 from pqscep.protocol.messages import FailInfo, MessageType, PkiStatus
-from server_proc import ServerProcess, init_data, pqscep
 
 CONFIG = """
 [server]
@@ -103,7 +103,7 @@ ML_DSA_65 = "2.16.840.1.101.3.4.3.18"
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

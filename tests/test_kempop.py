@@ -33,7 +33,7 @@ from pqscep.protocol.messages import FailInfo
 KEMS = {"ml-kem-768": (mlkem.MLKEM768PrivateKey, oids.ML_KEM_768, 1088),
         "ml-kem-1024": (mlkem.MLKEM1024PrivateKey, oids.ML_KEM_1024, 1568)}
 TX = "7A1C0F3E9B2D4C5A8E6F1029384756AB"  # a SCEP transactionID (PrintableString)
-NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 PROFILE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 

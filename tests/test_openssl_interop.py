@@ -26,6 +26,9 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from peers import OpenSSL, openssl_pq_tool
+from scep_client import Device
+from server_proc import ServerProcess, init_data, pqscep
 
 from pqscep.asn1 import cms, oids
 from pqscep.cms import enveloped, signed
@@ -36,9 +39,6 @@ from pqscep.crypto.keys import generate_key, key_family
 from pqscep.crypto.registry import CIPHERS, DIGESTS
 from pqscep.protocol import client as scep
 from pqscep.protocol.messages import MessageType, PkiStatus, response_key_attribute
-from peers import OpenSSL, openssl_pq_tool
-from scep_client import Device
-from server_proc import ServerProcess, init_data, pqscep
 
 EnvelopeError = enveloped.EnvelopeError
 

@@ -15,11 +15,11 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from scep_client import Device, Requester
+from server_proc import ServerProcess, init_data, pqscep
 
 from pqscep.cms import signed
 from pqscep.protocol.messages import PkiStatus
-from scep_client import Device, Requester
-from server_proc import ServerProcess, init_data, pqscep
 
 
 def test_init_keeps_keys_encrypted_and_private(tmp_path):

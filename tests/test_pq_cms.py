@@ -41,7 +41,7 @@ KEMS = {"ml-kem-768": mlkem.MLKEM768PrivateKey, "ml-kem-1024": mlkem.MLKEM1024Pr
 
 def _ml_kem_certificate(key) -> x509.Certificate:
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pqscep test CA")])
     return (
         x509.CertificateBuilder()

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pytest
 from cryptography import x509
+from scep_client import Device, Requester
+from server_proc import ServerProcess, init_data, pqscep
 
 from pqscep.cms import signed
 from pqscep.crypto.keys import key_family
 from pqscep.protocol.messages import FailInfo, PkiStatus
-from scep_client import Device, Requester
-from server_proc import ServerProcess, init_data, pqscep
 
 
 @pytest.fixture(scope="module")

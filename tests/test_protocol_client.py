@@ -13,7 +13,7 @@ from pqscep.cms.signed import build_certs_only
 from pqscep.crypto.keys import generate_key
 from pqscep.protocol.client import ClientError, parse_ca_certs
 
-NOW = datetime.datetime(2026, 11, 27, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC)
 
 
 def _ca(name="CA", key_type="ml-dsa-65"):

@@ -8,12 +8,12 @@ import concurrent.futures
 import re
 
 import pytest
-from cryptography import x509
-
-from pqscep.protocol.messages import FailInfo, PkiStatus
 import scep_client
+from cryptography import x509
 from scep_client import Device, Requester
 from server_proc import ServerProcess, init_data, pqscep
+
+from pqscep.protocol.messages import FailInfo, PkiStatus
 
 CONFIG = """
 [server]
@@ -198,9 +198,8 @@ def test_database_out_of_reach_is_503_then_service_resumes(postgres_url, tmp_pat
     in progress looks): a PKIOperation gets 503 with a one-line reason and no traceback, not a
     500; once the database is back, the same server enrolls again without a restart."""
     import psycopg
-    from sqlalchemy.engine import make_url
-
     from conftest import _fresh_postgres_database
+    from sqlalchemy.engine import make_url
 
     for database in _fresh_postgres_database(postgres_url):
         url = make_url(database)

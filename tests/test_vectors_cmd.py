@@ -27,12 +27,12 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from peers import OpenSSL, openssl_pq_tool
 
 from pqscep.asn1 import cms, oids
 from pqscep.cms import enveloped, kem, signed
 from pqscep.crypto import pqkeys
 from pqscep.vectors.output import ASN1_TYPES
-from peers import OpenSSL, openssl_pq_tool
 
 ROOT = Path(__file__).parents[1]
 VECTORS = ROOT / "docs" / "vectors"
@@ -354,7 +354,7 @@ def _signing_time(message: signed.SignedMessage) -> int | None:
     value = message.signer_infos[0].single(oids.SIGNING_TIME)
     if value is None:
         return None
-    when = datetime.datetime.strptime(value[2:].decode(), "%y%m%d%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+    when = datetime.datetime.strptime(value[2:].decode(), "%y%m%d%H%M%SZ").replace(tzinfo=datetime.UTC)
     return int(when.timestamp())
 
 

@@ -29,11 +29,11 @@ from pqscep.ca.authority import random_serial
 from pqscep.crypto import pqkeys
 from pqscep.vectors import (
     DeterministicRandom,
+    fips,
     mldsa_public_key_for_vectors,
     mldsa_sign_deterministic,
     mlkem_encaps_deterministic,
 )
-from pqscep.vectors import fips
 
 RFC9881 = Path(__file__).parents[1].parent / "shared" / "vectors" / "rfc9881-keys"
 

@@ -80,7 +80,7 @@ def utf8_string(text: str) -> bytes:
 def cms_time(when: datetime.datetime) -> bytes:
     """RFC 5652 section 11.3 Time: UTCTime for 1950-2049, GeneralizedTime otherwise, in UTC,
     whole seconds, with the Z form that DER requires (X.690 11.7, 11.8)."""
-    when = when.astimezone(datetime.timezone.utc)
+    when = when.astimezone(datetime.UTC)
     if 1950 <= when.year < 2050:
         return encode_tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))
     return encode_tlv(0x18, when.strftime("%Y%m%d%H%M%SZ").encode("ascii"))

@@ -10,8 +10,9 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -41,11 +42,11 @@ class Verdict:
     count_as_failed_attempt: bool = False
 
     @classmethod
-    def refuse(cls, fail_info: FailInfo, text: str, *, failed_attempt: bool = False) -> "Verdict":
+    def refuse(cls, fail_info: FailInfo, text: str, *, failed_attempt: bool = False) -> Verdict:
         return cls(False, fail_info, text, failed_attempt)
 
     @classmethod
-    def wait(cls, text: str = "waiting for approval") -> "Verdict":
+    def wait(cls, text: str = "waiting for approval") -> Verdict:
         return cls(True, FailInfo.BAD_REQUEST, text)
 
 

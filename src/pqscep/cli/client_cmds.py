@@ -25,7 +25,7 @@ from ..client import enrollment as E
 from ..client.transport import DEFAULT_TIMEOUT, ScepTransport, TransportError
 from ..crypto import keys as keymod
 from ..protocol.messages import PkiStatus
-from .exits import EXIT_USAGE, EXIT_FAILURE, EXIT_PENDING, EXIT_TRANSPORT, EXIT_VERIFY
+from .exits import EXIT_FAILURE, EXIT_PENDING, EXIT_TRANSPORT, EXIT_USAGE, EXIT_VERIFY
 
 __all__ = ["COMMANDS"]
 

@@ -35,9 +35,9 @@ import json
 import os
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import click
 from cryptography import x509
@@ -50,15 +50,14 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from ..asn1 import ber, cms, oids
-from ..client.enrollment import FAIL_INFO_NAMES, MESSAGE_TYPE_NAMES
-from ..cms.kem import KemRecipient
 from ..cms import enveloped, signed
+from ..cms.kem import KemRecipient
 from ..cms.password import MAX_ITERATIONS, MIN_ITERATIONS, PasswordRecipient
 from ..crypto import keys as keymod
 from ..crypto import pqkeys, signing
 from ..crypto.registry import CIPHERS, DIGESTS, KDFS, KEMS, KEY_WRAPS, PBKDF2_PRFS
 from ..protocol import kempop
-from ..protocol.messages import FailInfo, IssuerAndSubject, MessageType, PkiStatus
+from ..protocol.messages import FAIL_INFO_NAMES, MESSAGE_TYPE_NAMES, FailInfo, IssuerAndSubject, MessageType, PkiStatus
 from .exits import EXIT_FAILURE, EXIT_OK, EXIT_VERIFY
 
 __all__ = [
@@ -370,7 +369,7 @@ def _extension_value(ext: x509.Extension) -> object:
         return str(value)
 
 
-def _kem_csr_signature(csr: x509.CertificateSigningRequest, inspector: "Inspector") -> tuple[bool | None, str]:
+def _kem_csr_signature(csr: x509.CertificateSigningRequest, inspector: Inspector) -> tuple[bool | None, str]:
     """An ML-KEM key cannot sign its CSR: it is signed by the certificate its RFC 9883
     statement names (design section 5), which is in the statement or signed the pkiMessage."""
     der = csr.public_bytes(serialization.Encoding.DER)
@@ -390,7 +389,7 @@ def _kem_csr_signature(csr: x509.CertificateSigningRequest, inspector: "Inspecto
     return True, f"verifies with the statement's certificate ({cert.subject.rfc4514_string()})"
 
 
-def csr_node(csr: x509.CertificateSigningRequest, inspector: "Inspector") -> dict:
+def csr_node(csr: x509.CertificateSigningRequest, inspector: Inspector) -> dict:
     kem_key = _key_family_of(csr) == "ml-kem"
     how = "the request's own key"
     if kem_key:

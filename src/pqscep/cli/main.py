@@ -9,7 +9,6 @@ import importlib
 import click
 
 from .. import __version__
-
 from .exits import EXIT_FAILURE
 
 

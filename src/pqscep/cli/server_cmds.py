@@ -26,7 +26,7 @@ DATA_OPTION = click.option(
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _fail(message: str, code: int = 1):

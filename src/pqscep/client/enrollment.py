@@ -23,23 +23,30 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from ..asn1 import oids
 from ..cms import enveloped
 from ..cms.kem import KemOriginator, KemRecipient, key_identifier
 from ..cms.signed import build_certs_only
 from ..crypto import keys as keymod
 from ..crypto.registry import CIPHERS, DIGESTS, ContentCipher, DigestAlgorithm, UnknownAlgorithm
-from ..asn1 import oids
 from ..protocol import client as proto
 from ..protocol import kempop
-from ..protocol.messages import FailInfo, MessageType, PkiStatus, response_key_attribute
+from ..protocol.messages import (
+    FAIL_INFO_NAMES,
+    MESSAGE_TYPE_NAMES,
+    FailInfo,
+    MessageType,
+    PkiStatus,
+    response_key_attribute,
+)
 from .transport import CaCaps, ScepTransport, TransportError
 
 __all__ = [
@@ -75,23 +82,6 @@ Clock = Callable[[], datetime.datetime]
 NONCE_SIZE = 16  # RFC 8894 section 3.2.1.5
 STATE_VERSION = 1
 
-MESSAGE_TYPE_NAMES = {
-    MessageType.CERT_REP: "CertRep",
-    MessageType.RENEWAL_REQ: "RenewalReq",
-    MessageType.PKCS_REQ: "PKCSReq",
-    MessageType.CERT_POLL: "CertPoll",
-    MessageType.GET_CERT: "GetCert",
-    MessageType.GET_CRL: "GetCRL",
-}
-FAIL_INFO_NAMES = {
-    FailInfo.BAD_ALG: "badAlg",
-    FailInfo.BAD_MESSAGE_CHECK: "badMessageCheck",
-    FailInfo.BAD_REQUEST: "badRequest",
-    FailInfo.BAD_TIME: "badTime",
-    FailInfo.BAD_CERT_ID: "badCertId",
-}
-
-
 def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -111,7 +101,7 @@ class UnusableKey(EnrollmentError):
 class CaFailure(EnrollmentError):
     """The CA answered CertRep FAILURE."""
 
-    def __init__(self, outcome: "Outcome"):
+    def __init__(self, outcome: Outcome):
         self.outcome = outcome
         super().__init__(describe_failure(outcome.fail_info, outcome.fail_info_text))
 
@@ -235,7 +225,7 @@ class Outcome:
     crls: list[x509.CertificateRevocationList] = field(default_factory=list)
     fail_info: FailInfo | None = None
     fail_info_text: str | None = None
-    state: "PendingState | None" = None
+    state: PendingState | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -271,7 +261,7 @@ class PendingState:
             handle.write(data)
 
     @classmethod
-    def load(cls, path: Path) -> "PendingState":
+    def load(cls, path: Path) -> PendingState:
         try:
             raw = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:

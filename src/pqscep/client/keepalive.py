@@ -64,7 +64,7 @@ class KeepAliveSender:
             self._conn.close()
             self._conn = None
 
-    def __enter__(self) -> "KeepAliveSender":
+    def __enter__(self) -> KeepAliveSender:
         return self
 
     def __exit__(self, *exc) -> None:

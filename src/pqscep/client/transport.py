@@ -58,7 +58,7 @@ class CaCaps:
     raw: bytes = b""
 
     @classmethod
-    def parse(cls, body: bytes) -> "CaCaps":
+    def parse(cls, body: bytes) -> CaCaps:
         text = body.decode("utf-8", "replace")
         words = tuple(w.strip() for w in text.replace("\r", "\n").split("\n") if w.strip())
         return cls(words, body)
@@ -132,7 +132,7 @@ class ScepTransport:
         if self._own_client:
             self.client.close()
 
-    def __enter__(self) -> "ScepTransport":
+    def __enter__(self) -> ScepTransport:
         return self
 
     def __exit__(self, *exc) -> None:

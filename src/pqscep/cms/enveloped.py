@@ -9,8 +9,9 @@ Randomness (CEK, IV, nonce) comes from the caller's `random_bytes`, so a run can
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding

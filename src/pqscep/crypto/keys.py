@@ -8,9 +8,9 @@ PBES2 with AES-256-CBC and a strong KDF in cryptography 50) and written with fil
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa, mlkem, rsa

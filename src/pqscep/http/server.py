@@ -71,7 +71,7 @@ def build_app(config: ServerConfig):
     service = ScepService(load_profiles(config), store, webhook=_webhook_poster())
 
     def health_check() -> None:
-        store.count_failures("health", datetime.datetime.now(datetime.timezone.utc))
+        store.count_failures("health", datetime.datetime.now(datetime.UTC))
 
     return create_app(service, default_profile=config.default_profile, max_body=config.max_body_bytes,
                       health_check=health_check), service

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization

@@ -10,12 +10,14 @@ import enum
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.asn1 import PrintableString, TLV, sequence
+from cryptography.hazmat.asn1 import TLV, PrintableString, sequence
 
 from ..asn1 import cms, oids
 from ..cms.signed import SignerInfoView, attribute
 
 __all__ = [
+    "FAIL_INFO_NAMES",
+    "MESSAGE_TYPE_NAMES",
     "FailInfo",
     "IssuerAndSubject",
     "MessageType",
@@ -51,6 +53,24 @@ class FailInfo(enum.IntEnum):
     BAD_REQUEST = 2
     BAD_TIME = 3
     BAD_CERT_ID = 4
+
+
+# The names RFC 8894 gives these values, for logs, the inspector and the client's messages.
+MESSAGE_TYPE_NAMES = {
+    MessageType.CERT_REP: "CertRep",
+    MessageType.RENEWAL_REQ: "RenewalReq",
+    MessageType.PKCS_REQ: "PKCSReq",
+    MessageType.CERT_POLL: "CertPoll",
+    MessageType.GET_CERT: "GetCert",
+    MessageType.GET_CRL: "GetCRL",
+}
+FAIL_INFO_NAMES = {
+    FailInfo.BAD_ALG: "badAlg",
+    FailInfo.BAD_MESSAGE_CHECK: "badMessageCheck",
+    FailInfo.BAD_REQUEST: "badRequest",
+    FailInfo.BAD_TIME: "badTime",
+    FailInfo.BAD_CERT_ID: "badCertId",
+}
 
 
 class ProtocolError(ValueError):

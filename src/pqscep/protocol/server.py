@@ -12,8 +12,8 @@ It does no I/O: no HTTP, no database, no clock (`now` is passed in), no randomne
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -53,7 +53,7 @@ class RequestRejected(Exception):
         text: str,
         fail_info: FailInfo = FailInfo.BAD_REQUEST,
         *,
-        partial: "PartialRequest | None" = None,
+        partial: PartialRequest | None = None,
         http_status: int = 400,
     ):
         super().__init__(text)

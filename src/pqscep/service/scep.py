@@ -13,8 +13,8 @@ import hashlib
 import hmac
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -114,7 +114,7 @@ class ScepService:
         profiles: dict[str, Profile],
         store,
         *,
-        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.timezone.utc),
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         random_bytes: Callable[[int], bytes] = os.urandom,
         webhook: policy.WebhookPoster | None = None,
         checks: list[policy.Check] | None = None,

@@ -104,7 +104,7 @@ def _write_cert(path: Path, cert: x509.Certificate) -> None:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def init_data_dir(data_dir: Path, *, challenge: str | None = None, port: int = 8080,

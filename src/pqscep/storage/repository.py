@@ -27,9 +27,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .locks import SqliteWriteLock
-from .statements import HotPath
 from .errors import DuplicateChallenge, DuplicateCrlNumber, DuplicateSerial, TransactionKeyMismatch
+from .locks import SqliteWriteLock
 from .models import (
     SERIAL_HEX_DIGITS,
     TRANSACTION_STATES,
@@ -42,6 +41,7 @@ from .models import (
     KemChallenge,
     Transaction,
 )
+from .statements import HotPath
 
 TransactionState = Literal["received", "pending", "approved", "issued", "rejected", "failed"]
 CertStatus = Literal["valid", "revoked"]

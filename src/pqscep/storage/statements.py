@@ -226,7 +226,7 @@ class _HeldConnection:
         if conn is not None:
             try:
                 conn.close()
-            except Exception:  # noqa: BLE001 - already broken: nothing to release
+            except Exception:
                 pass
 
     def __del__(self) -> None:

@@ -71,7 +71,7 @@ class VectorMLDSAKey:
     def public_key(self):
         return self.real.public_key()
 
-    def private_bytes(self, encoding, format, encryption_algorithm):  # noqa: A002 - cryptography's name
+    def private_bytes(self, encoding, format, encryption_algorithm):
         return self.real.private_bytes(encoding, format, encryption_algorithm)
 
     def private_bytes_raw(self) -> bytes:
@@ -137,7 +137,7 @@ class VectorMLKEMPublicKey:
         self.log.append(Encapsulation(m, shared_secret, ciphertext))
         return shared_secret, ciphertext
 
-    def public_bytes(self, encoding, format):  # noqa: A002 - cryptography's name
+    def public_bytes(self, encoding, format):
         return self.real.public_bytes(encoding, format)
 
     def public_bytes_raw(self) -> bytes:
@@ -205,7 +205,7 @@ class VectorECKey(ec.EllipticCurvePrivateKey):
     def private_numbers(self):
         return self.real.private_numbers()
 
-    def private_bytes(self, encoding, format, encryption_algorithm):  # noqa: A002
+    def private_bytes(self, encoding, format, encryption_algorithm):
         return self.real.private_bytes(encoding, format, encryption_algorithm)
 
     def __copy__(self):

@@ -55,7 +55,7 @@ def stream(name: str) -> DeterministicRandom:
 
 
 def utc(*args: int) -> datetime.datetime:
-    return datetime.datetime(*args, tzinfo=datetime.timezone.utc)
+    return datetime.datetime(*args, tzinfo=datetime.UTC)
 
 
 # Times. Certificates are back-dated 5 minutes by the CA (ca.authority.CLOCK_SKEW), so the CA's
@@ -76,7 +76,7 @@ class Material:
     ec: dict[str, VectorECKey]
 
     @classmethod
-    def load(cls) -> "Material":
+    def load(cls) -> Material:
         dsa, kem, ecs = {}, {}, {}
         for name, kind, _ in KEY_NAMES:
             if kind == "ML-DSA-65":
