@@ -40,7 +40,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from pqscep.service.setup import init_data_dir
 from pqscep.storage.db import SQLITE_BUSY_TIMEOUT_MS, open_store
-from pqscep.storage.repository import IssuedCertificate, _serial_hex
+from pqscep.ca.transactions import TxState
+from pqscep.storage.records import IssuedCertificate
+from pqscep.storage.sql import _serial_hex
 
 SIZES = {"classic": (626, 673, 834), "pq": (5357, 5402, 5568)}
 
@@ -82,7 +84,7 @@ def main() -> None:
 
         def settle(r: dict) -> None:
             assert store.settle_transaction(
-                "default", r["transaction_id"], expect_state=None, new_state="issued",
+                "default", r["transaction_id"], expect_state=None, new_state=TxState.ISSUED,
                 signer_key_fingerprint=r["fingerprint"], message_type=19, csr_der=r["csr_der"],
                 signer_cert_der=r["signer_cert_der"], subject=r["certificate"].subject,
                 certificate=r["certificate"], now=now)

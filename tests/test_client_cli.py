@@ -500,15 +500,15 @@ class _MiniCA:
                                           random_bytes=os.urandom)
         with self.lock:
             if request.message_type == MessageType.PKCS_REQ:
-                self.subjects[request.transaction_id] = request.csr
+                self.subjects[request.transaction_id] = request.csr.parsed
             rounds = self.seen.get(request.transaction_id, 0)
             self.seen[request.transaction_id] = rounds + 1
         if rounds < self.pending_rounds:
             return self.responder.pending(request, now=now, random_bytes=os.urandom)
         csr = self.subjects[request.transaction_id]
         if request.message_type == MessageType.CERT_POLL:
-            assert request.issuer_and_subject[0] == self.cert.subject.public_bytes()
-            assert request.issuer_and_subject[1] == csr.subject.public_bytes()
+            assert request.issuer_der == self.cert.subject.public_bytes()
+            assert request.subject_der == csr.subject.public_bytes()
         cert = (
             x509.CertificateBuilder().subject_name(csr.subject).issuer_name(self.cert.subject)
             .public_key(csr.public_key()).serial_number(x509.random_serial_number())

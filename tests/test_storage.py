@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 import threading
@@ -24,9 +25,9 @@ from pqscep.storage import (
     DuplicateCrlNumber,
     DuplicateSerial,
     Store,
-    TransactionKeyMismatch,
     open_store,
 )
+from pqscep.ca.transactions import Event, TransitionError, TxState
 from pqscep.storage.db import alembic_config
 from pqscep.storage.models import Base
 
@@ -52,10 +53,6 @@ def add_cert(store: Store, serial: int, subject: str = "CN=a", profile: str = P)
         profile, serial, b"DER%d" % serial, subject, NOW, NOW + timedelta(days=365),
         "tx1", FP_A, NOW,
     )  # fmt: skip
-
-
-def open_tx(store: Store, tid: str, fp: bytes = FP_A, profile: str = P) -> Any:
-    return store.open_transaction(profile, tid, fp, 19, b"CSR", b"SIGNER", "CN=a", NOW)
 
 
 def race(stores: list[Store], fn: Callable[[Store, int], Any], rounds: int) -> list[list[Any]]:
@@ -100,12 +97,68 @@ def test_migrations_create_schema_and_are_idempotent(db_url: str) -> None:
     with open_store(db_url) as store, store.engine.connect() as conn:  # second open: no-op
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-        assert ctx.get_current_revision() == head == "0001"
+        assert ctx.get_current_revision() == head == "0002"
         assert set(inspect(conn).get_table_names()) == set(Base.metadata.tables) | {
             "alembic_version"
         }
         # The hand-written migration and the models describe the same schema.
         assert compare_metadata(ctx, Base.metadata) == []
+        # Alembic does not compare CHECK constraints: the state machine's enum is the only
+        # source of the states the database accepts, and the migrated constraint says so.
+        checks = {c["name"]: c["sqltext"] for c in inspect(conn).get_check_constraints("scep_transactions")}
+        assert list(checks) == ["ck_scep_transactions_state"]
+        assert set(re.findall(r"'([a-z_]+)'", checks["ck_scep_transactions_state"])) == {s.value for s in TxState}
+
+
+def _rows(conn: Any, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in conn.execute(text(sql)).all()]
+
+
+def test_migration_0002_maps_the_old_states(db_url: str) -> None:
+    """Databases at revision 0001 keep every live transaction: "pending" splits into
+    awaiting_approval and awaiting_kem_proof by its KEM challenge row, the challenges survive
+    SQLite's table rebuild, and the downgrade maps back."""
+    from alembic import command
+
+    from pqscep.storage.db import create_db_engine, migrate, write_engine
+
+    engine = create_db_engine(db_url)
+    try:
+        migrate(engine, "0001")
+        old = ["received", "pending", "pending", "approved", "approved", "issued", "rejected", "failed"]
+        with engine.begin() as conn:
+            for i, state in enumerate(old):
+                conn.execute(text(
+                    "INSERT INTO scep_transactions (profile, transaction_id, signer_key_fingerprint, message_type,"
+                    " signer_cert_der, subject, state, created_at, updated_at)"
+                    " VALUES ('p', :t, :f, 19, :f, 'CN=x', :s, :n, :n)"), dict(t=f"t{i}", f=b"x", s=state, n=NOW))
+            for i in (2, 4):
+                conn.execute(text(
+                    "INSERT INTO kem_challenges (profile, transaction_id, secret, csr_digest, signer_key_fingerprint,"
+                    " expires_at, created_at) VALUES ('p', :t, :f, :f, :f, :n, :n)"), dict(t=f"t{i}", f=b"x", n=NOW))
+        migrate(engine)
+        with engine.connect() as conn:
+            assert _rows(conn, "SELECT transaction_id, state FROM scep_transactions ORDER BY transaction_id") == [
+                ("t1", "awaiting_approval"), ("t2", "awaiting_kem_proof"), ("t3", "approved"),
+                ("t4", "awaiting_kem_proof"), ("t5", "issued"), ("t6", "rejected"), ("t7", "rejected")]
+            assert _rows(conn, "SELECT transaction_id FROM kem_challenges ORDER BY transaction_id") == [("t2",), ("t4",)]
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text("UPDATE scep_transactions SET state = 'pending' WHERE transaction_id = 't1'"))
+        with open_store(db_url) as store:  # the store reads every migrated row
+            assert [t.state for t in store.list_transactions("p")] == [
+                TxState.AWAITING_APPROVAL, TxState.AWAITING_KEM_PROOF, TxState.APPROVED, TxState.AWAITING_KEM_PROOF,
+                TxState.ISSUED, TxState.REJECTED, TxState.REJECTED]
+
+        cfg = alembic_config()
+        with write_engine(engine).begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0001")
+        with engine.connect() as conn:
+            assert _rows(conn, "SELECT state FROM scep_transactions ORDER BY transaction_id") == [
+                ("pending",), ("pending",), ("approved",), ("pending",), ("issued",), ("rejected",), ("rejected",)]
+            assert _rows(conn, "SELECT transaction_id FROM kem_challenges ORDER BY transaction_id") == [("t2",), ("t4",)]
+    finally:
+        engine.dispose()
 
 
 OPEN_AT = """
@@ -128,7 +181,7 @@ def test_server_processes_starting_together_migrate_once(db_url: str) -> None:
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     with open_store(db_url) as store, store.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        assert MigrationContext.configure(conn).get_current_revision() == "0002"
 
 
 def test_sqlite_file_created_with_pragmas(tmp_path: Any) -> None:
@@ -225,52 +278,51 @@ def test_crls(store: Store) -> None:
 # --- SCEP transactions ---------------------------------------------------------------------
 
 
-def test_open_transaction_retransmission_and_key_mismatch(store: Store) -> None:
-    first = open_tx(store, "T1")
-    assert first.created and first.state == "received" and first.created_at == NOW
-    assert (first.csr_der, first.signer_cert_der, first.message_type) == (b"CSR", b"SIGNER", 19)
-
-    store.set_transaction_state(P, "T1", "pending", now=NOW + sec(1))
-    again = store.open_transaction(P, "T1", FP_A, 19, b"CSR-2", b"S2", "CN=x", NOW + sec(2))
-    assert not again.created and again.state == "pending" and again.csr_der == b"CSR"
-
-    with pytest.raises(TransactionKeyMismatch):
-        open_tx(store, "T1", fp=FP_B)
-    assert open_tx(store, "T1", fp=FP_B, profile="other").created  # per profile
-
-
-def test_transaction_state_transitions(store: Store) -> None:
-    open_tx(store, "T1")
+def test_operator_events_follow_the_transition_table(store: Store) -> None:
+    """approve/reject act only from the states ca.transactions allows them from."""
     t = NOW + sec(1)
-    assert not store.set_transaction_state(P, "T1", "issued", expect_state="pending", now=t)
-    assert store.set_transaction_state(P, "T1", "pending", expect_state="received", now=t)
-    assert not store.set_transaction_state(P, "nope", "pending", now=t)
+    assert _settle(store, "T1", expect=None, state=TxState.AWAITING_APPROVAL, profile=P)
+    first = store.get_transaction(P, "T1")
+    assert first is not None and first.state is TxState.AWAITING_APPROVAL and first.created_at == NOW
+    assert (first.csr_der, first.signer_cert_der, first.message_type) == (b"csr", b"cert", 19)
+    with pytest.raises(TransitionError):  # no issuing past the operator
+        _settle(store, "T1", expect=TxState.AWAITING_APPROVAL, state=TxState.ISSUED, profile=P)
+    assert not store.approve(P, "nope", t)
 
     assert store.approve(P, "T1", NOW + sec(2))
     tx = store.get_transaction(P, "T1")
-    assert tx is not None and tx.state == "approved" and tx.updated_at == NOW + sec(2)
-    assert not store.approve(P, "T1", NOW + sec(3))  # only from pending
-    assert not store.reject(P, "T1", "no", NOW + sec(3))
-
-    assert store.set_transaction_state(
-        P, "T1", "issued", expect_state=("approved", "pending"), cert_serial=1 << 159, now=t
-    )
+    assert tx is not None and tx.state is TxState.APPROVED and tx.updated_at == NOW + sec(2)
+    assert not store.approve(P, "T1", NOW + sec(3))  # only from awaiting_approval
+    assert _settle(store, "T1", expect=TxState.APPROVED, state=TxState.ISSUED, certificate=_issued(1 << 159),
+                   profile=P)
     tx = store.get_transaction(P, "T1")
-    assert tx is not None and tx.state == "issued" and tx.cert_serial == 1 << 159
+    assert tx is not None and tx.state is TxState.ISSUED and tx.cert_serial == 1 << 159
+    assert not store.reject(P, "T1", "too late", NOW + sec(3))  # finished
 
-    open_tx(store, "T2")
-    store.set_transaction_state(P, "T2", "pending", now=t)
+    assert _settle(store, "T2", expect=None, state=TxState.AWAITING_APPROVAL, profile=P)
     assert store.reject(P, "T2", "unknown device", NOW + sec(4))
-    open_tx(store, "T3")
-    assert store.set_transaction_state(P, "T3", "failed", fail_info=2, fail_text="bad", now=t)
+    assert _settle(store, "T3", expect=None, state=TxState.AWAITING_KEM_PROOF, profile=P)
+    assert store.reject(P, "T3", "lost device", NOW + sec(4))
     t2, t3 = store.get_transaction(P, "T2"), store.get_transaction(P, "T3")
-    assert t2 is not None and (t2.state, t2.fail_text) == ("rejected", "unknown device")
-    assert t3 is not None and (t3.state, t3.fail_info, t3.fail_text) == ("failed", 2, "bad")
+    assert t2 is not None and (t2.state, t2.fail_text) == (TxState.REJECTED, "unknown device")
+    assert t3 is not None and (t3.state, t3.fail_text) == (TxState.REJECTED, "lost device")
+    assert not store.approve(P, "T2", NOW + sec(5))
 
     assert [x.transaction_id for x in store.list_transactions(P)] == ["T1", "T2", "T3"]
-    assert [x.transaction_id for x in store.list_transactions(P, state="rejected")] == ["T2"]
+    assert [x.transaction_id for x in store.list_transactions(P, state=TxState.REJECTED)] == ["T2", "T3"]
     with pytest.raises(ValueError):
-        store.set_transaction_state(P, "T1", "bogus", now=t)  # type: ignore[arg-type]
+        store.apply_operator_event(P, "T2", Event.ISSUE, t)
+    with pytest.raises(TransitionError):
+        _settle(store, "T4", expect=None, state="bogus", profile=P)  # type: ignore[arg-type]
+
+
+def test_finished_transaction_starts_again_under_its_id(store: Store) -> None:
+    """A new request under an issued or rejected transaction's ID (same key) starts over."""
+    assert _settle(store, "T1", expect=None, state=TxState.ISSUED, certificate=_issued(5), profile=P)
+    assert _settle(store, "T1", expect=TxState.ISSUED, state=TxState.AWAITING_APPROVAL, profile=P)
+    assert store.reject(P, "T1", "no", NOW)
+    assert _settle(store, "T1", expect=TxState.REJECTED, state=TxState.ISSUED, certificate=_issued(6), profile=P)
+    assert _settle(store, "T1", expect=None, state=TxState.ISSUED, profile="other")  # per profile
 
 
 # --- one-time challenge passwords ----------------------------------------------------------
@@ -319,7 +371,7 @@ def test_kem_challenges(store: Store) -> None:
     assert store.take_kem_challenge(P, "T1", NOW) is None
     with pytest.raises(IntegrityError):  # needs its transaction (foreign key)
         store.put_kem_challenge(P, "T1", b"s", b"d", FP_A, NOW + sec(60), NOW)
-    open_tx(store, "T1")
+    _settle(store, "T1", expect=None, state=TxState.AWAITING_KEM_PROOF, profile=P)
     store.put_kem_challenge(P, "T1", b"secret1", b"csrdig", FP_A, NOW + sec(60), NOW)
 
     got = store.take_kem_challenge(P, "T1", NOW + sec(1))
@@ -362,7 +414,7 @@ def test_error_inside_a_write_leaves_nothing(store: Store) -> None:
     assert store.next_crl_number(P) == 1
 
     # take_kem_challenge marks the challenge spent, then reads it: fail the read.
-    open_tx(store, "T1")
+    _settle(store, "T1", expect=None, state=TxState.AWAITING_KEM_PROOF, profile=P)
     store.put_kem_challenge(P, "T1", b"s", b"d", FP_A, NOW + sec(60), NOW)
     undo = fail_on(store, "SELECT")
     with pytest.raises(RuntimeError):
@@ -385,11 +437,11 @@ def test_race_consume_challenge(racers: list[Store]) -> None:
     assert all(sum(round_) == 1 for round_ in results), results
 
 
-def test_race_open_transaction(racers: list[Store]) -> None:
-    results = race(racers, lambda s, r: open_tx(s, f"T{r}"), ROUNDS)
-    for round_ in results:
-        assert sum(tx.created for tx in round_) == 1
-        assert len({(tx.transaction_id, tx.created_at) for tx in round_}) == 1
+def test_race_new_transaction(racers: list[Store]) -> None:
+    """Several processes inserting the same new transaction: exactly one wins each round."""
+    results = race(racers, lambda s, r: _settle(s, f"T{r}", expect=None, state=TxState.AWAITING_APPROVAL,
+                                                profile=P), ROUNDS)
+    assert all(sum(round_) == 1 for round_ in results), results
     assert len(racers[0].list_transactions(P)) == ROUNDS
 
 
@@ -412,40 +464,41 @@ def _issued(serial: int):
                              key_fingerprint=b"k" * 32)
 
 
-def _settle(store, txid, *, expect, state, certificate=None, fingerprint=b"f" * 32):
+def _settle(store, txid, *, expect, state, certificate=None, fingerprint=b"f" * 32, profile="p"):
     return store.settle_transaction(
-        "p", txid, expect_state=expect, new_state=state, signer_key_fingerprint=fingerprint, message_type=19,
+        profile, txid, expect_state=expect, new_state=state, signer_key_fingerprint=fingerprint, message_type=19,
         csr_der=b"csr", signer_cert_der=b"cert", subject="CN=x", certificate=certificate, now=NOW)
 
 
 def test_settle_inserts_transaction_and_certificate_together(store):
-    assert _settle(store, "t1", expect=None, state="issued", certificate=_issued(7))
+    assert _settle(store, "t1", expect=None, state=TxState.ISSUED, certificate=_issued(7))
     record = store.get_transaction("p", "t1")
-    assert (record.state, record.cert_serial) == ("issued", 7)
+    assert (record.state, record.cert_serial) == (TxState.ISSUED, 7)
     assert store.get_certificate("p", 7).transaction_id == "t1"
     # The same transaction inserted again (another process) loses, and writes nothing.
-    assert not _settle(store, "t1", expect=None, state="issued", certificate=_issued(8))
+    assert not _settle(store, "t1", expect=None, state=TxState.ISSUED, certificate=_issued(8))
     assert store.get_certificate("p", 8) is None
 
 
 def test_settle_duplicate_serial_leaves_nothing(store):
-    assert _settle(store, "t1", expect=None, state="issued", certificate=_issued(7))
+    assert _settle(store, "t1", expect=None, state=TxState.ISSUED, certificate=_issued(7))
     with pytest.raises(DuplicateSerial):
-        _settle(store, "t2", expect=None, state="issued", certificate=_issued(7))
+        _settle(store, "t2", expect=None, state=TxState.ISSUED, certificate=_issued(7))
     assert store.get_transaction("p", "t2") is None
-    assert _settle(store, "t3", expect=None, state="pending")
+    assert _settle(store, "t3", expect=None, state=TxState.AWAITING_APPROVAL)
+    assert store.approve("p", "t3", NOW)
     with pytest.raises(DuplicateSerial):
-        _settle(store, "t3", expect="pending", state="issued", certificate=_issued(7))
-    assert store.get_transaction("p", "t3").state == "pending"
+        _settle(store, "t3", expect=TxState.APPROVED, state=TxState.ISSUED, certificate=_issued(7))
+    assert store.get_transaction("p", "t3").state is TxState.APPROVED
 
 
 def test_settle_is_conditional_on_state_and_key(store):
-    assert _settle(store, "t1", expect=None, state="pending")
-    assert not _settle(store, "t1", expect="approved", state="issued", certificate=_issued(9))
+    assert _settle(store, "t1", expect=None, state=TxState.AWAITING_APPROVAL)
+    assert not _settle(store, "t1", expect=TxState.APPROVED, state=TxState.ISSUED, certificate=_issued(9))
     assert store.approve("p", "t1", NOW)
-    assert not _settle(store, "t1", expect="approved", state="issued", certificate=_issued(9), fingerprint=b"g" * 32)
-    assert _settle(store, "t1", expect="approved", state="issued", certificate=_issued(9))
-    assert not _settle(store, "t1", expect="approved", state="issued", certificate=_issued(10))
+    assert not _settle(store, "t1", expect=TxState.APPROVED, state=TxState.ISSUED, certificate=_issued(9), fingerprint=b"g" * 32)
+    assert _settle(store, "t1", expect=TxState.APPROVED, state=TxState.ISSUED, certificate=_issued(9))
+    assert not _settle(store, "t1", expect=TxState.APPROVED, state=TxState.ISSUED, certificate=_issued(10))
     assert store.get_certificate("p", 10) is None
 
 
@@ -466,12 +519,12 @@ def test_hot_path_survives_dropped_postgres_connections(db_url: str) -> None:
 
     url = db_url
     with open_store(url) as store:
-        settle = dict(expect_state=None, new_state="issued", signer_key_fingerprint=FP_A, message_type=19,
+        settle = dict(expect_state=None, new_state=TxState.ISSUED, signer_key_fingerprint=FP_A, message_type=19,
                       csr_der=b"CSR", signer_cert_der=b"SIGNER", subject="CN=a", now=NOW)
         cert = IssuedCertificate(serial=7, der=b"DER7", subject="CN=a", not_before=NOW,
                                  not_after=NOW + timedelta(days=1), key_fingerprint=FP_A)
         assert store.settle_transaction(P, "T1", certificate=cert, **settle)
-        assert store.get_transaction(P, "T1").state == "issued"  # the pool now holds live connections
+        assert store.get_transaction(P, "T1").state is TxState.ISSUED  # the pool now holds live connections
 
         target = make_url(url)
         with psycopg.connect(host=target.host, port=target.port, user=target.username,
@@ -484,7 +537,7 @@ def test_hot_path_survives_dropped_postgres_connections(db_url: str) -> None:
                 "AND pid <> pg_backend_pid()").fetchone()[0]
         assert killed >= 1
 
-        assert store.get_transaction(P, "T1").state == "issued"
+        assert store.get_transaction(P, "T1").state is TxState.ISSUED
         store.record_failure("10.0.0.9", NOW)  # the ORM pool (with pre-ping) as well
         assert store.count_failures("10.0.0.9", NOW) == 1
         with psycopg.connect(host=target.host, port=target.port, user=target.username,

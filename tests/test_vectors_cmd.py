@@ -502,7 +502,7 @@ def test_the_service_accepts_every_request_vector(tmp_path):
 
     from pqscep.ca import policy
 
-    store.put_kem_challenge("pq", request.transaction_id, ss, hashlib.sha256(request.raw_csr).digest(),
+    store.put_kem_challenge("pq", request.transaction_id, ss, hashlib.sha256(request.csr.der).digest(),
                             policy.key_fingerprint(request.signer_certificate.public_key()),
                             now + datetime.timedelta(minutes=10), now)
     clock["now"] = now + datetime.timedelta(minutes=1)

@@ -14,6 +14,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from ..ca.transactions import TxState
 from ..service.config import ConfigError, load_config
 
 # The server stack (SQLAlchemy, Alembic, Starlette) is imported inside the commands that need
@@ -153,7 +154,7 @@ def pending() -> None:
 def pending_list(data_dir: Path, profile: str | None, as_json: bool) -> None:
     config = _config(data_dir)
     name = _profile_name(config, profile)
-    rows = _store(config).list_transactions(name, state="pending")
+    rows = _store(config).list_transactions(name, state=TxState.AWAITING_APPROVAL)
     if as_json:
         click.echo(json.dumps([{"transaction_id": r.transaction_id, "subject": r.subject,
                                 "created_at": r.created_at.isoformat()} for r in rows]))

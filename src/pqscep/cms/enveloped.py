@@ -102,6 +102,13 @@ class KeyTransRecipient:
 _RSA_ENCRYPTION_ALGORITHM = cms.encode_algorithm(oids.RSA_ENCRYPTION, cms.NULL)
 
 
+class Originator(Protocol):
+    """Who an envelope is sealed to: it makes the RecipientInfo that carries the content key
+    (KeyTransOriginator here, cms.kem.KemOriginator, cms.password.PasswordOriginator)."""
+
+    def recipient_info(self, cek: bytes, random_bytes: RandomBytes) -> bytes: ...
+
+
 @dataclass
 class KeyTransOriginator:
     """Encrypt the CEK to an RSA certificate (KeyTransRecipientInfo, version 0)."""
@@ -206,7 +213,7 @@ def _candidate_keys(infos: list[bytes], recipients: list, allow_legacy: bool):
 
 def seal_envelope(
     content: bytes,
-    originator,
+    originator: Originator,
     cipher: ContentCipher,
     random_bytes: RandomBytes,
     *,

@@ -11,8 +11,9 @@ It does no I/O: no HTTP, no database, no clock (`now` is passed in), no randomne
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -35,8 +36,18 @@ from .messages import (
     read_printable,
     scep_attributes,
 )
+from .requests import (
+    CertificationRequest,
+    CertPollRequest,
+    Csr,
+    GetCertRequest,
+    GetCrlRequest,
+    PartialRequest,
+    PkiRequest,
+    SignedRequest,
+)
 
-__all__ = ["PkiRequest", "RequestRejected", "Responder", "ResponderKeys", "DEFAULT_MAX_MESSAGE"]
+__all__ = ["RequestRejected", "Responder", "ResponderKeys", "DEFAULT_MAX_MESSAGE"]
 
 RandomBytes = Callable[[int], bytes]
 DEFAULT_MAX_MESSAGE = 256 * 1024  # the largest pkiMessage accepted (a PQ request is ~20 KiB)
@@ -65,89 +76,6 @@ class RequestRejected(Exception):
     @property
     def reply_possible(self) -> bool:
         return self.partial is not None
-
-
-@dataclass
-class PartialRequest:
-    """What a FAILURE reply needs: taken from the signed attributes, even unverified ones."""
-
-    transaction_id: str
-    sender_nonce: bytes
-    digest: DigestAlgorithm
-    message_type: int | None = None
-
-
-@dataclass
-class PkiRequest(PartialRequest):
-    """A verified and decrypted pkiMessage."""
-
-    signer_certificate: x509.Certificate | None = None
-    content: bytes = b""
-    cipher: ContentCipher | None = None
-    envelope_kind: str = ""
-    authenticated_envelope: bool = False
-    attributes: ScepAttributes | None = None
-    csr: x509.CertificateSigningRequest | None = None
-    # Names are kept as DER and compared byte for byte with certificates' encodings.
-    issuer_and_subject: tuple[bytes, bytes] | None = None
-    issuer_and_serial: tuple[bytes, int] | None = None
-    raw_csr: bytes = b""
-    extra: dict = field(default_factory=dict)
-
-    challenge_password: str | None = None  # from the CSR, read (and checked) by receive()
-    # The requester's responseKey (design section 4): an ML-KEM public key for the reply.
-    response_key: object | None = None
-    # Design section 5: for a CSR of an ML-KEM key, the (issuer Name DER, serial) its RFC 9883
-    # statement names (checked to be the pkiMessage signer's certificate); None for other CSRs.
-    kem_statement: tuple[bytes, int] | None = None
-    # The kemPopProof signed attribute value (DER KemPopProof), on any message type that has one.
-    kem_pop_proof: bytes | None = None
-
-    # (csr, its public key), (signer certificate, its public key) and (csr, its subject Name,
-    # that Name as RFC 4514 text): see csr_public_key, signer_public_key and csr_subject.
-    _csr_key: tuple | None = field(default=None, init=False, repr=False, compare=False)
-    _signer_key: tuple | None = field(default=None, init=False, repr=False, compare=False)
-    _csr_names: tuple | None = field(default=None, init=False, repr=False, compare=False)
-
-    @property
-    def csr_public_key(self):
-        """The CSR's public key, parsed once per CSR: cryptography parses it again on every
-        `public_key()` call (about 30 us for an ML-DSA-65 key), and a request asks several
-        times. Follows `csr` if it is replaced (a CertPoll gets its stored CSR)."""
-        cached = self._csr_key
-        if cached is None or cached[0] is not self.csr:
-            cached = self._csr_key = (self.csr, None if self.csr is None else self.csr.public_key())
-        return cached[1]
-
-    @property
-    def signer_public_key(self):
-        """The signer certificate's public key, parsed once (the signature check, the policy's
-        signer checks and the reply's originator each need it); follows `signer_certificate`."""
-        cached = self._signer_key
-        if cached is None or cached[0] is not self.signer_certificate:
-            certificate = self.signer_certificate
-            cached = self._signer_key = (certificate, None if certificate is None else certificate.public_key())
-        return cached[1]
-
-    @property
-    def csr_subject(self) -> x509.Name:
-        """The CSR's subject, read once per CSR: cryptography builds a new `Name` of Python
-        objects on every `subject` read, and the policy, the CA and the store each need it.
-        Raises ValueError if the Name does not parse. Follows `csr` like csr_public_key."""
-        return self._subject()[1]
-
-    @property
-    def csr_subject_text(self) -> str:
-        """`csr_subject` as an RFC 4514 string (what the store and the logs keep)."""
-        return self._subject()[2]
-
-    def _subject(self) -> tuple:
-        cached = self._csr_names
-        if cached is None or cached[0] is not self.csr:
-            assert self.csr is not None
-            subject = self.csr.subject
-            cached = self._csr_names = (self.csr, subject, subject.rfc4514_string())
-        return cached
 
 
 @dataclass
@@ -206,7 +134,7 @@ class Responder:
             message_type = None
         if message_type is None or message_type == MessageType.CERT_REP:
             raise RequestRejected(f"unsupported messageType {attrs.message_type}", FailInfo.BAD_REQUEST, partial=partial)
-        partial.message_type = int(message_type)
+        partial = dataclasses.replace(partial, message_type=int(message_type))
 
         certificate = message.signer_certificate(signer)
         if certificate is None:
@@ -236,27 +164,26 @@ class Responder:
         except cms.Asn1Error as exc:
             raise RequestRejected(f"malformed pkcsPKIEnvelope: {exc}", FailInfo.BAD_REQUEST, partial=partial) from None
 
-        request = PkiRequest(
+        if opened.authenticated and not self.accept_aes_gcm:
+            raise RequestRejected("AuthEnvelopedData (AES-GCM) is not enabled on this profile", FailInfo.BAD_ALG,
+                                  partial=partial)
+        verified = dataclasses.replace(partial, digest=digest)
+        common = dict(
             transaction_id=partial.transaction_id,
             sender_nonce=partial.sender_nonce,
             digest=digest,
             message_type=int(message_type),
             signer_certificate=certificate,
+            signer_public_key=signer_key,  # loaded once, for the signature check above
             content=opened.content,
             cipher=opened.cipher,
             envelope_kind=opened.recipient_kind,
             authenticated_envelope=opened.authenticated,
             attributes=attrs,
-            extra=attrs.extra,
+            response_key=_response_key(signer, partial),
+            kem_pop_proof=_kem_pop_proof(signer, partial),
         )
-        request._signer_key = (certificate, signer_key)  # loaded once, for the signature check above
-        if opened.authenticated and not self.accept_aes_gcm:
-            raise RequestRejected("AuthEnvelopedData (AES-GCM) is not enabled on this profile", FailInfo.BAD_ALG,
-                                  partial=partial)
-        request.response_key = _response_key(signer, partial)
-        request.kem_pop_proof = _kem_pop_proof(signer, partial)
-        self._parse_message_data(request, message_type)
-        return request
+        return _typed_request(message_type, common, certificate, verified)
 
     def _partial(self, signer: signed.SignerInfoView) -> tuple[PartialRequest, ScepAttributes]:
         """transactionID and senderNonce, read before the signature is checked, so that even a
@@ -292,52 +219,18 @@ class Responder:
             return None
         return PartialRequest(transaction_id, nonce, digest)
 
-    def _parse_message_data(self, request: PkiRequest, message_type: MessageType) -> None:
-        data = request.content
-        try:
-            if message_type in (MessageType.PKCS_REQ, MessageType.RENEWAL_REQ):
-                csr = x509.load_der_x509_csr(data)
-                request.raw_csr = data
-                request.csr = csr
-                # cryptography parses fields when first read: read the ones policy and issuance
-                # use now, so that a damaged one is this FAILURE rather than an error later.
-                try:
-                    request.csr_subject_text  # noqa: B018 - parses the subject, kept for later
-                except ValueError as exc:
-                    raise ValueError(f"the PKCS#10 subject does not parse: {exc}") from None
-                csr.extensions  # noqa: B018
-                if _csr_key_family(request) == "ml-kem":
-                    # A KEM key cannot sign its own request (design section 5): the CSR is signed
-                    # by the pkiMessage signer's key and names that certificate in its statement.
-                    _check_kem_csr(request)
-                elif not _csr_signature_ok(csr):
-                    raise RequestRejected("the PKCS#10 signature does not verify", FailInfo.BAD_MESSAGE_CHECK,
-                                          partial=request)
-                request.challenge_password = read_csr(csr)
-            elif message_type == MessageType.CERT_POLL:
-                ias = cms.decode(IssuerAndSubject, data)
-                request.issuer_and_subject = (cms.tlv_bytes(ias.issuer), cms.tlv_bytes(ias.subject))
-            else:  # GetCert, GetCRL: IssuerAndSerialNumber
-                ias = cms.decode(cms.IssuerAndSerialNumber, data)
-                request.issuer_and_serial = (cms.tlv_bytes(ias.issuer), ias.serial_number)
-        except RequestRejected:
-            raise
-        except (cms.Asn1Error, *signed.X509_PARSE_ERRORS) as exc:
-            raise RequestRejected(f"malformed {message_type.name} messageData: {str(exc)[:120]}",
-                                  FailInfo.BAD_REQUEST, partial=request) from None
-
     # --- replies ---
 
     def success(
         self,
-        request: PkiRequest,
+        request: SignedRequest,
         *,
-        certificates: list[x509.Certificate] = (),  # type: ignore[assignment]
-        crls: list[x509.CertificateRevocationList] = (),  # type: ignore[assignment]
-        originator,
+        certificates: Sequence[x509.Certificate] = (),
+        crls: Sequence[x509.CertificateRevocationList] = (),
+        originator: enveloped.Originator,
         now: datetime.datetime,
         random_bytes: RandomBytes,
-        attributes: list[cms.Attribute] = (),  # type: ignore[assignment]
+        attributes: Sequence[bytes] = (),
     ) -> bytes:
         """CertRep SUCCESS: a certs-only SignedData with the certificates (or CRL), enveloped by
         `originator` (an `enveloped.*Originator` for the key the requester can decrypt with)."""
@@ -454,44 +347,84 @@ def _kem_pop_proof(signer: signed.SignerInfoView, partial: PartialRequest) -> by
         raise RequestRejected(str(exc), FailInfo.BAD_REQUEST, partial=partial) from None
 
 
-def _csr_key_family(request: PkiRequest) -> str | None:
+def _typed_request(message_type: MessageType, common: dict, signer: x509.Certificate,
+                   verified: PartialRequest) -> PkiRequest:
+    """The typed request for the messageData of `message_type` (RFC 8894 section 3.3)."""
+    data: bytes = common["content"]
     try:
-        return key_family(request.csr_public_key)
+        if message_type in (MessageType.PKCS_REQ, MessageType.RENEWAL_REQ):
+            return CertificationRequest(**common, csr=_read_csr(data, signer, verified))
+        if message_type == MessageType.CERT_POLL:
+            ias = cms.decode(IssuerAndSubject, data)
+            return CertPollRequest(**common, issuer_der=cms.tlv_bytes(ias.issuer), subject_der=cms.tlv_bytes(ias.subject))
+        serial = cms.decode(cms.IssuerAndSerialNumber, data)  # GetCert, GetCRL
+        kind = GetCertRequest if message_type == MessageType.GET_CERT else GetCrlRequest
+        return kind(**common, issuer_der=cms.tlv_bytes(serial.issuer), serial=serial.serial_number)
+    except RequestRejected:
+        raise
+    except (cms.Asn1Error, *signed.X509_PARSE_ERRORS) as exc:
+        raise RequestRejected(f"malformed {message_type.name} messageData: {str(exc)[:120]}",
+                              FailInfo.BAD_REQUEST, partial=verified) from None
+
+
+def _read_csr(data: bytes, signer: x509.Certificate, verified: PartialRequest) -> Csr:
+    """The CSR of a PKCSReq or RenewalReq, with every part the CA will use parsed now (so that
+    a damaged one is a FAILURE here rather than an error later) and its signature checked."""
+    csr = x509.load_der_x509_csr(data)
+    try:
+        subject = csr.subject
+        subject_text = subject.rfc4514_string()
+    except ValueError as exc:
+        raise ValueError(f"the PKCS#10 subject does not parse: {exc}") from None
+    csr.extensions  # noqa: B018 - cryptography parses fields when first read
+    public_key = csr.public_key()
+    kem_statement = None
+    if _key_family_or_none(public_key) == "ml-kem":
+        # A KEM key cannot sign its own request (design section 5): the CSR is signed by the
+        # pkiMessage signer's key and names that certificate in its statement.
+        kem_statement = _check_kem_csr(data, csr, signer, verified)
+    elif not _csr_signature_ok(csr):
+        raise RequestRejected("the PKCS#10 signature does not verify", FailInfo.BAD_MESSAGE_CHECK, partial=verified)
+    return Csr(data, csr, public_key, subject, subject_text, read_csr(csr), kem_statement)
+
+
+def _key_family_or_none(public_key) -> str | None:
+    try:
+        return key_family(public_key)
     except (ValueError, UnsupportedAlgorithm):
         return None
 
 
-def _check_kem_csr(request: PkiRequest) -> None:
+def _check_kem_csr(data: bytes, csr: x509.CertificateSigningRequest, signer: x509.Certificate,
+                   verified: PartialRequest) -> tuple[bytes, int]:
     """Design section 5: the CSR of an ML-KEM key verifies with the pkiMessage signer's key (that
     binds it to this SCEP transaction: badMessageCheck otherwise), carries one RFC 9883
     privateKeyPossessionStatement naming the signer's certificate (badRequest otherwise), and asks
-    for no key usage but keyEncipherment (RFC 9935 section 4; badRequest otherwise)."""
+    for no key usage but keyEncipherment (RFC 9935 section 4; badRequest otherwise). Returns the
+    (issuer Name DER, serial) the statement names."""
     from . import kempop
 
-    signer = request.signer_certificate
-    assert signer is not None
     try:
-        view = kempop.parse_csr(request.raw_csr)
+        view = kempop.parse_csr(data)
         kempop.verify_csr_with(view, signer.public_key())
         issuer, serial, _cert = kempop.csr_possession_statement(view)
     except kempop.PopError as exc:
-        raise RequestRejected(exc.text, exc.fail_info, partial=request) from None
+        raise RequestRejected(exc.text, exc.fail_info, partial=verified) from None
     if issuer != kempop.certificate_issuer_der(signer) or serial != signer.serial_number:
         raise RequestRejected("the CSR's privateKeyPossessionStatement does not name the certificate that signed "
-                              "the pkiMessage", FailInfo.BAD_REQUEST, partial=request)
-    request.kem_statement = (issuer, serial)
-    assert request.csr is not None
+                              "the pkiMessage", FailInfo.BAD_REQUEST, partial=verified)
     try:
-        usage = request.csr.extensions.get_extension_for_class(x509.KeyUsage).value
+        usage = csr.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
-        return
+        return issuer, serial
     except ValueError:
-        return  # read_csr refuses extensions that do not parse
+        return issuer, serial  # read_csr refuses extensions that do not parse
     wanted = {name for name in ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
                                 "key_agreement", "key_cert_sign", "crl_sign") if getattr(usage, name)}
     if wanted - {"key_encipherment"}:
         raise RequestRejected(f"an ML-KEM certificate has keyUsage keyEncipherment only (RFC 9935); the CSR asks "
-                              f"for {', '.join(sorted(wanted))}", FailInfo.BAD_REQUEST, partial=request)
+                              f"for {', '.join(sorted(wanted))}", FailInfo.BAD_REQUEST, partial=verified)
+    return issuer, serial
 
 
 def _csr_signature_ok(csr: x509.CertificateSigningRequest) -> bool:

@@ -7,31 +7,42 @@ The clock and the randomness are injected, so tests can pin time.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import hashlib
-import hmac
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ..asn1 import oids
-from ..ca import policy
+from ..ca import policy, transactions
 from ..ca.authority import Authority, IssuanceError, random_serial
 from ..ca.profile import ProfileSettings
+from ..ca.transactions import ActionKind, Attempt, KemChallengeView, PolicyVerdict, Write
 from ..cms import enveloped, signed
+from ..cms.enveloped import Originator
 from ..cms.kem import KemOriginator, key_identifier
 from ..cms.password import PasswordOriginator
 from ..crypto.keys import key_family
 from ..protocol import kempop
 from ..protocol.messages import FailInfo, MessageType
-from ..protocol.server import PartialRequest, PkiRequest, RequestRejected, Responder
+from ..protocol.requests import (
+    CertificationRequest,
+    CertPollRequest,
+    Csr,
+    GetCertRequest,
+    GetCrlRequest,
+    PartialRequest,
+    SignedRequest,
+)
+from ..protocol.server import RequestRejected, Responder
 from ..storage.errors import DuplicateSerial
-from ..storage.repository import IssuedCertificate
+from ..storage.repository import IssuedCertificate, Store, TransactionRecord
 
 log = logging.getLogger("pqscep.service")
 
@@ -98,8 +109,6 @@ class Profile:
         return caps
 
 
-
-
 @functools.lru_cache(maxsize=4096)
 def _signer_key_fingerprint(cert: x509.Certificate) -> bytes:
     """`policy.key_fingerprint` of a pkiMessage signer's key. A request needs it up to three
@@ -112,7 +121,7 @@ class ScepService:
     def __init__(
         self,
         profiles: dict[str, Profile],
-        store,
+        store: Store,
         *,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         random_bytes: Callable[[int], bytes] = os.urandom,
@@ -167,20 +176,19 @@ class ScepService:
             log.warning("profile %s: legacy cipher %s used by transaction %s", profile.name,
                         request.cipher.name, request.transaction_id)
         try:
-            handler = {
-                MessageType.PKCS_REQ: self._enroll,
-                MessageType.RENEWAL_REQ: self._enroll,
-                MessageType.CERT_POLL: self._poll,
-                MessageType.GET_CERT: self._get_cert,
-                MessageType.GET_CRL: self._get_crl,
-            }[MessageType(request.message_type)]
-            return handler(profile, request, now, client_address)
+            if isinstance(request, CertificationRequest):
+                return self._enroll(profile, request, now, client_address)
+            if isinstance(request, CertPollRequest):
+                return self._poll(profile, request, now, client_address)
+            if isinstance(request, GetCertRequest):
+                return self._get_cert(profile, request, now)
+            return self._get_crl(profile, request, now)
         except RequestRejected as exc:
             return self._rejected(profile, exc, now)
 
     # --- helpers ---
 
-    def _rejected(self, profile: Profile, exc: RequestRejected, now) -> Reply:
+    def _rejected(self, profile: Profile, exc: RequestRejected, now: datetime.datetime) -> Reply:
         if exc.partial is None:
             return Reply(exc.http_status, "text/plain", (exc.text + "\n").encode(), f"http-{exc.http_status}")
         log.info("profile %s: FAILURE %s for %s: %s", profile.name, exc.fail_info.name,
@@ -189,34 +197,30 @@ class ScepService:
                                           random_bytes=self.random_bytes)
         return Reply(200, CONTENT_TYPES["pki"], reply, f"failure:{exc.fail_info.name}")
 
-    def _failure(self, profile: Profile, request: PartialRequest, fail_info: FailInfo, text: str, now) -> Reply:
+    def _failure(self, profile: Profile, request: PartialRequest, fail_info: FailInfo, text: str,
+                 now: datetime.datetime) -> Reply:
         return self._rejected(profile, RequestRejected(text, fail_info, partial=request), now)
 
-    def _pending(self, profile: Profile, request: PkiRequest, now) -> Reply:
-        reply = profile.responder.pending(request, now=now, random_bytes=self.random_bytes)
-        return Reply(200, CONTENT_TYPES["pki"], reply, "pending")
-
-    def _success(self, profile: Profile, request: PkiRequest, now, *, certificates=(), crls=(),
-                 originator=None) -> Reply:
-        originator = originator or self.reply_originator(profile, request)
-        reply = profile.responder.success(request, certificates=list(certificates), crls=list(crls),
-                                          originator=originator, now=now, random_bytes=self.random_bytes)
+    def _success(self, profile: Profile, request: SignedRequest, csr: Csr | None, now: datetime.datetime, *,
+                 certificates: Sequence[x509.Certificate] = (), crls: Sequence[x509.CertificateRevocationList] = (),
+                 originator: Originator | None = None) -> Reply:
+        originator = originator or self.reply_originator(profile, request, csr)
+        reply = profile.responder.success(request, certificates=certificates, crls=crls, originator=originator,
+                                          now=now, random_bytes=self.random_bytes)
         return Reply(200, CONTENT_TYPES["pki"], reply, "success")
 
-    def reply_originator(self, profile: Profile, request: PkiRequest):
+    def reply_originator(self, profile: Profile, request: SignedRequest, csr: Csr | None) -> Originator:
         """Who the CertRep envelope is encrypted to (design section 4): the requested ML-KEM
-        key; else the requester's responseKey; else the signer's RSA key (RFC 8894 3.3.2); else,
-        for a request that came in a PasswordRecipientInfo, the same challenge password."""
-        signer = request.signer_certificate
-        assert signer is not None
-        if request.csr is not None and key_family(request.csr_public_key) == "ml-kem":
-            key = request.csr_public_key
-            return KemOriginator(key, subject_key_identifier=key_identifier(key))
+        key (`csr`: the request's, or for a CertPoll the stored one); else the requester's
+        responseKey; else the signer's RSA key (RFC 8894 3.3.2); else, for a request that came
+        in a PasswordRecipientInfo, the same challenge password."""
+        if csr is not None and key_family(csr.public_key) == "ml-kem":
+            return KemOriginator(csr.public_key, subject_key_identifier=key_identifier(csr.public_key))
         if request.response_key is not None:
             key = request.response_key
             return KemOriginator(key, subject_key_identifier=key_identifier(key))
         if key_family(request.signer_public_key) == "rsa":
-            return enveloped.KeyTransOriginator(signer)
+            return enveloped.KeyTransOriginator(request.signer_certificate)
         password = profile.settings.challenge.static_password
         if request.envelope_kind == "pwri" and password:
             return PasswordOriginator(password.encode("utf-8"), profile.settings.pwri_iterations)
@@ -226,151 +230,135 @@ class ScepService:
             partial=request,
         )
 
-    def _context(self, profile: Profile, request: PkiRequest, now, client_address) -> policy.Context:
-        return policy.Context(
-            profile=profile.settings,
-            request=request,
-            now=now,
-            client_address=client_address,
-            store=self.store,
-            ca_certificate=profile.authority.certificate,
-            webhook=self.webhook,
-        )
+    # --- PKCSReq / RenewalReq / CertPoll: the transaction's decision ---
 
-    # --- PKCSReq / RenewalReq ---
-
-    def _enroll(self, profile: Profile, request: PkiRequest, now, client_address) -> Reply:
-        signer = request.signer_certificate
-        assert signer is not None and request.csr is not None
+    def _enroll(self, profile: Profile, request: CertificationRequest, now: datetime.datetime,
+                client_address: str | None) -> Reply:
         # Refuse what we could never issue before touching a one-time challenge.
         try:
-            profile.authority.check_request(request.csr, subject=request.csr_subject,
-                                            public_key=request.csr_public_key)
+            profile.authority.check_request(request.csr.parsed, subject=request.csr.subject,
+                                            public_key=request.csr.public_key)
         except IssuanceError as exc:
             return self._failure(profile, request, FailInfo.BAD_REQUEST, str(exc), now)
         # The reply must be encryptable to the requester before anything is decided. Kept for
         # the reply: for an ML-KEM responseKey it costs a key identifier (SHA-1 of the key).
-        originator = self.reply_originator(profile, request)
-        fingerprint = _signer_key_fingerprint(signer)
+        originator = self.reply_originator(profile, request, request.csr)
         record = self.store.get_transaction(profile.name, request.transaction_id)
-        expect_state = None  # a new transaction: inserted with its outcome, in one write
-        if record is not None:
-            if record.signer_key_fingerprint != fingerprint:
-                return self._failure(profile, request, FailInfo.BAD_REQUEST,
-                                     "transactionID already in use with another key", now)
-            if record.csr_der == request.raw_csr:
-                resumed = self._resume(profile, request, record, now)  # a retransmission
-                if resumed is not None:
-                    return resumed
-            elif record.state not in ("issued", "rejected", "failed"):
-                return self._failure(profile, request, FailInfo.BAD_REQUEST,
-                                     "transactionID already in use for another request in progress", now)
-            # Same key, finished transaction, new request: clients that derive the transactionID
-            # from the key (micromdm, strongSwan) reuse it when they renew with the same key.
-            expect_state = record.state
-        return self._decide(profile, request, now, client_address, expect_state=expect_state, originator=originator)
+        attempt = self._attempt(profile, request, request.csr, poll=False)
+        return self._carry_out(profile, request, request.csr, record, attempt, now, client_address, originator)
 
-    def _resume(self, profile: Profile, request: PkiRequest, record, now) -> Reply | None:
-        """Answer from the transaction's state without deciding again (RFC 8894 section 3.3.1:
-        a repeated request gets the same answer)."""
-        if record.state == "issued":
-            cert = self.store.get_certificate(profile.name, record.cert_serial)
-            return self._success(profile, request, now, certificates=[x509.load_der_x509_certificate(cert.der)])
-        if record.state == "pending":
-            if self._kem_challenge_mode(profile, request) and not self._awaiting_approval(profile, request):
-                return self._kem_pending(profile, request, record, now)
-            return self._pending(profile, request, now)
-        if record.state == "rejected":
-            return self._failure(profile, request, FailInfo.BAD_REQUEST, record.fail_text or "request rejected", now)
-        if record.state == "approved":
-            if self._kem_challenge_mode(profile, request):
-                # Approved by the operator: the KEM proof of possession is still owed.
-                return self._kem_pending(profile, request, record, now, expect_state="approved")
-            return self._issue(profile, request, now, expect_state="approved")
-        return None  # received or failed: decide again
+    def _poll(self, profile: Profile, request: CertPollRequest, now: datetime.datetime,
+              client_address: str | None) -> Reply:
+        """CertPoll (RFC 8894 section 3.3.3) continues the stored enrollment: its CSR is the
+        stored one, the signature and envelope this message's."""
+        record = self.store.get_transaction(profile.name, request.transaction_id)
+        csr = Csr.load(record.csr_der) if record is not None and record.csr_der else None
+        attempt = self._attempt(profile, request, csr, poll=True)
+        return self._carry_out(profile, request, csr, record, attempt, now, client_address, None)
 
-    def _settle(self, profile: Profile, request: PkiRequest, now, *, expect_state, new_state: str,
+    def _attempt(self, profile: Profile, request: SignedRequest, csr: Csr | None, *, poll: bool) -> Attempt:
+        return Attempt(
+            signer_key_fingerprint=_signer_key_fingerprint(request.signer_certificate),
+            csr_der=None if poll or csr is None else csr.der,
+            kem_challenge_mode=csr is not None and _kem_challenge_mode(profile, csr),
+            has_kem_proof=request.kem_pop_proof is not None,
+        )
+
+    def _carry_out(self, profile: Profile, request: SignedRequest, csr: Csr | None,
+                   record: TransactionRecord | None, attempt: Attempt, now: datetime.datetime,
+                   client_address: str | None, originator: Originator | None, *, after_lost_race: bool = False) -> Reply:
+        """Read, decide, act: ca.transactions decides; this runs what it asks for (the policy, the
+        KEM proof check) and then its action."""
+        verdict: PolicyVerdict | None = None
+        challenge: KemChallengeView | None = None
+        checked = False
+        while True:
+            action = transactions.decide(record, attempt, verdict=verdict, kem_challenge=challenge,
+                                         proof_checked=checked, now=now)
+            if action.kind is ActionKind.EVALUATE_POLICY:
+                if after_lost_race or not isinstance(request, CertificationRequest):
+                    return self._failure(profile, request, FailInfo.BAD_REQUEST, "transaction state changed", now)
+                ctx = policy.build_context(profile.settings, request, now=now, client_address=client_address,
+                                           store=self.store, ca_certificate=profile.authority.certificate,
+                                           webhook=self.webhook)
+                verdict = policy.evaluate(self.checks, ctx)
+            elif action.kind is ActionKind.CHECK_KEM_PROOF:
+                assert csr is not None
+                challenge, checked = self._spend_kem_challenge(profile, request, csr, attempt, now), True
+            else:
+                break
+        if action.kind is ActionKind.REFUSE:
+            return self._failure(profile, request, action.fail_info, action.text, now)
+        assert csr is not None  # every other action follows a stored or a new CSR
+        if action.kind is ActionKind.REPLAY_CERTIFICATE:
+            assert record is not None and record.cert_serial is not None
+            stored = self.store.get_certificate(profile.name, record.cert_serial)
+            assert stored is not None  # written in the same database transaction as the state
+            return self._success(profile, request, csr, now, certificates=[x509.load_der_x509_certificate(stored.der)])
+        if action.write is not None and action.kind is not ActionKind.ISSUE:
+            if not self._settle(profile, request, csr, now, action.write):
+                return self._lost_race(profile, request, csr, attempt, now, client_address, originator, after_lost_race)
+        if action.kind is ActionKind.PENDING:
+            if action.write is not None:
+                log.info("profile %s: PENDING %s (%s)", profile.name, request.transaction_id, verdict and verdict.text)
+            reply = profile.responder.pending(request, now=now, random_bytes=self.random_bytes)
+            return Reply(200, CONTENT_TYPES["pki"], reply, "pending")
+        if action.kind is ActionKind.SEND_KEM_CHALLENGE:
+            if action.write is not None:
+                log.info("profile %s: PENDING %s (KEM proof of possession)", profile.name, request.transaction_id)
+            return self._send_kem_challenge(profile, request, csr, attempt, now)
+        assert action.kind is ActionKind.ISSUE and action.write is not None
+        return self._issue(profile, request, csr, now, action.write, attempt, client_address, originator,
+                           after_lost_race)
+
+    def _settle(self, profile: Profile, request: SignedRequest, csr: Csr, now: datetime.datetime, write: Write, *,
                 certificate: IssuedCertificate | None = None) -> bool:
-        signer = request.signer_certificate
-        assert signer is not None and request.csr is not None
         return self.store.settle_transaction(
             profile.name,
             request.transaction_id,
-            expect_state=expect_state,
-            new_state=new_state,
-            signer_key_fingerprint=_signer_key_fingerprint(signer),
-            message_type=request.message_type,
-            csr_der=request.raw_csr,
-            signer_cert_der=signed.certificate_der(signer),
+            expect_state=write.expect,
+            new_state=write.new,
+            signer_key_fingerprint=_signer_key_fingerprint(request.signer_certificate),
+            message_type=request.message_type or 0,
+            csr_der=csr.der,
+            signer_cert_der=signed.certificate_der(request.signer_certificate),
             # The issued certificate's subject is the CSR's (Authority.issue copies it).
-            subject=certificate.subject if certificate is not None else request.csr_subject_text,
+            subject=certificate.subject if certificate is not None else csr.subject_text,
             certificate=certificate,
             now=now,
         )
 
-    def _lost_race(self, profile: Profile, request: PkiRequest, now) -> Reply:
-        """Another server process settled this transaction first: answer with its outcome."""
-        record = self.store.get_transaction(profile.name, request.transaction_id)
-        resumed = self._resume(profile, request, record, now) if record is not None else None
-        return resumed or self._failure(profile, request, FailInfo.BAD_REQUEST, "transaction state changed", now)
-
-    def _decide(self, profile: Profile, request: PkiRequest, now, client_address, *, expect_state,
-                originator=None) -> Reply:
-        ctx = self._context(profile, request, now, client_address)
-        for check in self.checks:
-            verdict = check(ctx)
-            if verdict is None:
-                continue
-            if verdict.pending:
-                if not self._settle(profile, request, now, expect_state=expect_state, new_state="pending"):
-                    return self._lost_race(profile, request, now)
-                log.info("profile %s: PENDING %s (%s)", profile.name, request.transaction_id, verdict.text)
-                return self._pending(profile, request, now)
-            if verdict.count_as_failed_attempt:
-                policy.record_failed_attempt(ctx)
-            # A refused request leaves no transaction behind: the device may fix it and retry.
-            return self._failure(profile, request, verdict.fail_info, verdict.text, now)
-        if self._kem_challenge_mode(profile, request):
-            return self._kem_challenge(profile, request, now, expect_state=expect_state)
-        return self._issue(profile, request, now, expect_state=expect_state, originator=originator)
+    def _lost_race(self, profile: Profile, request: SignedRequest, csr: Csr, attempt: Attempt,
+                   now: datetime.datetime, client_address: str | None, originator: Originator | None,
+                   after_lost_race: bool) -> Reply:
+        """Another server process moved this transaction first: answer from the state it left,
+        as a poll would (once; a second lost race, or a state that needs the policy again, is
+        refused and the device retries)."""
+        record = None if after_lost_race else self.store.get_transaction(profile.name, request.transaction_id)
+        if record is None:
+            return self._failure(profile, request, FailInfo.BAD_REQUEST, "transaction state changed", now)
+        as_poll = dataclasses.replace(attempt, csr_der=None)
+        return self._carry_out(profile, request, csr, record, as_poll, now, client_address, originator,
+                               after_lost_race=True)
 
     # --- proof of possession for ML-KEM keys (design section 5 a) ---
 
-    @staticmethod
-    def _kem_challenge_mode(profile: Profile, request: PkiRequest) -> bool:
-        """The request is for an ML-KEM key at a profile that wants the challenge-response proof.
-        (The other modes need nothing here: encrypted-cert issues at once and the reply goes to
-        the new key, rule 1 of `reply_originator`; statement is `policy.check_kem_pop`.)"""
-        if profile.settings.kem_pop != "challenge" or request.csr is None:
-            return False
-        try:
-            return key_family(request.csr_public_key) == "ml-kem"
-        except ValueError:
-            return False
-
-    def _kem_challenge(self, profile: Profile, request: PkiRequest, now, *, expect_state) -> Reply:
-        """The request passed every check: keep it PENDING (one write) and challenge the key."""
-        if not self._settle(profile, request, now, expect_state=expect_state, new_state="pending"):
-            return self._lost_race(profile, request, now)
-        log.info("profile %s: PENDING %s (KEM proof of possession)", profile.name, request.transaction_id)
-        return self._send_kem_challenge(profile, request, now)
-
-    def _send_kem_challenge(self, profile: Profile, request: PkiRequest, now) -> Reply:
+    def _send_kem_challenge(self, profile: Profile, request: SignedRequest, csr: Csr, attempt: Attempt,
+                            now: datetime.datetime) -> Reply:
         """Encapsulate to the CSR's key, keep the shared secret under the transactionID (in the
         database, so any server process of the profile can check the answer), and answer PENDING
         with the kemPopChallenge. The ciphertext is not kept, so a repeated request cannot get the
         same challenge again: it gets a fresh one, which replaces (and so kills) the earlier one."""
-        assert request.csr is not None and request.signer_certificate is not None
         try:
-            challenge, value = kempop.issue_challenge(request.csr_public_key)
+            challenge, value = kempop.issue_challenge(csr.public_key)
         except kempop.PopError as exc:
             return self._failure(profile, request, exc.fail_info, exc.text, now)
         self.store.put_kem_challenge(
             profile.name,
             request.transaction_id,
             challenge.shared_secret,
-            hashlib.sha256(request.raw_csr).digest(),
-            _signer_key_fingerprint(request.signer_certificate),
+            hashlib.sha256(csr.der).digest(),
+            attempt.signer_key_fingerprint,
             now + profile.settings.kem_pop_ttl,
             now,
         )
@@ -378,125 +366,86 @@ class ScepService:
                                           attributes=[kempop.challenge_attribute(value)])
         return Reply(200, CONTENT_TYPES["pki"], reply, "pending:kem-challenge")
 
-    def _awaiting_approval(self, profile: Profile, request: PkiRequest) -> bool:
-        """A PENDING transaction of a manual-approval profile with no KEM challenge yet is waiting
-        for the operator (check_approval came before the challenge); the proof comes after."""
-        return profile.settings.manual_approval and not self.store.has_kem_challenge(profile.name,
-                                                                                   request.transaction_id)
-
-    def _kem_pending(self, profile: Profile, request: PkiRequest, record, now, *, expect_state="pending") -> Reply:
-        """A CertPoll or repeated PKCSReq for a transaction waiting for its KEM proof (PENDING, or
-        APPROVED by the operator of a manual-approval profile)."""
-        if request.kem_pop_proof is None:
-            return self._send_kem_challenge(profile, request, now)
-        assert request.signer_certificate is not None
-        # Spent by this read, whatever follows: the challenge dies after the first proof.
+    def _spend_kem_challenge(self, profile: Profile, request: SignedRequest, csr: Csr, attempt: Attempt,
+                             now: datetime.datetime) -> KemChallengeView | None:
+        """Spend the transaction's KEM challenge (gone after the first proof, whatever follows)
+        and check the request's kemPopProof against it, for `transactions.decide` to judge."""
         taken = self.store.take_kem_challenge(profile.name, request.transaction_id, now)
         if taken is None:
-            return self._failure(profile, request, FailInfo.BAD_REQUEST,
-                                 "no KEM proof-of-possession challenge was issued for this transaction", now)
-        if taken.outcome == "expired":
-            return self._failure(profile, request, FailInfo.BAD_TIME,
-                                 "the KEM proof-of-possession challenge has expired; send the request again", now)
-        if taken.outcome != "ok":
-            return self._failure(profile, request, FailInfo.BAD_REQUEST,
-                                 "the KEM proof-of-possession challenge was already answered; send the request again",
-                                 now)
-        if not hmac.compare_digest(taken.signer_key_fingerprint,
-                                   _signer_key_fingerprint(request.signer_certificate)):
-            return self._failure(profile, request, FailInfo.BAD_REQUEST,
-                                 "the KEM proof is not signed by the certificate of the request", now)
-        if not hmac.compare_digest(taken.csr_digest, hashlib.sha256(request.raw_csr).digest()):
-            return self._failure(profile, request, FailInfo.BAD_REQUEST,
-                                 "the KEM challenge was issued for another CSR", now)
-        try:
-            kempop.verify_proof(taken.secret, request.kem_pop_proof, request.transaction_id, request.raw_csr)
-        except kempop.PopError as exc:
-            log.info("profile %s: KEM proof refused for %s: %s", profile.name, request.transaction_id, exc.text)
-            return self._failure(profile, request, exc.fail_info, exc.text, now)
-        return self._issue(profile, request, now, expect_state=expect_state)
+            return None
+        mac_error = None
+        if taken.outcome == "ok":  # live, and spent by this call: the only case its secret is used
+            assert request.kem_pop_proof is not None
+            try:
+                kempop.verify_proof(taken.secret, request.kem_pop_proof, request.transaction_id, csr.der)
+            except kempop.PopError as exc:
+                mac_error = (exc.fail_info, exc.text)
+        return KemChallengeView(
+            expires_at=taken.expires_at,
+            spent_before=taken.outcome == "spent",
+            signer_key_fingerprint=taken.signer_key_fingerprint,
+            csr_digest=taken.csr_digest,
+            mac_error=mac_error,
+            request_csr_digest=hashlib.sha256(csr.der).digest(),
+            request_signer_fingerprint=attempt.signer_key_fingerprint,
+        )
 
-    def _issue(self, profile: Profile, request: PkiRequest, now, *, expect_state, originator=None) -> Reply:
-        csr = request.csr
-        assert csr is not None
+    def _issue(self, profile: Profile, request: SignedRequest, csr: Csr, now: datetime.datetime, write: Write,
+               attempt: Attempt, client_address: str | None, originator: Originator | None,
+               after_lost_race: bool) -> Reply:
         for _ in range(5):
             serial = random_serial(self.random_bytes)
             try:
-                cert = profile.authority.issue(csr, serial=serial, now=now, checked=True, subject=request.csr_subject,
-                                               public_key=request.csr_public_key)
+                cert = profile.authority.issue(csr.parsed, serial=serial, now=now, checked=True, subject=csr.subject,
+                                               public_key=csr.public_key)
             except IssuanceError as exc:
                 return self._failure(profile, request, FailInfo.BAD_REQUEST, str(exc), now)
             issued = IssuedCertificate(
                 serial=serial,
                 der=signed.certificate_der(cert),
-                subject=request.csr_subject_text,  # Authority.issue copies the CSR's subject
+                subject=csr.subject_text,  # Authority.issue copies the CSR's subject
                 not_before=cert.not_valid_before_utc,
                 not_after=cert.not_valid_after_utc,
                 # The certified key is the CSR's, already parsed once for this request.
-                key_fingerprint=policy.key_fingerprint(request.csr_public_key),
+                key_fingerprint=policy.key_fingerprint(csr.public_key),
             )
             try:
-                settled = self._settle(profile, request, now, expect_state=expect_state, new_state="issued",
-                                       certificate=issued)
+                settled = self._settle(profile, request, csr, now, write, certificate=issued)
             except DuplicateSerial:
                 continue
             if not settled:
-                return self._lost_race(profile, request, now)
+                return self._lost_race(profile, request, csr, attempt, now, client_address, originator,
+                                       after_lost_race)
             log.info("profile %s: issued serial %x to %s (%s)", profile.name, serial, issued.subject,
                      request.transaction_id)
-            return self._success(profile, request, now, certificates=[cert], originator=originator)
+            return self._success(profile, request, csr, now, certificates=[cert], originator=originator)
         return self._failure(profile, request, FailInfo.BAD_REQUEST, "could not allocate a serial number", now)
-
-    # --- CertPoll (GetCertInitial) ---
-
-    def _poll(self, profile: Profile, request: PkiRequest, now, client_address) -> Reply:
-        record = self.store.get_transaction(profile.name, request.transaction_id)
-        if record is None:
-            return self._failure(profile, request, FailInfo.BAD_CERT_ID, "no such transaction", now)
-        assert request.signer_certificate is not None
-        if record.signer_key_fingerprint != _signer_key_fingerprint(request.signer_certificate):
-            return self._failure(profile, request, FailInfo.BAD_REQUEST,
-                                 "the poll is not signed by the key of the original request", now)
-        request.csr = x509.load_der_x509_csr(record.csr_der) if record.csr_der else None
-        request.raw_csr = record.csr_der or b""
-        if record.state == "failed":
-            return self._failure(profile, request, FailInfo(record.fail_info or 2),
-                                 record.fail_text or "request failed", now)
-        resumed = self._resume(profile, request, record, now)
-        if resumed is not None:
-            return resumed
-        return self._failure(profile, request, FailInfo.BAD_REQUEST, "the request was never completed; send it again",
-                             now)
 
     # --- GetCert / GetCRL ---
 
-    def _get_cert(self, profile: Profile, request: PkiRequest, now, client_address) -> Reply:
-        assert request.issuer_and_serial is not None
-        issuer, serial = request.issuer_and_serial
+    def _get_cert(self, profile: Profile, request: GetCertRequest, now: datetime.datetime) -> Reply:
         ca = profile.authority.certificate
-        if issuer != ca.subject.public_bytes():
+        if request.issuer_der != ca.subject.public_bytes():
             return self._failure(profile, request, FailInfo.BAD_CERT_ID, "issuer is not this CA", now)
-        if not 0 < serial < 1 << 160:  # RFC 5280 4.1.2.2: positive, at most 20 octets
+        if not 0 < request.serial < 1 << 160:  # RFC 5280 4.1.2.2: positive, at most 20 octets
             return self._failure(profile, request, FailInfo.BAD_CERT_ID, "no certificate with that serial", now)
-        record = self.store.get_certificate(profile.name, serial)
+        record = self.store.get_certificate(profile.name, request.serial)
         if record is None:
             return self._failure(profile, request, FailInfo.BAD_CERT_ID, "no certificate with that serial", now)
         cert = x509.load_der_x509_certificate(record.der)
-        originator = None
+        originator: Originator | None = None
         if key_family(cert.public_key()) == "ml-kem":
             # An ML-KEM certificate goes only to the holder of its key, whoever asks: in the
             # encrypted-certificate mode (design section 5 b) being able to read it IS the proof
             # of possession, which a GetCert answered to the asker's key would undo.
             originator = KemOriginator(cert.public_key(), certificate=cert)
-        return self._success(profile, request, now, certificates=[cert], originator=originator)
+        return self._success(profile, request, None, now, certificates=[cert], originator=originator)
 
-    def _get_crl(self, profile: Profile, request: PkiRequest, now, client_address) -> Reply:
-        assert request.issuer_and_serial is not None
-        issuer, _serial = request.issuer_and_serial
-        if issuer != profile.authority.certificate.subject.public_bytes():
+    def _get_crl(self, profile: Profile, request: GetCrlRequest, now: datetime.datetime) -> Reply:
+        if request.issuer_der != profile.authority.certificate.subject.public_bytes():
             return self._failure(profile, request, FailInfo.BAD_CERT_ID, "issuer is not this CA", now)
         crl = self.current_crl(profile, now)
-        return self._success(profile, request, now, crls=[crl])
+        return self._success(profile, request, None, now, crls=[crl])
 
     def current_crl(self, profile: Profile, now: datetime.datetime | None = None, *, force: bool = False):
         """The latest CRL, signed anew when it is due (half its validity gone) or forced."""
@@ -510,6 +459,18 @@ class ScepService:
                                     next_update=validity)
         self.store.store_crl(profile.name, number, crl.public_bytes(serialization.Encoding.DER), now, now + validity)
         return crl
+
+
+def _kem_challenge_mode(profile: Profile, csr: Csr) -> bool:
+    """The request is for an ML-KEM key at a profile that wants the challenge-response proof.
+    (The other modes need nothing here: encrypted-cert issues at once and the reply goes to the
+    new key, rule 1 of `reply_originator`; statement is `policy.check_kem_pop`.)"""
+    if profile.settings.kem_pop != "challenge":
+        return False
+    try:
+        return key_family(csr.public_key) == "ml-kem"
+    except ValueError:
+        return False
 
 
 def _sha256():

@@ -9,17 +9,16 @@ from .errors import (
     DuplicateCrlNumber,
     DuplicateSerial,
     StoreError,
-    TransactionKeyMismatch,
     is_unavailable,
 )
-from .repository import (
+from .records import (
     CertificateRecord,
     ChallengeRecord,
     CrlRecord,
     KemChallengeRecord,
-    Store,
     TransactionRecord,
 )
+from .repository import Store
 
 __all__ = [
     "is_unavailable",
@@ -32,7 +31,6 @@ __all__ = [
     "KemChallengeRecord",
     "Store",
     "StoreError",
-    "TransactionKeyMismatch",
     "TransactionRecord",
     "open_store",
 ]

@@ -24,21 +24,6 @@ class DuplicateSerial(StoreError):
         self.serial = serial
 
 
-class TransactionKeyMismatch(StoreError):
-    """A SCEP transactionID is already in use by a request signed with a different key.
-
-    RFC 8894 ties a transactionID to the requester's key; another key reusing it is
-    either a client bug or an attempt to hijack someone else's pending request.
-    """
-
-    def __init__(self, profile: str, transaction_id: str) -> None:
-        super().__init__(
-            f"transaction {transaction_id!r} in profile {profile!r} belongs to another signer key"
-        )
-        self.profile = profile
-        self.transaction_id = transaction_id
-
-
 class DuplicateChallenge(StoreError):
     """This challenge password (its digest) is already registered in the profile.
 

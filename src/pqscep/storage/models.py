@@ -27,8 +27,14 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from ..ca.transactions import TxState
+
 CERT_STATUSES = ("valid", "revoked")
-TRANSACTION_STATES = ("received", "pending", "approved", "issued", "rejected", "failed")
+# The CHECK constraint on scep_transactions.state comes from the state machine's enum, so a
+# state cannot exist in the database that ca/transactions.py does not know (migration 0002).
+TRANSACTION_STATES = tuple(state.value for state in TxState)
+# Long enough for every TxState value; the migration that widened the column checks it.
+STATE_LENGTH = 24
 
 # Hex digits of a serial column: serials are positive and at most 20 octets (RFC 5280 4.1.2.2).
 SERIAL_HEX_DIGITS = 40
@@ -148,7 +154,7 @@ class Transaction(Base):
     csr_der: Mapped[bytes | None] = mapped_column(LargeBinary)
     signer_cert_der: Mapped[bytes] = mapped_column(LargeBinary)
     subject: Mapped[str] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(STATE_LENGTH))
     cert_serial: Mapped[str | None] = mapped_column(String(SERIAL_HEX_DIGITS))
     fail_info: Mapped[int | None] = mapped_column(Integer)
     fail_text: Mapped[str | None] = mapped_column(Text)

@@ -22,7 +22,8 @@ from ..cms.password import PasswordRecipient
 from ..crypto.registry import CIPHERS, DIGESTS
 from ..protocol import client as proto
 from ..protocol.messages import MessageType
-from ..protocol.server import PkiRequest, Responder, ResponderKeys
+from ..protocol.requests import CertificationRequest, Csr, PkiRequest, SignedRequest
+from ..protocol.server import Responder, ResponderKeys
 from ..service.scep import Profile, ScepService
 from . import material as mat
 from .fips import DeterministicRandom
@@ -122,10 +123,13 @@ class Vectors:
         """The ML-KEM public key `name`, encapsulating deterministically (m from the flow's stream)."""
         return mlkem_public_key(self.m.kem[name].public_key(), mat.stream(f"{flow}/ml-kem-m/{name}"), log)
 
-    def reply_originator(self, request: PkiRequest, flow: str, log: list[Encapsulation]):
+    def reply_originator(self, request: SignedRequest, flow: str, log: list[Encapsulation], csr: Csr | None = None):
         """The recipient the service chooses for the CertRep (design section 4, ScepService's
-        own rule), with an ML-KEM key swapped for its deterministic twin."""
-        originator = self.service.reply_originator(self.profile, request)
+        own rule), with an ML-KEM key swapped for its deterministic twin. `csr` defaults to the
+        request's own (a PKCSReq's); a CertPoll's is the enrollment's."""
+        if csr is None and isinstance(request, CertificationRequest):
+            csr = request.csr
+        originator = self.service.reply_originator(self.profile, request, csr)
         if isinstance(originator, KemOriginator):
             real = originator.public_key
             name = next(n for n, k in self.m.kem.items() if spki_der(k.public_key()) == spki_der(real))

@@ -20,7 +20,7 @@ from ..crypto.registry import PBKDF2_PRFS
 from ..protocol import client as proto
 from ..protocol import kempop
 from ..protocol.messages import MessageType, response_key_attribute
-from ..protocol.server import PkiRequest
+from ..protocol.requests import Csr, SignedRequest
 from . import material as mat
 from .context import CBC, GCM, MINUTE, Vectors, certificate_der, check_certrep, spki_der, subject_name
 from .keys import Encapsulation, resign_csr
@@ -65,7 +65,7 @@ def pq_enrollment(v: Vectors) -> None:
                                    "with responseKey")
         request = v.responder.receive(message)
         if issued is None:
-            issued = v.issue(request.csr, mat.REQUEST_TIME)  # type: ignore[arg-type]
+            issued = v.issue(request.csr.parsed, mat.REQUEST_TIME)
             out.der(flow, "issued-certificate", certificate_der(issued), "Certificate", "the certificate the CA issues")
             inner = signed.build_certs_only([issued])
             out.der(flow, "CertRep-certs-only", inner, "ContentInfo",
@@ -119,7 +119,7 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
                                 "plaintext: the CSR",
                   message_text="PKCSReq pkiMessage, signed by the ML-DSA-65 signer")
     request = v.responder.receive(message)
-    assert request.kem_statement is not None
+    assert request.csr.kem_statement is not None
     now = mat.REQUEST_TIME + MINUTE
     final_request = message
     if mode == "challenge":
@@ -160,7 +160,7 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
         kempop.verify_proof(challenge.shared_secret, polled.kem_pop_proof, transaction_id, csr)  # the CA's check
         final_request = poll
         now = now + MINUTE
-    issued = v.issue(request.csr, now)  # type: ignore[arg-type]
+    issued = v.issue(request.csr.parsed, now)
     out.der(flow, "issued-certificate", certificate_der(issued), "Certificate",
             "the ML-KEM-768 certificate the CA issues (keyUsage keyEncipherment)")
     inner = signed.build_certs_only([issued])
@@ -168,8 +168,7 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
     rlog: list[Encapsulation] = []
     if final_request is not message:
         polled = v.responder.receive(final_request)
-        polled.csr, polled.raw_csr = request.csr, request.raw_csr  # the service reads them from its store
-        reply, answered = _success_for_poll(v, flow, polled, issued, now, rlog)
+        reply, answered = _success_for_poll(v, flow, polled, request.csr, issued, now, rlog)
     else:
         reply, answered = v.reply(flow, "CertRep", message, now, issued, rlog)
     v.kem_message(flow, values, "CertRep", reply, rlog[-1], inner, "the certified ML-KEM key",
@@ -179,10 +178,10 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
     out.text(flow, "values.txt", values.render(), "intermediate values of every step", numbered=False)
 
 
-def _success_for_poll(v: Vectors, flow: str, request: PkiRequest, issued, now, log):
+def _success_for_poll(v: Vectors, flow: str, request: SignedRequest, csr: Csr, issued, now, log):
     """A CertPoll carries no CSR; the service takes it from the transaction, so the reply rule
-    (the CSR's ML-KEM key) is applied to the request with its CSR restored."""
-    originator = v.reply_originator(request, f"{flow}/CertRep", log)
+    (the CSR's ML-KEM key) is applied with the enrollment's CSR."""
+    originator = v.reply_originator(request, f"{flow}/CertRep", log, csr)
     reply = v.responder.success(request, certificates=[issued], originator=originator, now=now,
                                 random_bytes=mat.stream(f"{flow}/ca/CertRep"))
     return reply, request
@@ -226,7 +225,7 @@ def password_recipient(v: Vectors) -> None:
     request = v.responder.receive(message)
     assert request.envelope_kind == "pwri"
     now = mat.REQUEST_TIME + MINUTE
-    issued = v.issue(request.csr, now)  # type: ignore[arg-type]
+    issued = v.issue(request.csr.parsed, now)
     out.der(flow, "issued-certificate", certificate_der(issued), "Certificate", "the ECDSA P-256 certificate the CA issues")
     inner = signed.build_certs_only([issued])
     out.der(flow, "CertRep-certs-only", inner, "ContentInfo", "certs-only SignedData: the CertRep envelope's plaintext")
