@@ -377,7 +377,12 @@ def _read_csr(data: bytes, signer: x509.Certificate, verified: PartialRequest) -
     except ValueError as exc:
         raise ValueError(f"the PKCS#10 subject does not parse: {exc}") from None
     csr.extensions  # noqa: B018 - cryptography parses fields when first read
-    public_key = csr.public_key()
+    try:
+        public_key = csr.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        # Without its key a CSR's signature cannot verify either: the same answer as a bad one.
+        raise RequestRejected("the PKCS#10 signature does not verify", FailInfo.BAD_MESSAGE_CHECK,
+                              partial=verified) from None
     kem_statement = None
     if _key_family_or_none(public_key) == "ml-kem":
         # A KEM key cannot sign its own request (design section 5): the CSR is signed by the
