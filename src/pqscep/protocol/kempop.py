@@ -47,10 +47,10 @@ from cryptography.x509 import ObjectIdentifier
 
 from ..asn1 import ber, cms, oids
 from ..cms.signed import attribute
-from ..crypto import pqkeys
 from ..crypto.keys import key_family
 from ..crypto.registry import DIGESTS, KDFS, KEMS, DigestAlgorithm, KemAlgorithm, UnknownAlgorithm, kem_for_key
 from ..crypto.signing import ECDSA_BY_DIGEST, VERIFIERS, SignatureError, ml_dsa_oid, sign, verify
+from ..crypto.spki import public_key_from_spki
 from .messages import FailInfo
 
 __all__ = [
@@ -110,7 +110,7 @@ class KemChallenge:
 def _kem_public_key(csr_public_key):
     if isinstance(csr_public_key, (bytes, bytearray)):
         try:
-            return pqkeys.public_key_from_spki(bytes(csr_public_key))
+            return public_key_from_spki(bytes(csr_public_key))
         except ValueError as exc:
             raise PopError(FailInfo.BAD_ALG, f"the CSR's key is not a usable ML-KEM key: {exc}") from None
     return csr_public_key
