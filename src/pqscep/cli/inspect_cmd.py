@@ -57,7 +57,9 @@ from ..crypto import key_errors, pkcs8, signing
 from ..crypto import keys as keymod
 from ..crypto.registry import CIPHERS, DIGESTS, KDFS, KEMS, KEY_WRAPS, PBKDF2_PRFS
 from ..crypto.spki import spki_raw_public_key
-from ..protocol import kempop
+from ..csr.errors import CsrError
+from ..csr.pkcs10 import csr_possession_statement, verify_csr_with
+from ..csr.possession import certificate_issuer_der
 from ..protocol.messages import FAIL_INFO_NAMES, MESSAGE_TYPE_NAMES, FailInfo, IssuerAndSubject, MessageType, PkiStatus
 from .exits import EXIT_FAILURE, EXIT_OK, EXIT_VERIFY
 
@@ -375,17 +377,17 @@ def _kem_csr_signature(csr: x509.CertificateSigningRequest, inspector: Inspector
     statement names (design section 5), which is in the statement or signed the pkiMessage."""
     der = csr.public_bytes(serialization.Encoding.DER)
     try:
-        issuer, serial, cert = kempop.csr_possession_statement(der)
-    except kempop.PopError as exc:
+        issuer, serial, cert = csr_possession_statement(der)
+    except CsrError as exc:
         return None, f"no usable privateKeyPossessionStatement ({exc.text})"
     if cert is None:
         cert = next((c for c in inspector.signer_certificates
-                     if c.serial_number == serial and kempop.certificate_issuer_der(c) == issuer), None)
+                     if c.serial_number == serial and certificate_issuer_der(c) == issuer), None)
     if cert is None:
         return None, "the certificate the statement names is neither in the statement nor the message's signer"
     try:
-        kempop.verify_csr_with(der, cert.public_key())
-    except kempop.PopError as exc:
+        verify_csr_with(der, cert.public_key())
+    except CsrError as exc:
         return False, f"does NOT verify with the statement's certificate ({exc.text})"
     return True, f"verifies with the statement's certificate ({cert.subject.rfc4514_string()})"
 
@@ -431,10 +433,10 @@ def csr_node(csr: x509.CertificateSigningRequest, inspector: Inspector) -> dict:
     except Exception as exc:  # duplicate or malformed extensions
         node["extensions"] = {"error": str(exc)[:160]}
     try:
-        _, serial, included = kempop.csr_possession_statement(csr.public_bytes(serialization.Encoding.DER))
+        _, serial, included = csr_possession_statement(csr.public_bytes(serialization.Encoding.DER))
         node["possession_statement"] = (f"privateKeyPossessionStatement (RFC 9883): signer serial {serial:#x}"
                                         + (", certificate included" if included is not None else ""))
-    except kempop.PopError:
+    except CsrError:
         pass
     known = (oids.CHALLENGE_PASSWORD, oids.EXTENSION_REQUEST, oids.PRIVATE_KEY_POSSESSION_STATEMENT)
     others = [a.oid.dotted_string for a in csr.attributes if a.oid not in known]

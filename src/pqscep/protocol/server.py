@@ -466,17 +466,21 @@ def _check_kem_csr(request: PkiRequest) -> None:
     binds it to this SCEP transaction: badMessageCheck otherwise), carries one RFC 9883
     privateKeyPossessionStatement naming the signer's certificate (badRequest otherwise), and asks
     for no key usage but keyEncipherment (RFC 9935 section 4; badRequest otherwise)."""
-    from . import kempop
+    from ..csr.errors import CsrError
+    from ..csr.pkcs10 import csr_possession_statement, parse_csr, verify_csr_with
+    from ..csr.possession import certificate_issuer_der
 
     signer = request.signer_certificate
     assert signer is not None
     try:
-        view = kempop.parse_csr(request.raw_csr)
-        kempop.verify_csr_with(view, signer.public_key())
-        issuer, serial, _cert = kempop.csr_possession_statement(view)
-    except kempop.PopError as exc:
-        raise RequestRejected(exc.text, exc.fail_info, partial=request) from None
-    if issuer != kempop.certificate_issuer_der(signer) or serial != signer.serial_number:
+        view = parse_csr(request.raw_csr)
+        verify_csr_with(view, signer.public_key())
+        issuer, serial, _cert = csr_possession_statement(view)
+    except CsrError as exc:
+        fail_info = {"malformed": FailInfo.BAD_REQUEST, "algorithm": FailInfo.BAD_ALG,
+                     "signature": FailInfo.BAD_MESSAGE_CHECK}[exc.reason]
+        raise RequestRejected(exc.text, fail_info, partial=request) from None
+    if issuer != certificate_issuer_der(signer) or serial != signer.serial_number:
         raise RequestRejected("the CSR's privateKeyPossessionStatement does not name the certificate that signed "
                               "the pkiMessage", FailInfo.BAD_REQUEST, partial=request)
     request.kem_statement = (issuer, serial)
