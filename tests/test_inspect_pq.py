@@ -7,7 +7,7 @@ against its SignerInfo, PasswordRecipientInfo (KDF, iterations, PRF, KEK algorit
 decryption with --password (never printed), KEMRecipientInfo (kem, kdf, kekLength, ukm, wrap,
 rid) with notes where its fields do not fit together.
 
-Keys: `--key` loads through `pqkeys.load_any_private_key`, so every RFC 9935 / RFC 9881 form
+Keys: `--key` loads through `pkcs8.load_any_private_key`, so every RFC 9935 / RFC 9881 form
 (seed, both; expanded-only is refused with the reason) and encrypted keys with
 `--key-passphrase-env VAR`; the server's `_load_pair` uses the same loader (last tests: a
 server whose CA and ML-KEM recipient keys are in the 'both' form enrolls a device).
@@ -41,9 +41,10 @@ from pqscep.cli import inspect_cmd
 from pqscep.cms import signed
 from pqscep.cms.kem import KemOriginator, key_identifier
 from pqscep.cms.password import PasswordOriginator
-from pqscep.crypto import pqkeys
+from pqscep.crypto import pbes2, pkcs8
 from pqscep.crypto.keys import generate_key
 from pqscep.crypto.registry import CIPHERS, DIGESTS
+from pqscep.crypto.spki import spki_raw_public_key
 from pqscep.protocol import client
 from pqscep.protocol.messages import MessageType, printable_attribute, response_key_attribute
 from pqscep.service.config import ConfigError
@@ -112,7 +113,7 @@ class _Both:  # RFC 9935 / RFC 9881 private key CHOICE 'both'
 
 def both_form(seed_pkcs8: bytes) -> bytes:
     """The RFC 9935/9881 'both' form (SEQUENCE { seed, expandedKey }) of a seed-form PKCS#8 key."""
-    info = pqkeys.inspect_private_key(seed_pkcs8)
+    info = pkcs8.inspect_private_key(seed_pkcs8)
     both = cms.encode(_Both(seed=info.seed, expanded=info.expanded))
     return cms.encode(cms.OneAsymmetricKey(version=0, private_key_algorithm=cms.algorithm_tlv(info.oid),
                                            private_key=both, attributes=None, public_key=None))
@@ -216,7 +217,7 @@ def test_response_key_of_other_key_types_is_named_and_flagged():
     assert _response_key_text(spki) == f"rsa-2048 public key, SKI {ski} (not an ML-KEM key: a pqscep CA refuses it)"
 
     spki = pem_der(RFC9935 / "ML-KEM-512.pub")  # a key cryptography cannot load
-    _, raw = pqkeys.spki_raw_public_key(spki)
+    _, raw = spki_raw_public_key(spki)
     assert _response_key_text(spki) == (f"ML-KEM-512 public key, SKI {hashlib.sha1(raw).hexdigest()} "
                                         "(ML-KEM-512 is not supported by this build: a pqscep CA refuses it)")
 
@@ -242,9 +243,9 @@ def test_ml_kem_key_in_every_rfc_form_opens_the_kemri(tmp_path, form):
         key_file.write_bytes(_need(RFC9935 / "ML-KEM-768-seed.priv").read_bytes())
     elif form == "both":
         key_file.write_bytes(_need(RFC9935 / "ML-KEM-768-both.priv").read_bytes())
-        assert pqkeys.inspect_private_key(pem_der(key_file)).form == "both"
+        assert pkcs8.inspect_private_key(pem_der(key_file)).form == "both"
     elif form == "encrypted-seed":
-        key = pqkeys.load_any_private_key(seed)
+        key = pkcs8.load_any_private_key(seed)
         key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                serialization.BestAvailableEncryption(PASSPHRASE.encode())))
     else:
@@ -506,7 +507,7 @@ def _data_dir(tmp_path, monkeypatch) -> Path:
 
 def _rewrite_both_encrypted(path: Path, passphrase: bytes) -> None:
     """Rewrite an encrypted seed-form key file as an encrypted 'both' form one (same key)."""
-    key = pqkeys.load_any_private_key(path.read_bytes(), passphrase)
+    key = pkcs8.load_any_private_key(path.read_bytes(), passphrase)
     seed = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
     path.write_text(pem("ENCRYPTED PRIVATE KEY", encrypt_pkcs8(both_form(seed), passphrase.decode())))
@@ -526,7 +527,7 @@ def test_server_serves_with_ca_and_kem_keys_in_the_rfc_both_form(tmp_path, monke
     for stem in ("ca", "kem-recipient"):
         path = data / "profiles" / "pq" / f"{stem}.key"
         _rewrite_both_encrypted(path, passphrase)
-        assert pqkeys.inspect_private_key(pqkeys._decrypt_pkcs8(pem_der(path), passphrase)).form == "both"
+        assert pkcs8.inspect_private_key(pbes2.decrypt_pkcs8(pem_der(path), passphrase)).form == "both"
         with pytest.raises(ValueError):  # what the old loader (cryptography alone) did with it
             serialization.load_pem_private_key(path.read_bytes(), passphrase)
     with ServerProcess(data) as server:

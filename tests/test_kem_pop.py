@@ -34,6 +34,7 @@ from pqscep.cms import signed
 from pqscep.cms.kem import KemOriginator, KemRecipient
 from pqscep.crypto.keys import generate_key, key_family
 from pqscep.crypto.registry import CIPHERS, DIGESTS
+from pqscep.csr.pkcs10 import build_kem_csr
 from pqscep.protocol import client as scep
 from pqscep.protocol import kempop
 from pqscep.protocol.messages import FailInfo, MessageType, PkiStatus
@@ -149,9 +150,9 @@ class KemDevice:
             self.signer_key = generate_key("ml-dsa-65")
             self.signer_cert = _self_signed(self.signer_key, f"{self.cn} transient signer")
         self.subject = x509.Name.from_rfc4514_string(f"CN={self.cn}")
-        self.csr_der = kempop.build_kem_csr(self.kem_key.public_key(), self.subject, self.signer_key,
-                                            self.signer_cert, challenge_password="secret",
-                                            extensions=self.extensions)
+        self.csr_der = build_kem_csr(self.kem_key.public_key(), self.subject, self.signer_key,
+                                     self.signer_cert, challenge_password="secret",
+                                     extensions=self.extensions)
 
     @property
     def ski(self) -> bytes:

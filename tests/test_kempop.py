@@ -1,4 +1,5 @@
-"""KEM proof of possession (design section 5): protocol.kempop and its ASN.1 in asn1.cms.
+"""KEM proof of possession (design section 5): protocol.kempop and its ASN.1 in asn1.cms; the
+CSR it covers (csr.pkcs10, csr.possession) and how the responder turns a refused CSR into failInfo.
 
 Cross-checks against independent parsers: pyasn1-alt-modules' RFC 9810 (KemCiphertextInfo,
 KemOtherInfo, PKIFreeText), RFC 9883 (PrivateKeyPossessionStatement) and RFC 2986
@@ -26,6 +27,8 @@ from pyasn1.type import char, namedtype, univ
 from pyasn1_alt_modules import rfc2986, rfc5280, rfc9810, rfc9883
 
 from pqscep.asn1 import ber, cms, oids
+from pqscep.csr import pkcs10, possession
+from pqscep.csr.errors import CsrError
 from pqscep.protocol import kempop
 from pqscep.protocol.kempop import PopError
 from pqscep.protocol.messages import FailInfo
@@ -81,7 +84,7 @@ def kem_keys():
 def csrs(signers, kem_keys):
     """{kem name: CSR DER} for the ML-KEM keys, signed by the EC signer."""
     key, cert = signers["ec"]
-    return {name: kempop.build_kem_csr(k.public_key(), _name("device-1"), key, cert, challenge_password="pw")
+    return {name: pkcs10.build_kem_csr(k.public_key(), _name("device-1"), key, cert, challenge_password="pw")
             for name, k in kem_keys.items()}
 
 
@@ -97,6 +100,12 @@ def flows(kem_keys, csrs):
 
 def _pop_error(fn, *args) -> PopError:
     with pytest.raises(PopError) as info:
+        fn(*args)
+    return info.value
+
+
+def _csr_error(fn, *args) -> CsrError:
+    with pytest.raises(CsrError) as info:
         fn(*args)
     return info.value
 
@@ -129,7 +138,7 @@ def test_challenge_response_round_trip(kem_name, kem_keys, csrs):
 @pytest.mark.parametrize("kem_name", sorted(KEMS))
 def test_challenge_from_the_csr_spki(kem_name, kem_keys, csrs):
     """The CA can encapsulate straight to the SubjectPublicKeyInfo it read out of the CSR."""
-    view = kempop.parse_csr(csrs[kem_name])
+    view = pkcs10.parse_csr(csrs[kem_name])
     challenge, attr = kempop.issue_challenge(view.spki_der)
     proof = kempop.make_proof(kem_keys[kem_name], attr, TX, csrs[kem_name])
     kempop.verify_proof(challenge.shared_secret, proof, TX, csrs[kem_name])
@@ -244,7 +253,7 @@ def test_mac_for_another_transaction_id_is_bad_message_check(kem_keys, flows, cs
 def test_mac_over_another_csr_is_bad_message_check(kem_keys, flows, csrs, signers):
     challenge, attr, _ = flows["ml-kem-768"]
     key, cert = signers["ml-dsa"]
-    other_csr = kempop.build_kem_csr(kem_keys["ml-kem-768"].public_key(), _name("device-1"), key, cert)
+    other_csr = pkcs10.build_kem_csr(kem_keys["ml-kem-768"].public_key(), _name("device-1"), key, cert)
     other = kempop.make_proof(kem_keys["ml-kem-768"], attr, TX, other_csr)
     err = _pop_error(kempop.verify_proof, challenge.shared_secret, other, TX, csrs["ml-kem-768"])
     assert err.fail_info == FailInfo.BAD_MESSAGE_CHECK
@@ -448,9 +457,9 @@ def _issuer_der(cert: x509.Certificate) -> bytes:
 @pytest.mark.parametrize("include", [True, False])
 def test_possession_statement_round_trip(include, signers):
     _, cert = signers["ml-dsa"]
-    der = kempop.build_possession_statement(cert, include_certificate=include)
-    issuer, serial, carried = kempop.read_possession_statement(der)
-    assert issuer == _issuer_der(cert) == kempop.certificate_issuer_der(cert)
+    der = possession.build_possession_statement(cert, include_certificate=include)
+    issuer, serial, carried = possession.read_possession_statement(der)
+    assert issuer == _issuer_der(cert) == possession.certificate_issuer_der(cert)
     assert serial == cert.serial_number
     assert (carried == cert) if include else carried is None
     decoded, rest = der_decoder.decode(der, asn1Spec=rfc9883.PrivateKeyPossessionStatement())
@@ -481,19 +490,19 @@ def test_possession_statement_certificate_must_be_the_signers(signers):
     _, cert = signers["rsa"]
     _, other = signers["ec"]  # same issuer and serial: both come from _certificate(serial=0x1234)
     mismatched = cms.encode(cms.PrivateKeyPossessionStatement(
-        signer=cms.IssuerAndSerialNumber(issuer=cms.as_tlv(kempop.certificate_issuer_der(cert)),
+        signer=cms.IssuerAndSerialNumber(issuer=cms.as_tlv(possession.certificate_issuer_der(cert)),
                                          serial_number=cert.serial_number + 1),
         cert=cms.decode_der(cms.CertificateParts, other.public_bytes(serialization.Encoding.DER)),
     ))
-    assert _pop_error(kempop.read_possession_statement, mismatched).fail_info == FailInfo.BAD_REQUEST
+    assert _csr_error(possession.read_possession_statement, mismatched).reason == "malformed"
 
 
 def test_malformed_possession_statement_is_bad_request(signers):
     _, cert = signers["ec"]
-    der = kempop.build_possession_statement(cert)
+    der = possession.build_possession_statement(cert)
     for bad in (b"", b"\x30\x00", der[:-1], der + b"\x00", b"\x05\x00",
                 ber.encode_tlv(0x30, ber.encode_tlv(0x30, b"\x02\x01\x01"))):
-        assert _pop_error(kempop.read_possession_statement, bad).fail_info == FailInfo.BAD_REQUEST
+        assert _csr_error(possession.read_possession_statement, bad).reason == "malformed"
 
 
 # --------------------------------------------------------------------------------------------
@@ -508,7 +517,7 @@ def test_kem_csr_loads_and_verifies_with_the_signer_key(family, kem_name, signer
     kem_key = kem_keys[kem_name]
     san = x509.Extension(x509.SubjectAlternativeName.oid, False,
                          x509.SubjectAlternativeName([x509.DNSName("device-1.example")]))
-    der = kempop.build_kem_csr(kem_key.public_key(), _name("device-1"), key, cert,
+    der = pkcs10.build_kem_csr(kem_key.public_key(), _name("device-1"), key, cert,
                                challenge_password="s3cret", extensions=[san])
 
     # cryptography reads it
@@ -536,30 +545,30 @@ def test_kem_csr_loads_and_verifies_with_the_signer_key(family, kem_name, signer
     assert isinstance(password, char.PrintableString) and str(password) == "s3cret"
 
     # the signature is the signer's
-    kempop.verify_csr_with(der, cert.public_key())
-    assert kempop.csr_possession_statement(der) == (kempop.certificate_issuer_der(cert), cert.serial_number, cert)
-    assert kempop.parse_csr(der).spki_der == der_encoder.encode(info["subjectPKInfo"])
+    pkcs10.verify_csr_with(der, cert.public_key())
+    assert pkcs10.csr_possession_statement(der) == (possession.certificate_issuer_der(cert), cert.serial_number, cert)
+    assert pkcs10.parse_csr(der).spki_der == der_encoder.encode(info["subjectPKInfo"])
 
 
 @pytest.mark.parametrize("family", ["rsa", "ec", "ml-dsa"])
 def test_kem_csr_fails_with_another_key(family, signers, csrs, kem_keys):
     key, cert = signers[family]
-    der = kempop.build_kem_csr(kem_keys["ml-kem-768"].public_key(), _name("device-1"), key, cert)
+    der = pkcs10.build_kem_csr(kem_keys["ml-kem-768"].public_key(), _name("device-1"), key, cert)
     same_family = {"rsa": lambda: rsa.generate_private_key(65537, 2048),
                    "ec": lambda: ec.generate_private_key(ec.SECP256R1()),
                    "ml-dsa": mldsa.MLDSA65PrivateKey.generate}[family]().public_key()
-    assert _pop_error(kempop.verify_csr_with, der, same_family).fail_info == FailInfo.BAD_MESSAGE_CHECK
+    assert _csr_error(pkcs10.verify_csr_with, der, same_family).reason == "signature"
     other_family = signers["ec" if family != "ec" else "rsa"][0].public_key()
-    assert _pop_error(kempop.verify_csr_with, der, other_family).fail_info == FailInfo.BAD_ALG
+    assert _csr_error(pkcs10.verify_csr_with, der, other_family).reason == "algorithm"
     # nor with the CSR's own ML-KEM key, which cannot sign at all
-    assert _pop_error(kempop.verify_csr_with, der, kem_keys["ml-kem-768"].public_key()).fail_info == FailInfo.BAD_ALG
+    assert _csr_error(pkcs10.verify_csr_with, der, kem_keys["ml-kem-768"].public_key()).reason == "algorithm"
 
 
 def test_kem_csr_with_another_ml_dsa_size_is_bad_alg(signers, kem_keys):
     key, cert = signers["ml-dsa"]
-    der = kempop.build_kem_csr(kem_keys["ml-kem-768"].public_key(), _name("d"), key, cert)
+    der = pkcs10.build_kem_csr(kem_keys["ml-kem-768"].public_key(), _name("d"), key, cert)
     other = mldsa.MLDSA44PrivateKey.generate().public_key()
-    assert _pop_error(kempop.verify_csr_with, der, other).fail_info == FailInfo.BAD_ALG
+    assert _csr_error(pkcs10.verify_csr_with, der, other).reason == "algorithm"
 
 
 def test_tampered_kem_csr_fails(csrs, signers):
@@ -567,12 +576,12 @@ def test_tampered_kem_csr_fails(csrs, signers):
     at = der.index(b"device-1")
     der[at] ^= 0x01  # "eevice-1": still DER, no longer what was signed
     _, cert = signers["ec"]
-    assert _pop_error(kempop.verify_csr_with, bytes(der), cert.public_key()).fail_info == FailInfo.BAD_MESSAGE_CHECK
+    assert _csr_error(pkcs10.verify_csr_with, bytes(der), cert.public_key()).reason == "signature"
 
 
 def test_csr_signature_algorithm_must_name_a_signature(csrs, signers):
     """rsaEncryption / ecPublicKey are fine in a CMS SignerInfo, not as a CSR signatureAlgorithm."""
-    view = kempop.parse_csr(csrs["ml-kem-768"])
+    view = pkcs10.parse_csr(csrs["ml-kem-768"])
     _, cert = signers["ec"]
     for oid, params in ((oids.EC_PUBLIC_KEY, None), (oids.MD5_WITH_RSA, cms.NULL), (x509.ObjectIdentifier("1.2.3"), None),
                         (oids.ECDSA_WITH_SHA256, cms.NULL)):
@@ -581,40 +590,62 @@ def test_csr_signature_algorithm_must_name_a_signature(csrs, signers):
             signature_algorithm=cms.algorithm_tlv(oid, params),
             signature=cms.asn1.BitString(view.signature, 0),
         ))
-        assert _pop_error(kempop.verify_csr_with, der, cert.public_key()).fail_info == FailInfo.BAD_ALG, oid
+        assert _csr_error(pkcs10.verify_csr_with, der, cert.public_key()).reason == "algorithm", oid
 
 
 def test_malformed_csr_is_bad_request(csrs, signers):
     _, cert = signers["ec"]
     der = csrs["ml-kem-768"]
     for bad in (b"", der[:-1], der + b"\x00", b"\x30\x00"):
-        assert _pop_error(kempop.verify_csr_with, bad, cert.public_key()).fail_info == FailInfo.BAD_REQUEST
+        assert _csr_error(pkcs10.verify_csr_with, bad, cert.public_key()).reason == "malformed"
 
 
 def test_csr_without_a_statement(kem_keys, signers):
     key, cert = signers["ec"]
-    der = kempop.build_kem_csr(kem_keys["ml-kem-768"].public_key(), _name("d"), key, cert, include_certificate=False)
-    assert kempop.csr_possession_statement(der)[2] is None
-    view = kempop.parse_csr(der)
+    der = pkcs10.build_kem_csr(kem_keys["ml-kem-768"].public_key(), _name("d"), key, cert, include_certificate=False)
+    assert pkcs10.csr_possession_statement(der)[2] is None
+    view = pkcs10.parse_csr(der)
     stripped = cms.CertificationRequestInfo(
         version=0, subject=cms.as_tlv(view.subject_der), subject_pk_info=cms.as_tlv(view.spki_der),
         attributes=cms.SetOf([]))
-    no_statement = kempop.CsrView(cms.encode(stripped), view.subject_der, view.spki_der, {},
+    no_statement = pkcs10.CsrView(cms.encode(stripped), view.subject_der, view.spki_der, {},
                                   view.signature_algorithm, view.signature)
-    assert _pop_error(kempop.csr_possession_statement, no_statement).fail_info == FailInfo.BAD_REQUEST
+    assert _csr_error(pkcs10.csr_possession_statement, no_statement).reason == "malformed"
 
 
 def test_csr_builder_refuses_a_signer_key_that_is_not_the_certificates(kem_keys, signers):
     _, cert = signers["ec"]
     with pytest.raises(ValueError):
-        kempop.build_kem_csr(kem_keys["ml-kem-768"].public_key(), _name("d"),
+        pkcs10.build_kem_csr(kem_keys["ml-kem-768"].public_key(), _name("d"),
                              ec.generate_private_key(ec.SECP256R1()), cert)
 
 
 def test_non_printable_challenge_password_is_utf8(kem_keys, signers):
     key, cert = signers["ec"]
-    der = kempop.build_kem_csr(kem_keys["ml-kem-768"].public_key(), _name("d"), key, cert,
+    der = pkcs10.build_kem_csr(kem_keys["ml-kem-768"].public_key(), _name("d"), key, cert,
                                challenge_password="p\u00e4ss_*")
-    value = kempop.parse_csr(der).attributes[oids.CHALLENGE_PASSWORD][0]
+    value = pkcs10.parse_csr(der).attributes[oids.CHALLENGE_PASSWORD][0]
     assert value[0] == 0x0C and x509.load_der_x509_csr(der).attributes.get_attribute_for_oid(
         oids.CHALLENGE_PASSWORD).value == "p\u00e4ss_*".encode()
+
+
+def test_responder_maps_a_refused_kem_csr_to_fail_info(signers, kem_keys):
+    """The responder's check of an ML-KEM CSR answers a CsrError with the failInfo of its reason:
+    "malformed" badRequest, "algorithm" badAlg, "signature" badMessageCheck."""
+    from pqscep.crypto.registry import DIGESTS
+    from pqscep.protocol.server import PkiRequest, RequestRejected, _check_kem_csr
+
+    key, cert = signers["ec"]
+    der = pkcs10.build_kem_csr(kem_keys["ml-kem-768"].public_key(), _name("device-1"), key, cert)
+
+    def rejected(raw_csr: bytes, signer_cert: x509.Certificate) -> FailInfo:
+        request = PkiRequest(transaction_id=TX, sender_nonce=bytes(16), digest=DIGESTS.by_name("sha256"),
+                             signer_certificate=signer_cert, raw_csr=raw_csr, csr=x509.load_der_x509_csr(der))
+        with pytest.raises(RequestRejected) as info:
+            _check_kem_csr(request)
+        return info.value.fail_info
+
+    other_ec = _certificate(ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1()))
+    assert rejected(der, other_ec) == FailInfo.BAD_MESSAGE_CHECK
+    assert rejected(der, signers["rsa"][1]) == FailInfo.BAD_ALG
+    assert rejected(der[:-1], cert) == FailInfo.BAD_REQUEST

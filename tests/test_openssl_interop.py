@@ -34,7 +34,7 @@ from pqscep.asn1 import cms, oids
 from pqscep.cms import enveloped, signed
 from pqscep.cms.kem import KemOriginator, KemRecipient, parse_kem_recipient_info
 from pqscep.cms.password import PasswordOriginator, PasswordRecipient
-from pqscep.crypto import pqkeys
+from pqscep.crypto import pkcs8
 from pqscep.crypto.keys import generate_key, key_family
 from pqscep.crypto.registry import CIPHERS, DIGESTS
 from pqscep.protocol import client as scep
@@ -80,8 +80,8 @@ def pq(server, openssl, tmp_path_factory):
         recipient_pem = folder / "kem-recipient.pem"
         recipient_key_pem = kem_pem
         recipient_cert = x509.load_pem_x509_certificate(recipient_pem.read_bytes())
-        recipient_key = pqkeys.load_any_private_key((folder / "kem-recipient.key").read_bytes(),
-                                                    passphrase_file.read_bytes().strip())
+        recipient_key = pkcs8.load_any_private_key((folder / "kem-recipient.key").read_bytes(),
+                                                   passphrase_file.read_bytes().strip())
         classic_ca_pem = server.data_dir / "profiles" / "default" / "ca.pem"
         url = server.url("/scep/pq")
 
@@ -354,7 +354,7 @@ def test_ml_kem_1024_recipient_made_by_openssl(openssl, tmp_path):
     o("pkey", "-in", tmp_path / "kem.key", "-passin", "pass:kem pass", "-pubout", "-out", tmp_path / "kem.pub")
     o("x509", "-new", "-force_pubkey", tmp_path / "kem.pub", "-subj", "/CN=openssl ML-KEM-1024 recipient",
       "-CA", tmp_path / "issuer.pem", "-CAkey", tmp_path / "issuer.key", "-days", "1", "-out", tmp_path / "kem.pem")
-    key = pqkeys.load_any_private_key((tmp_path / "kem.key").read_bytes(), b"kem pass")
+    key = pkcs8.load_any_private_key((tmp_path / "kem.key").read_bytes(), b"kem pass")
     cert = x509.load_pem_x509_certificate((tmp_path / "kem.pem").read_bytes())
     assert key_family(key) == "ml-kem" and cert.public_key() == key.public_key()
     cert.verify_directly_issued_by(x509.load_pem_x509_certificate((tmp_path / "issuer.pem").read_bytes()))
@@ -460,7 +460,7 @@ def test_openssl_verifies_the_ml_kem_recipient_certificate(pq, openssl):
 
 
 # OpenSSL 3.5+ writes ML-DSA and ML-KEM private keys in the PKCS#8 "both" form (seed and expanded
-# key, RFC 9881/9935), which pqscep.crypto.pqkeys.load_any_private_key reads and checks; the CLI's
+# key, RFC 9881/9935), which pqscep.crypto.pkcs8.load_any_private_key reads and checks; the CLI's
 # --key options load keys with crypto.keys.load_private_key (cryptography only: seed form) instead.
 def test_enroll_with_an_openssl_ml_dsa_key(pq, openssl, tmp_path):
     """`pqscep enroll --key` with `openssl genpkey -algorithm ML-DSA-65`'s key (an EC key from

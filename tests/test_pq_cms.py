@@ -1,5 +1,5 @@
 """KEMRecipientInfo (pqscep.cms.kem), PasswordRecipientInfo (pqscep.cms.password) and the PQ key
-loader (pqscep.crypto.pqkeys): round trips over every supported combination, the negative cases
+loader (pqscep.crypto.pkcs8, fips203, fips204): round trips over every supported combination, the negative cases
 with the EnvelopeError flags the protocol layer maps to failInfo, and pyasn1-alt-modules as an
 independent ASN.1 oracle for what we write.
 """
@@ -27,7 +27,7 @@ from pyasn1_alt_modules import rfc5652, rfc8018, rfc9629
 from pqscep.asn1 import ber, cms, oids
 from pqscep.cms import enveloped, kem, password
 from pqscep.cms.signed import attribute
-from pqscep.crypto import pqkeys
+from pqscep.crypto import fips203, fips204, key_errors, pbes2, pkcs8
 from pqscep.crypto.registry import CIPHERS, KDFS, KEY_WRAPS
 
 EnvelopeError = enveloped.EnvelopeError
@@ -535,33 +535,34 @@ def test_pwri_interoperates_with_openssl(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# pqkeys: the pure-Python regeneration agrees with cryptography; loaders
+# fips203 / fips204: the pure-Python regeneration agrees with cryptography; pkcs8: loaders
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("oid,cls", [(oids.ML_KEM_768, mlkem.MLKEM768PrivateKey), (oids.ML_KEM_1024, mlkem.MLKEM1024PrivateKey)])
-def test_ml_kem_keygen_matches_cryptography(oid, cls):
+@pytest.mark.parametrize("params,cls", [(fips203.ML_KEM_768, mlkem.MLKEM768PrivateKey),
+                                        (fips203.ML_KEM_1024, mlkem.MLKEM1024PrivateKey)])
+def test_ml_kem_keygen_matches_cryptography(params, cls):
     for _ in range(3):
         seed = os.urandom(64)
-        dk = pqkeys._kem_keygen(pqkeys._KEM[oid], seed)
-        params = pqkeys._KEM[oid]
+        dk = fips203.expanded_key(params, seed)
         ek = dk[384 * params.k : 768 * params.k + 32]
         key = cls.from_seed_bytes(seed)
         assert ek == key.public_key().public_bytes_raw()
-        assert pqkeys._kem_check_expanded(params, dk) == ek
+        assert fips203.check_expanded_key(params, dk) == ek
         # decapsulation with cryptography's key of a ciphertext for the ek regenerated here
         shared, ct = cls.from_seed_bytes(seed).public_key().encapsulate()
         assert key.decapsulate(ct) == shared
 
 
-@pytest.mark.parametrize("oid,cls", [(oids.ML_DSA_44, mldsa.MLDSA44PrivateKey), (oids.ML_DSA_65, mldsa.MLDSA65PrivateKey),
-                                     (oids.ML_DSA_87, mldsa.MLDSA87PrivateKey)])
-def test_ml_dsa_keygen_matches_cryptography(oid, cls):
+@pytest.mark.parametrize("params,cls", [(fips204.ML_DSA_44, mldsa.MLDSA44PrivateKey),
+                                        (fips204.ML_DSA_65, mldsa.MLDSA65PrivateKey),
+                                        (fips204.ML_DSA_87, mldsa.MLDSA87PrivateKey)])
+def test_ml_dsa_keygen_matches_cryptography(params, cls):
     for _ in range(2):
         seed = os.urandom(32)
-        pk, sk = pqkeys._dsa_keygen(pqkeys._DSA[oid], seed)
+        pk, sk = fips204.keygen_internal(params, seed)
         assert pk == cls.from_seed_bytes(seed).public_key().public_bytes_raw()
-        assert pqkeys._dsa_check_expanded(pqkeys._DSA[oid], sk) == pk
+        assert fips204.check_expanded_key(params, sk) == pk
 
 
 def _pkcs8(oid, private_key_choice: bytes) -> bytes:
@@ -571,15 +572,14 @@ def _pkcs8(oid, private_key_choice: bytes) -> bytes:
 
 def test_pq_key_forms_built_here():
     seed = os.urandom(64)
-    params = pqkeys._KEM[oids.ML_KEM_768]
-    dk = pqkeys._kem_keygen(params, seed)
+    dk = fips203.expanded_key(fips203.ML_KEM_768, seed)
     both = ber.encode_tlv(0x30, ber.encode_tlv(0x04, seed) + ber.encode_tlv(0x04, dk))
-    key = pqkeys.load_pq_private_key(_pkcs8(oids.ML_KEM_768, both))
+    key = pkcs8.load_pq_private_key(_pkcs8(oids.ML_KEM_768, both))
     assert key.private_bytes_raw() == seed
-    assert pqkeys.load_pq_private_key(_pkcs8(oids.ML_KEM_768, ber.encode_tlv(0x80, seed))).private_bytes_raw() == seed
+    assert pkcs8.load_pq_private_key(_pkcs8(oids.ML_KEM_768, ber.encode_tlv(0x80, seed))).private_bytes_raw() == seed
     # what cryptography writes (seed form) loads back through the same path
     native = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    assert pqkeys.load_any_private_key(native).private_bytes_raw() == seed
+    assert pkcs8.load_any_private_key(native).private_bytes_raw() == seed
     # damaged forms
     cases = {
         "seed must be 64 bytes": ber.encode_tlv(0x80, seed[:32]),
@@ -589,10 +589,10 @@ def test_pq_key_forms_built_here():
         "trailing data": ber.encode_tlv(0x80, seed) + b"\x00",
     }
     for reason, choice in cases.items():
-        with pytest.raises(pqkeys.InvalidPrivateKey, match=reason):
-            pqkeys.load_pq_private_key(_pkcs8(oids.ML_KEM_768, choice))
-    with pytest.raises(pqkeys.InvalidPrivateKey, match="parameters must be absent"):
-        pqkeys.load_pq_private_key(cms.encode(cms.OneAsymmetricKey(
+        with pytest.raises(key_errors.InvalidPrivateKey, match=reason):
+            pkcs8.load_pq_private_key(_pkcs8(oids.ML_KEM_768, choice))
+    with pytest.raises(key_errors.InvalidPrivateKey, match="parameters must be absent"):
+        pkcs8.load_pq_private_key(cms.encode(cms.OneAsymmetricKey(
             version=0, private_key_algorithm=cms.algorithm_tlv(oids.ML_KEM_768, cms.NULL),
             private_key=ber.encode_tlv(0x80, seed), attributes=None, public_key=None)))
 
@@ -601,25 +601,26 @@ def test_pq_key_with_public_key_field():
     from cryptography.hazmat.asn1 import BitString
 
     seed = os.urandom(32)
-    pk, _ = pqkeys._dsa_keygen(pqkeys._DSA[oids.ML_DSA_65], seed)
+    pk, _ = fips204.keygen_internal(fips204.ML_DSA_65, seed)
 
     def v2(public: bytes) -> bytes:
         return cms.encode(cms.OneAsymmetricKey(version=1, private_key_algorithm=cms.algorithm_tlv(oids.ML_DSA_65),
                                                private_key=ber.encode_tlv(0x80, seed), attributes=None,
                                                public_key=BitString(public, 0)))
 
-    assert pqkeys.load_pq_private_key(v2(pk)).public_key().public_bytes_raw() == pk
-    with pytest.raises(pqkeys.InvalidPrivateKey, match="publicKey field is not the public key"):
-        pqkeys.load_pq_private_key(v2(bytes([pk[0] ^ 1]) + pk[1:]))
+    assert pkcs8.load_pq_private_key(v2(pk)).public_key().public_bytes_raw() == pk
+    with pytest.raises(key_errors.InvalidPrivateKey, match="publicKey field is not the public key"):
+        pkcs8.load_pq_private_key(v2(bytes([pk[0] ^ 1]) + pk[1:]))
 
 
-def _encrypt_pkcs8(der: bytes, passphrase: bytes) -> bytes:
-    """PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) EncryptedPrivateKeyInfo, as OpenSSL 3.5 writes."""
+def _encrypt_pkcs8(der: bytes, passphrase: bytes, padded: bytes | None = None) -> bytes:
+    """PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) EncryptedPrivateKeyInfo, as OpenSSL 3.5 writes;
+    `padded` replaces the PKCS#7-padded plaintext."""
     salt, iv = os.urandom(16), os.urandom(16)
     key = PBKDF2HMAC(hashes.SHA256(), 32, salt, 2048).derive(passphrase)
     pad = 16 - len(der) % 16
     enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
-    data = enc.update(der + bytes((pad,)) * pad) + enc.finalize()
+    data = enc.update(der + bytes((pad,)) * pad if padded is None else padded) + enc.finalize()
     kdf = cms.encode_algorithm(oids.PBKDF2, cms.encode(cms.PBKDF2Params(
         salt=salt, iteration_count=2048, key_length=None,
         prf=cms.HashAlgorithm(algorithm=oids.HMAC_WITH_SHA256, parameters=None))))
@@ -632,16 +633,29 @@ def _encrypt_pkcs8(der: bytes, passphrase: bytes) -> bytes:
 
 def test_load_any_private_key_encrypted_both_form():
     seed = os.urandom(64)
-    dk = pqkeys._kem_keygen(pqkeys._KEM[oids.ML_KEM_1024], seed)
+    dk = fips203.expanded_key(fips203.ML_KEM_1024, seed)
     der = _pkcs8(oids.ML_KEM_1024, ber.encode_tlv(0x30, ber.encode_tlv(0x04, seed) + ber.encode_tlv(0x04, dk)))
     encrypted = _encrypt_pkcs8(der, b"passphrase")
-    assert pqkeys.load_any_private_key(encrypted, b"passphrase").private_bytes_raw() == seed
+    assert pkcs8.load_any_private_key(encrypted, b"passphrase").private_bytes_raw() == seed
     pem = b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n" + __import__("base64").encodebytes(encrypted) + b"-----END ENCRYPTED PRIVATE KEY-----\n"
-    assert pqkeys.load_any_private_key(pem, b"passphrase").private_bytes_raw() == seed
+    assert pkcs8.load_any_private_key(pem, b"passphrase").private_bytes_raw() == seed
     with pytest.raises(ValueError):
-        pqkeys.load_any_private_key(encrypted, b"wrong passphrase")
+        pkcs8.load_any_private_key(encrypted, b"wrong passphrase")
     with pytest.raises((TypeError, ValueError)):
-        pqkeys.load_any_private_key(encrypted)
+        pkcs8.load_any_private_key(encrypted)
+
+
+def test_pbes2_refuses_bad_padding_as_a_bad_decrypt():
+    """What a wrong passphrase gives: plaintext whose PKCS#7 padding is not 1 to 16 equal bytes."""
+    der = _pkcs8(oids.ML_KEM_768, ber.encode_tlv(0x80, os.urandom(64)))
+    block = der[: 16 * (len(der) // 16)]
+    for tail in (bytes(16), bytes(15) + b"\x11", bytes(14) + b"\x01\x02", bytes(13) + b"\x02\x03\x03"):
+        with pytest.raises(ValueError, match=r"^Bad decrypt\. Incorrect password\?$"):
+            pbes2.decrypt_pkcs8(_encrypt_pkcs8(der, b"pw", block + tail), b"pw")
+    for pad in (1, 16):  # the shortest and the longest padding are accepted
+        data = bytes(32 - pad) + bytes((pad,)) * pad
+        assert pbes2.decrypt_pkcs8(_encrypt_pkcs8(der, b"pw", data), b"pw") == bytes(32 - pad)
+    assert pbes2.decrypt_pkcs8(_encrypt_pkcs8(der, b"pw"), b"pw") == der
 
 
 @pytest.mark.parametrize("make", [
@@ -656,8 +670,8 @@ def test_load_any_private_key_every_type(make):
         passphrase = None if isinstance(encryption, serialization.NoEncryption) else b"pw"
         for encoding in (serialization.Encoding.PEM, serialization.Encoding.DER):
             data = key.private_bytes(encoding, serialization.PrivateFormat.PKCS8, encryption)
-            loaded = pqkeys.load_any_private_key(data, passphrase)
+            loaded = pkcs8.load_any_private_key(data, passphrase)
             assert loaded.public_key() == key.public_key()
     with pytest.raises(TypeError):  # cryptography's answer to a missing passphrase, unchanged
-        pqkeys.load_any_private_key(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                      serialization.BestAvailableEncryption(b"pw")))
+        pkcs8.load_any_private_key(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.BestAvailableEncryption(b"pw")))

@@ -25,7 +25,9 @@ from cryptography.hazmat.primitives import serialization
 
 from pqscep.asn1 import ber, cms, oids
 from pqscep.cms import enveloped, kem, signed
-from pqscep.crypto import pqkeys
+from pqscep.crypto import pkcs8
+from pqscep.crypto.key_errors import InvalidPrivateKey, UnsupportedKeyForm
+from pqscep.crypto.spki import spki_raw_public_key
 
 VECTORS = Path(__file__).parents[1].parent / "shared" / "vectors"
 CRYPTONEXT = VECTORS / "hackathon-cms" / "cryptonext"
@@ -84,7 +86,7 @@ def test_cryptonext_has_every_kemri_file():
 def test_cryptonext_kemri_decrypts(name):
     path = _need(CRYPTONEXT / name)
     prefix = name.split("_kemri_")[0]
-    key = pqkeys.load_any_private_key(_need(CRYPTONEXT / f"{prefix}_expandedkey_priv.der").read_bytes())
+    key = pkcs8.load_any_private_key(_need(CRYPTONEXT / f"{prefix}_expandedkey_priv.der").read_bytes())
     cert = _cert(CRYPTONEXT / f"{prefix}_ee.der")
     assert key.public_key() == cert.public_key()
     expected = _need(CRYPTONEXT / "expected_plaintext.txt").read_bytes()
@@ -124,7 +126,7 @@ def test_cryptonext_kemri_decrypts(name):
 @pytest.mark.parametrize("name", _glob(CRYPTONEXT, "ML-*_expandedkey_priv.der"))
 def test_cryptonext_private_keys_are_seed_form(name):
     """The README's warning: these `_expandedkey_priv.der` files hold the seed form."""
-    info = pqkeys.inspect_private_key(_need(CRYPTONEXT / name).read_bytes())
+    info = pkcs8.inspect_private_key(_need(CRYPTONEXT / name).read_bytes())
     assert info.form == "seed"
 
 
@@ -143,7 +145,8 @@ def test_cryptonext_ml_dsa_signed_data_verifies(name):
     expected = _need(CRYPTONEXT / "expected_plaintext.txt").read_bytes()
     assert message.content is not None and message.content.endswith(b"\r\n\r\n" + expected)
     # the signer's own key file gives the certificate's key
-    key = pqkeys.load_any_private_key(_need(CRYPTONEXT / name.replace("_signed_attrs.der", "_expandedkey_priv.der")).read_bytes())
+    key_file = CRYPTONEXT / name.replace("_signed_attrs.der", "_expandedkey_priv.der")
+    key = pkcs8.load_any_private_key(_need(key_file).read_bytes())
     assert key.public_key() == cert.public_key()
     # the certificate chains to the trust anchor
     cert.verify_directly_issued_by(_cert(CRYPTONEXT / "ta.der"))
@@ -243,14 +246,15 @@ def test_rfc9936_cek_and_content():
 
 def test_rfc9936_ml_kem_512_keys_refused_but_consistent():
     public = _der(RFC9936 / "ML-KEM-512.pub")
-    _, raw = pqkeys.spki_raw_public_key(public)
-    infos = [pqkeys.inspect_private_key(_der(RFC9936 / f"ML-KEM-512-{form}.priv")) for form in ("seed", "expanded", "both")]
+    _, raw = spki_raw_public_key(public)
+    infos = [pkcs8.inspect_private_key(_der(RFC9936 / f"ML-KEM-512-{form}.priv"))
+             for form in ("seed", "expanded", "both")]
     assert {i.public_bytes for i in infos} == {raw}
     assert {i.expanded for i in infos} == {infos[2].expanded}
     for form in ("seed", "expanded", "both"):
-        with pytest.raises(pqkeys.UnsupportedKeyForm, match="ML-KEM-512 is not supported"):
-            pqkeys.load_any_private_key(_need(RFC9936 / f"ML-KEM-512-{form}.priv").read_bytes())
-    with pytest.raises(pqkeys.UnsupportedKeyForm, match="ML-KEM-512 is not supported"):
+        with pytest.raises(UnsupportedKeyForm, match="ML-KEM-512 is not supported"):
+            pkcs8.load_any_private_key(_need(RFC9936 / f"ML-KEM-512-{form}.priv").read_bytes())
+    with pytest.raises(UnsupportedKeyForm, match="ML-KEM-512 is not supported"):
         kem.ml_kem_public_key_from_spki(public)
     # the certificate's key identifier is the rid of the message
     cert = x509.load_pem_x509_certificate(_need(RFC9936 / "ML-KEM-512.pem").read_bytes())
@@ -288,18 +292,19 @@ def test_good_keys_load_and_match(folder, alg):
     cert = x509.load_pem_x509_certificate(_need(folder / f"{alg}.crt").read_bytes())
     assert cert.public_key() == public
 
-    seed_key = pqkeys.load_any_private_key(_need(folder / f"{alg}-seed.priv").read_bytes())
-    both_key = pqkeys.load_any_private_key(_need(folder / f"{alg}-both.priv").read_bytes())
+    seed_key = pkcs8.load_any_private_key(_need(folder / f"{alg}-seed.priv").read_bytes())
+    both_key = pkcs8.load_any_private_key(_need(folder / f"{alg}-both.priv").read_bytes())
     assert seed_key.public_key() == public and both_key.public_key() == public
     assert seed_key.private_bytes_raw() == both_key.private_bytes_raw()
     # a PEM file holding the certificate before the key
     bundle = _need(folder / f"{alg}.crt").read_bytes() + _need(folder / f"{alg}-both.priv").read_bytes()
-    assert pqkeys.load_any_private_key(bundle).private_bytes_raw() == seed_key.private_bytes_raw()
+    assert pkcs8.load_any_private_key(bundle).private_bytes_raw() == seed_key.private_bytes_raw()
 
     # expanded-only: refused as unsupported (not as damaged), its public key still recovered
-    with pytest.raises(pqkeys.UnsupportedKeyForm, match=f"expanded-only {alg[:6]} keys cannot be loaded"):
-        pqkeys.load_any_private_key(_need(folder / f"{alg}-expanded.priv").read_bytes())
-    infos = {form: pqkeys.inspect_private_key(_der(folder / f"{alg}-{form}.priv")) for form in ("seed", "expanded", "both")}
+    with pytest.raises(UnsupportedKeyForm, match=f"expanded-only {alg[:6]} keys cannot be loaded"):
+        pkcs8.load_any_private_key(_need(folder / f"{alg}-expanded.priv").read_bytes())
+    infos = {form: pkcs8.inspect_private_key(_der(folder / f"{alg}-{form}.priv"))
+             for form in ("seed", "expanded", "both")}
     raw = public.public_bytes_raw()
     for form, info in infos.items():
         assert info.form == form and info.algorithm == alg
@@ -310,14 +315,15 @@ def test_good_keys_load_and_match(folder, alg):
 
 
 def test_ml_kem_512_keys_consistent_and_refused():
-    _, raw = pqkeys.spki_raw_public_key(_der(RFC9935 / "ML-KEM-512.pub"))
-    infos = [pqkeys.inspect_private_key(_der(RFC9935 / f"ML-KEM-512-{form}.priv")) for form in ("seed", "expanded", "both")]
+    _, raw = spki_raw_public_key(_der(RFC9935 / "ML-KEM-512.pub"))
+    infos = [pkcs8.inspect_private_key(_der(RFC9935 / f"ML-KEM-512-{form}.priv"))
+             for form in ("seed", "expanded", "both")]
     assert [i.public_bytes for i in infos] == [raw] * 3
     assert infos[0].expanded == infos[1].expanded == infos[2].expanded
     cert = x509.load_pem_x509_certificate(_need(RFC9935 / "ML-KEM-512.crt").read_bytes())
-    assert pqkeys.spki_raw_public_key(_spki_of(cert))[1] == raw
-    with pytest.raises(pqkeys.UnsupportedKeyForm, match="ML-KEM-512 is not supported"):
-        pqkeys.load_any_private_key(_need(RFC9935 / "ML-KEM-512-seed.priv").read_bytes())
+    assert spki_raw_public_key(_spki_of(cert))[1] == raw
+    with pytest.raises(UnsupportedKeyForm, match="ML-KEM-512 is not supported"):
+        pkcs8.load_any_private_key(_need(RFC9935 / "ML-KEM-512-seed.priv").read_bytes())
 
 
 def _spki_of(cert: x509.Certificate) -> bytes:
@@ -345,19 +351,22 @@ def test_ml_kem_certificates_signed_by_the_rfc9881_keys(alg, signer):
 
 BAD_KEYS = {
     # both: the seed's d does not generate the stored key (K-PKE.KeyGen regenerated and compared)
-    "bad-ML-KEM-512-1.priv": (pqkeys.InvalidPrivateKey, r"'both' key is inconsistent: the expandedKey is not the one its seed generates \(s \(dk_PKE\) differs\)"),
+    "bad-ML-KEM-512-1.priv": (InvalidPrivateKey, r"'both' key is inconsistent: the expandedKey is not the one its seed "
+                                                 r"generates \(s \(dk_PKE\) differs\)"),
     # expanded: s_0 mutated, H(ek) still right: t - A*s is no longer small
-    "bad-ML-KEM-512-2.priv": (pqkeys.InvalidPrivateKey, r"expandedKey is inconsistent: its secret vector s does not belong to its encapsulation key"),
+    "bad-ML-KEM-512-2.priv": (InvalidPrivateKey, r"expandedKey is inconsistent: its secret vector s does not belong to "
+                                                 r"its encapsulation key"),
     # expanded: H(ek) mutated: FIPS 203 7.3 hash check
-    "bad-ML-KEM-512-3.priv": (pqkeys.InvalidPrivateKey, r"the stored H\(ek\) is not the hash of its encapsulation key"),
+    "bad-ML-KEM-512-3.priv": (InvalidPrivateKey, r"the stored H\(ek\) is not the hash of its encapsulation key"),
     # both: only z differs from the seed's
-    "bad-ML-KEM-512-4.priv": (pqkeys.InvalidPrivateKey, r"\(z \(implicit rejection secret\) differs\)"),
+    "bad-ML-KEM-512-4.priv": (InvalidPrivateKey, r"\(z \(implicit rejection secret\) differs\)"),
     # both: the expanded key is another key's (rho already differs)
-    "bad-ML-DSA-44-1.priv": (pqkeys.InvalidPrivateKey, r"'both' key is inconsistent: the expandedKey is not the one its seed generates \(rho differs\)"),
+    "bad-ML-DSA-44-1.priv": (InvalidPrivateKey, r"'both' key is inconsistent: the expandedKey is not the one its seed "
+                                                r"generates \(rho differs\)"),
     # expanded: tr mutated
-    "bad-ML-DSA-44-2.priv": (pqkeys.InvalidPrivateKey, r"its tr is not H\(pk\) of the public key that its s1 and s2 give"),
+    "bad-ML-DSA-44-2.priv": (InvalidPrivateKey, r"its tr is not H\(pk\) of the public key that its s1 and s2 give"),
     # expanded: t0 mutated
-    "bad-ML-DSA-44-3.priv": (pqkeys.InvalidPrivateKey, r"its t0 is not the low part of t = A\*s1 \+ s2"),
+    "bad-ML-DSA-44-3.priv": (InvalidPrivateKey, r"its t0 is not the low part of t = A\*s1 \+ s2"),
 }
 
 
@@ -372,9 +381,9 @@ def test_bad_keys_refused_with_their_reason(name):
     data = _need(folder / name).read_bytes()
     error, reason = BAD_KEYS[name]
     with pytest.raises(error, match=reason):
-        pqkeys.load_any_private_key(data)
+        pkcs8.load_any_private_key(data)
     with pytest.raises(error, match=reason):
-        pqkeys.inspect_private_key(_der(folder / name))
+        pkcs8.inspect_private_key(_der(folder / name))
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,7 +402,7 @@ def test_bad_keys_refused_with_their_reason(name):
 )
 def test_scep_capture_envelopes_open(message, key_file, legacy):
     outer = signed.parse_signed_data(_need(CAPTURES / message).read_bytes())
-    key = pqkeys.load_any_private_key(_need(CAPTURES / key_file).read_bytes())
+    key = pkcs8.load_any_private_key(_need(CAPTURES / key_file).read_bytes())
     opened = enveloped.open_envelope(outer.content, [enveloped.KeyTransRecipient(None, key)], allow_legacy=legacy)
     assert opened.content
     if message.startswith("strongswan"):

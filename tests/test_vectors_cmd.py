@@ -31,7 +31,8 @@ from peers import OpenSSL, openssl_pq_tool
 
 from pqscep.asn1 import cms, oids
 from pqscep.cms import enveloped, kem, signed
-from pqscep.crypto import pqkeys
+from pqscep.crypto import pkcs8
+from pqscep.crypto.spki import public_key_from_spki
 from pqscep.vectors.output import ASN1_TYPES
 
 ROOT = Path(__file__).parents[1]
@@ -95,9 +96,9 @@ def test_index_lists_every_file_with_a_known_type_and_each_decodes():
         elif kind == "CertificationRequest":
             x509.load_der_x509_csr(data)
         elif kind == "SubjectPublicKeyInfo":
-            pqkeys.public_key_from_spki(data)
+            public_key_from_spki(data)
         elif kind == "OneAsymmetricKey":
-            pqkeys.load_any_private_key(data, None)
+            pkcs8.load_any_private_key(data, None)
         elif kind != "text":
             cls = {"KemCiphertextInfo": cms.KemCiphertextInfo, "KemOtherInfo": cms.KemOtherInfo,
                    "KemPopProof": cms.KemPopProof, "CMSORIforKEMOtherInfo": cms.CMSORIforKEMOtherInfo}[kind]
@@ -137,7 +138,7 @@ def _envelopes() -> list[str]:
 
 
 def _keys() -> dict[str, object]:
-    return {p.name[: -len(".key.der")]: pqkeys.load_any_private_key(p.read_bytes(), None)
+    return {p.name[: -len(".key.der")]: pkcs8.load_any_private_key(p.read_bytes(), None)
             for p in (VECTORS / "keys").glob("*.key.der")}
 
 

@@ -26,7 +26,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import mldsa, mlkem
 
 from pqscep.ca.authority import random_serial
-from pqscep.crypto import pqkeys
+from pqscep.crypto import pkcs8
+from pqscep.crypto.spki import spki_raw_public_key
 from pqscep.vectors import (
     DeterministicRandom,
     fips,
@@ -540,12 +541,12 @@ def test_mldsa_keygen_gives_rfc9881_public_keys(name):
 
         unavailable(f"test vectors not found: {RFC9881} (../shared/vectors beside the repository)")
     parameter_set = name.removesuffix("-seed.priv")
-    der = pqkeys._pem_blocks(path.read_bytes())[1]
-    info = pqkeys.inspect_private_key(der)
+    der = pkcs8._pem_blocks(path.read_bytes())[1]
+    info = pkcs8.inspect_private_key(der)
     assert info.form == "seed" and info.algorithm == parameter_set
     pem = (RFC9881 / f"{parameter_set}.pub").read_text()
     spki = base64.b64decode("".join(line for line in pem.splitlines() if not line.startswith("-----")))
-    _oid, expected = pqkeys.spki_raw_public_key(spki)
+    _oid, expected = spki_raw_public_key(spki)
     assert mldsa_public_key_for_vectors(info.seed, parameter_set) == expected
     # and a signature made from that seed verifies under the published key
     public = DSAS[parameter_set].from_seed_bytes(info.seed).public_key()

@@ -118,8 +118,8 @@ def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, p
     from cryptography.hazmat.primitives import serialization
 
     from ..cms import enveloped
+    from ..csr.pkcs10 import build_kem_csr
     from ..protocol import client as proto
-    from ..protocol import kempop
     from ..protocol.messages import MessageType
 
     bundle = proto.parse_ca_certs(*plan.ca_reply)
@@ -146,7 +146,7 @@ def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, p
                 cert = proto.self_signed_certificate(signer, subject, now=now, serial=serial)
                 if plan.identity:
                     cert = _identity_certificate(plan, bundle, signer, subject)
-                csr = kempop.build_kem_csr(key.public_key(), subject, signer, cert, challenge_password=plan.challenge)
+                csr = build_kem_csr(key.public_key(), subject, signer, cert, challenge_password=plan.challenge)
                 recipients = [E.kem_recipient(key)]
             else:
                 signer = key

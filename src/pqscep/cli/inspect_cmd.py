@@ -14,7 +14,7 @@ Everything is table-driven so that new structures are one more entry:
 - `PAYLOADS`: sniffers for what an envelope or eContent may hold (ContentInfo, PKCS#10,
   certificate, CRL, IssuerAndSubject, IssuerAndSerialNumber).
 
-Keys: `--key` files load through `pqkeys.load_any_private_key` (PEM or DER; PKCS#8 in every
+Keys: `--key` files load through `pkcs8.load_any_private_key` (PEM or DER; PKCS#8 in every
 RFC 9881/9935 ML-DSA/ML-KEM form, PKCS#1, SEC1); an encrypted one needs
 `--key-passphrase-env VAR`, the name of an environment variable holding the passphrase (a
 passphrase is never taken on the command line). `--password PW` opens PasswordRecipientInfos
@@ -53,10 +53,13 @@ from ..asn1 import ber, cms, oids
 from ..cms import enveloped, signed
 from ..cms.kem import KemRecipient
 from ..cms.password import MAX_ITERATIONS, MIN_ITERATIONS, PasswordRecipient
+from ..crypto import key_errors, pkcs8, signing
 from ..crypto import keys as keymod
-from ..crypto import pqkeys, signing
 from ..crypto.registry import CIPHERS, DIGESTS, KDFS, KEMS, KEY_WRAPS, PBKDF2_PRFS
-from ..protocol import kempop
+from ..crypto.spki import spki_raw_public_key
+from ..csr.errors import CsrError
+from ..csr.pkcs10 import csr_possession_statement, verify_csr_with
+from ..csr.possession import certificate_issuer_der
 from ..protocol.messages import FAIL_INFO_NAMES, MESSAGE_TYPE_NAMES, FailInfo, IssuerAndSubject, MessageType, PkiStatus
 from .exits import EXIT_FAILURE, EXIT_OK, EXIT_VERIFY
 
@@ -194,13 +197,13 @@ def _protection_value(der: bytes) -> str:
 
 
 def _key_name(oid: ObjectIdentifier) -> str:
-    return pqkeys.pq_algorithm_name(oid) or oid_name(oid)
+    return pkcs8.pq_algorithm_name(oid) or oid_name(oid)
 
 
 def _response_key_value(der: bytes) -> str:
     """responseKey (design section 4): "ML-KEM-768 public key, SKI <hex>". The SKI is RFC 5280
     4.2.1.2 method 1 (SHA-1 of the subjectPublicKey bits): the rid a CA's reply names it by."""
-    oid, raw = pqkeys.spki_raw_public_key(der)
+    oid, raw = spki_raw_public_key(der)
     ski = hashlib.sha1(raw).hexdigest()
     kem = KEMS.get(oid)
     if kem is not None:
@@ -374,17 +377,17 @@ def _kem_csr_signature(csr: x509.CertificateSigningRequest, inspector: Inspector
     statement names (design section 5), which is in the statement or signed the pkiMessage."""
     der = csr.public_bytes(serialization.Encoding.DER)
     try:
-        issuer, serial, cert = kempop.csr_possession_statement(der)
-    except kempop.PopError as exc:
+        issuer, serial, cert = csr_possession_statement(der)
+    except CsrError as exc:
         return None, f"no usable privateKeyPossessionStatement ({exc.text})"
     if cert is None:
         cert = next((c for c in inspector.signer_certificates
-                     if c.serial_number == serial and kempop.certificate_issuer_der(c) == issuer), None)
+                     if c.serial_number == serial and certificate_issuer_der(c) == issuer), None)
     if cert is None:
         return None, "the certificate the statement names is neither in the statement nor the message's signer"
     try:
-        kempop.verify_csr_with(der, cert.public_key())
-    except kempop.PopError as exc:
+        verify_csr_with(der, cert.public_key())
+    except CsrError as exc:
         return False, f"does NOT verify with the statement's certificate ({exc.text})"
     return True, f"verifies with the statement's certificate ({cert.subject.rfc4514_string()})"
 
@@ -430,10 +433,10 @@ def csr_node(csr: x509.CertificateSigningRequest, inspector: Inspector) -> dict:
     except Exception as exc:  # duplicate or malformed extensions
         node["extensions"] = {"error": str(exc)[:160]}
     try:
-        _, serial, included = kempop.csr_possession_statement(csr.public_bytes(serialization.Encoding.DER))
+        _, serial, included = csr_possession_statement(csr.public_bytes(serialization.Encoding.DER))
         node["possession_statement"] = (f"privateKeyPossessionStatement (RFC 9883): signer serial {serial:#x}"
                                         + (", certificate included" if included is not None else ""))
-    except kempop.PopError:
+    except CsrError:
         pass
     known = (oids.CHALLENGE_PASSWORD, oids.EXTENSION_REQUEST, oids.PRIVATE_KEY_POSSESSION_STATEMENT)
     others = [a.oid.dotted_string for a in csr.attributes if a.oid not in known]
@@ -1003,22 +1006,22 @@ def passphrase_from_env(variable: str | None) -> bytes | None:
 
 
 def load_key_file(path: Path, passphrase: bytes | None):
-    """A private key through `pqkeys.load_any_private_key` (every RFC 9881/9935 form), with a
+    """A private key through `pkcs8.load_any_private_key` (every RFC 9881/9935 form), with a
     one-line InputError that never contains the passphrase."""
     data = path.read_bytes()
     try:
         try:
-            return pqkeys.load_any_private_key(data, passphrase)
+            return pkcs8.load_any_private_key(data, passphrase)
         except TypeError:
             if passphrase is None:
                 raise
-            return pqkeys.load_any_private_key(data, None)  # the passphrase was for another --key
+            return pkcs8.load_any_private_key(data, None)  # the passphrase was for another --key
     except TypeError:
         raise InputError(f"{path} is an encrypted key: put its passphrase in an environment variable and "
                          "name that variable with --key-passphrase-env VAR") from None
-    except pqkeys.UnsupportedKeyForm as exc:
+    except key_errors.UnsupportedKeyForm as exc:
         raise InputError(f"{path}: this build cannot use the key: {str(exc)[:300]}") from None
-    except pqkeys.InvalidPrivateKey as exc:
+    except key_errors.InvalidPrivateKey as exc:
         raise InputError(f"{path} is not a valid private key: {str(exc)[:300]}") from None
     except UnsupportedAlgorithm as exc:
         raise InputError(f"{path}: this cryptography build cannot load the key ({exc})") from None

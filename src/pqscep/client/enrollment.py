@@ -37,6 +37,7 @@ from ..cms.kem import KemOriginator, KemRecipient, key_identifier
 from ..cms.signed import build_certs_only
 from ..crypto import keys as keymod
 from ..crypto.registry import CIPHERS, DIGESTS, ContentCipher, DigestAlgorithm, UnknownAlgorithm
+from ..csr.pkcs10 import build_kem_csr
 from ..protocol import client as proto
 from ..protocol import kempop
 from ..protocol.messages import (
@@ -591,8 +592,8 @@ def renew(
         # Design section 5: the CSR of the new ML-KEM key is signed by the current certificate's
         # key and names it in its RFC 9883 statement.
         _check_kem_pop_cap(caps)
-        csr_der = kempop.build_kem_csr(key.public_key(), subject, old_key, old_cert, challenge_password=challenge,
-                                       extensions=_san_extensions(dns_names))
+        csr_der = build_kem_csr(key.public_key(), subject, old_key, old_cert, challenge_password=challenge,
+                                extensions=_san_extensions(dns_names))
     else:
         csr_der = proto.build_csr(key, subject, challenge=challenge, dns_names=list(dns_names)).public_bytes(
             serialization.Encoding.DER)
@@ -703,8 +704,8 @@ def _enroll_kem(session: ScepSession, *, key, subject, challenge, dns_names, key
         raise EnrollmentError("a signer key needs its certificate")
     elif public_key_der(signer_cert) != public_key_der(signer_key):
         raise EnrollmentError("--signer-key is not the private key of --signer-cert")
-    csr_der = kempop.build_kem_csr(key.public_key(), subject, signer_key, signer_cert, challenge_password=challenge,
-                                   extensions=_san_extensions(dns_names))
+    csr_der = build_kem_csr(key.public_key(), subject, signer_key, signer_cert, challenge_password=challenge,
+                            extensions=_san_extensions(dns_names))
     transaction_id = key_transaction_id(key)
     recipients = [kem_recipient(key)]
     if keymod.key_family(signer_key) == "rsa":

@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives import keywrap, serialization
 from cryptography.x509 import ObjectIdentifier
 
 from ..asn1 import cms, oids
-from ..crypto import pqkeys
 from ..crypto.registry import (
     KDFS,
     KEMS,
@@ -36,6 +35,7 @@ from ..crypto.registry import (
     UnknownAlgorithm,
     kem_for_key,
 )
+from ..crypto.spki import public_key_from_spki
 from .enveloped import EnvelopeError, RandomBytes
 from .signed import subject_key_identifier as certificate_ski
 
@@ -344,8 +344,8 @@ class KemOriginator:
 def ml_kem_public_key_from_spki(der: bytes):
     """The ML-KEM public key in a DER SubjectPublicKeyInfo (a responseKey attribute value).
 
-    ValueError (pqkeys.UnsupportedKeyForm for ML-KEM-512) when it is not a usable ML-KEM key."""
-    key = pqkeys.public_key_from_spki(der)
+    ValueError (key_errors.UnsupportedKeyForm for ML-KEM-512) when it is not a usable ML-KEM key."""
+    key = public_key_from_spki(der)
     try:
         kem_for_key(key)
     except UnknownAlgorithm:

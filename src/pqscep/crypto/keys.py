@@ -108,8 +108,8 @@ def key_family(key: object) -> str:
 def load_private_key(data: bytes, passphrase: bytes | None = None):
     """Load a PEM or DER (PKCS#8, PKCS#1, SEC1) private key, encrypted or not, including
     ML-KEM/ML-DSA keys in every RFC 9935/9881 form (OpenSSL 3.5+ writes seed and expanded key
-    together, which cryptography alone cannot read): see `pqkeys.load_any_private_key`."""
-    from .pqkeys import load_any_private_key
+    together, which cryptography alone cannot read): see `pkcs8.load_any_private_key`."""
+    from .pkcs8 import load_any_private_key
 
     return load_any_private_key(data, passphrase)
 

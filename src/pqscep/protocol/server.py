@@ -407,15 +407,19 @@ def _check_kem_csr(data: bytes, csr: x509.CertificateSigningRequest, signer: x50
     privateKeyPossessionStatement naming the signer's certificate (badRequest otherwise), and asks
     for no key usage but keyEncipherment (RFC 9935 section 4; badRequest otherwise). Returns the
     (issuer Name DER, serial) the statement names."""
-    from . import kempop
+    from ..csr.errors import CsrError
+    from ..csr.pkcs10 import csr_possession_statement, parse_csr, verify_csr_with
+    from ..csr.possession import certificate_issuer_der
 
     try:
-        view = kempop.parse_csr(data)
-        kempop.verify_csr_with(view, signer.public_key())
-        issuer, serial, _cert = kempop.csr_possession_statement(view)
-    except kempop.PopError as exc:
-        raise RequestRejected(exc.text, exc.fail_info, partial=verified) from None
-    if issuer != kempop.certificate_issuer_der(signer) or serial != signer.serial_number:
+        view = parse_csr(data)
+        verify_csr_with(view, signer.public_key())
+        issuer, serial, _cert = csr_possession_statement(view)
+    except CsrError as exc:
+        fail_info = {"malformed": FailInfo.BAD_REQUEST, "algorithm": FailInfo.BAD_ALG,
+                     "signature": FailInfo.BAD_MESSAGE_CHECK}[exc.reason]
+        raise RequestRejected(exc.text, fail_info, partial=verified) from None
+    if issuer != certificate_issuer_der(signer) or serial != signer.serial_number:
         raise RequestRejected("the CSR's privateKeyPossessionStatement does not name the certificate that signed "
                               "the pkiMessage", FailInfo.BAD_REQUEST, partial=verified)
     try:

@@ -28,7 +28,7 @@ from ..cms import enveloped
 from ..cms.kem import KemRecipient
 from ..cms.password import PasswordRecipient
 from ..crypto.keys import generate_key, key_family, write_private_key
-from ..crypto.pqkeys import load_any_private_key
+from ..crypto.pkcs8 import load_any_private_key
 from ..protocol.server import Responder, ResponderKeys
 from .config import CONFIG_NAME, ConfigError, ServerConfig, load_config
 from .scep import Profile

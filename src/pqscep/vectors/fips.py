@@ -24,34 +24,17 @@ What is here:
   project's CMS and SCEP functions, so nonces, IVs, CEKs and serials in vectors are fixed too.
 
 The lattice building blocks (NTTs, samplers, KeyGen, bit packing) are the ones of
-`pqscep.crypto.pqkeys`, written there for key validation and checked against cryptography;
-only what signing and encapsulation add is written here. tests/test_vectors_fips.py checks every
-output against cryptography (decapsulation, verification).
+`pqscep.crypto.fips203` and `pqscep.crypto.fips204`, written there for key validation and
+checked against cryptography; only what signing and encapsulation add is written here.
+tests/test_vectors_fips.py checks every output against cryptography (decapsulation,
+verification).
 """
 
 from __future__ import annotations
 
 import hashlib
 
-from ..crypto.pqkeys import (
-    _DQ,
-    _DSA,
-    _KEM,
-    _KQ,
-    _dsa_keygen,
-    _dsa_matrix,
-    _dsa_ntt,
-    _dsa_ntt_inv,
-    _DsaParams,
-    _kem_cbd,
-    _kem_decode12,
-    _kem_matrix,
-    _kem_mul,
-    _kem_ntt,
-    _kem_ntt_inv,
-    _pack,
-    _unpack,
-)
+from ..crypto import fips203, fips204
 
 __all__ = [
     "DeterministicRandom",
@@ -59,6 +42,9 @@ __all__ = [
     "mldsa_sign_deterministic",
     "mlkem_encaps_deterministic",
 ]
+
+_KQ = fips203.Q
+_DQ = fips204.Q
 
 
 # --------------------------------------------------------------------------------------------
@@ -70,7 +56,7 @@ _KEM_SETS = {
     "ML-KEM-768": (3, 2, 2, 10, 4),
     "ML-KEM-1024": (4, 2, 2, 11, 5),
 }
-assert {p.name: p.k for p in _KEM.values() if p.name in _KEM_SETS} == {n: v[0] for n, v in _KEM_SETS.items()}
+assert all(fips203.PARAMETER_SETS[n].k == v[0] for n, v in _KEM_SETS.items())
 
 
 def _kem_compress(f: list[int], d: int) -> list[int]:  # FIPS 203 (4.7): round(2^d / q * x) mod 2^d
@@ -88,33 +74,33 @@ def _kem_prf(s: bytes, b: int, eta: int) -> bytes:  # FIPS 203 (4.3)
 
 def _kpke_encrypt(ek: bytes, m: bytes, r: bytes, k: int, eta1: int, eta2: int, du: int, dv: int) -> bytes:
     """FIPS 203 Algorithm 14, K-PKE.Encrypt(ek, m, r)."""
-    t_hat = _kem_decode12(ek[: 384 * k])
+    t_hat = fips203.decode12(ek[: 384 * k])
     rho = ek[384 * k :]
-    a_hat = _kem_matrix(rho, k)  # a_hat[i][j] = SampleNTT(rho || j || i)
+    a_hat = fips203.matrix_a(rho, k)  # a_hat[i][j] = SampleNTT(rho || j || i)
     n = 0
     y = []
     for _ in range(k):
-        y.append(_kem_cbd(_kem_prf(r, n, eta1), eta1))
+        y.append(fips203.sample_poly_cbd(_kem_prf(r, n, eta1), eta1))
         n += 1
     e1 = []
     for _ in range(k):
-        e1.append(_kem_cbd(_kem_prf(r, n, eta2), eta2))
+        e1.append(fips203.sample_poly_cbd(_kem_prf(r, n, eta2), eta2))
         n += 1
-    e2 = _kem_cbd(_kem_prf(r, n, eta2), eta2)
-    y_hat = [_kem_ntt(p) for p in y]
+    e2 = fips203.sample_poly_cbd(_kem_prf(r, n, eta2), eta2)
+    y_hat = [fips203.ntt(p) for p in y]
     u = []
     for i in range(k):  # u = NTT^-1(A_hat^T o y_hat) + e1
         acc = [0] * 256
         for j in range(k):
-            acc = _kem_add(acc, _kem_mul(a_hat[j][i], y_hat[j]))
-        u.append(_kem_add(_kem_ntt_inv(acc), e1[i]))
-    mu = [1665 * bit for bit in _unpack(m, 1)]  # Decompress_1(ByteDecode_1(m))
+            acc = _kem_add(acc, fips203.multiply_ntts(a_hat[j][i], y_hat[j]))
+        u.append(_kem_add(fips203.ntt_inv(acc), e1[i]))
+    mu = [1665 * bit for bit in fips203.byte_decode(m, 1)]  # Decompress_1(ByteDecode_1(m))
     acc = [0] * 256
     for j in range(k):
-        acc = _kem_add(acc, _kem_mul(t_hat[j], y_hat[j]))
-    v = _kem_add(_kem_ntt_inv(acc), e2, mu)
-    c1 = b"".join(_pack(_kem_compress(p, du), du) for p in u)
-    c2 = _pack(_kem_compress(v, dv), dv)
+        acc = _kem_add(acc, fips203.multiply_ntts(t_hat[j], y_hat[j]))
+    v = _kem_add(fips203.ntt_inv(acc), e2, mu)
+    c1 = b"".join(fips203.byte_encode(_kem_compress(p, du), du) for p in u)
+    c2 = fips203.byte_encode(_kem_compress(v, dv), dv)
     return c1 + c2
 
 
@@ -129,7 +115,7 @@ def mlkem_encaps_deterministic(public_key_bytes: bytes, m: bytes, parameter_set:
     ek = bytes(public_key_bytes)
     if len(ek) != 384 * k + 32:
         raise ValueError(f"{parameter_set} encapsulation key must be {384 * k + 32} bytes, not {len(ek)}")
-    if any(c >= _KQ for p in _kem_decode12(ek[: 384 * k]) for c in p):
+    if any(c >= _KQ for p in fips203.decode12(ek[: 384 * k]) for c in p):
         raise ValueError(f"{parameter_set} encapsulation key fails the modulus check (coefficient >= q)")
     if len(m) != 32:
         raise ValueError(f"m must be 32 bytes, not {len(m)}")
@@ -148,13 +134,12 @@ _DSA_SETS = {
     "ML-DSA-65": (49, 192, 1 << 19, (_DQ - 1) // 32, 196, 55),
     "ML-DSA-87": (60, 256, 1 << 19, (_DQ - 1) // 32, 120, 75),
 }
-_DSA_BY_NAME: dict[str, _DsaParams] = {p.name: p for p in _DSA.values()}
 
 
-def _dsa_params(parameter_set: str) -> _DsaParams:
+def _dsa_params(parameter_set: str) -> fips204.MlDsaParams:
     if parameter_set not in _DSA_SETS:
         raise ValueError(f"parameter set {parameter_set!r} is not one of {sorted(_DSA_SETS)}")
-    return _DSA_BY_NAME[parameter_set]
+    return fips204.PARAMETER_SETS[parameter_set]
 
 
 def _centered(x: int) -> int:  # x mod+- q
@@ -172,15 +157,16 @@ def _decompose(r: int, gamma2: int) -> tuple[int, int]:  # FIPS 204 Algorithm 36
     return (r - r0) // (2 * gamma2), r0
 
 
-def _sk_decode(params: _DsaParams, sk: bytes):  # FIPS 204 Algorithm 25
+def _sk_decode(params: fips204.MlDsaParams, sk: bytes):  # FIPS 204 Algorithm 25
     eta, bits = params.eta, params.eta_bits
     rho, key, tr = sk[:32], sk[32:64], sk[64:128]
     pos, size = 128, 32 * bits
     vectors = []
     for _ in range(params.l + params.k):
-        vectors.append([(eta - v) % _DQ for v in _unpack(sk[pos : pos + size], bits)])
+        vectors.append([(eta - v) % _DQ for v in fips204.bit_unpack(sk[pos : pos + size], bits)])
         pos += size
-    t0 = [[(4096 - v) % _DQ for v in _unpack(sk[pos + 416 * i : pos + 416 * (i + 1)], 13)] for i in range(params.k)]
+    t0 = [[(4096 - v) % _DQ for v in fips204.bit_unpack(sk[pos + 416 * i : pos + 416 * (i + 1)], 13)]
+          for i in range(params.k)]
     return rho, key, tr, vectors[: params.l], vectors[params.l :], t0
 
 
@@ -189,7 +175,7 @@ def _expand_mask(rho: bytes, kappa: int, l: int, gamma1: int) -> list[list[int]]
     out = []
     for r in range(l):
         v = hashlib.shake_256(rho + (kappa + r).to_bytes(2, "little")).digest(32 * bits)
-        out.append([(gamma1 - x) % _DQ for x in _unpack(v, bits)])
+        out.append([(gamma1 - x) % _DQ for x in fips204.bit_unpack(v, bits)])
     return out
 
 
@@ -222,7 +208,7 @@ def _sig_encode(c_tilde: bytes, z: list[list[int]], h: list[list[int]], gamma1: 
     bits = 18 if gamma1 == 1 << 17 else 20  # Algorithm 26 with BitPack(z, gamma1 - 1, gamma1)
     out = bytearray(c_tilde)
     for p in z:
-        out += _pack([gamma1 - _centered(x) for x in p], bits)
+        out += fips204.bit_pack([gamma1 - _centered(x) for x in p], bits)
     hints = bytearray(omega + len(h))  # HintBitPack, Algorithm 20
     index = 0
     for i, p in enumerate(h):
@@ -239,7 +225,7 @@ def mldsa_public_key_for_vectors(seed: bytes, parameter_set: str) -> bytes:
     params = _dsa_params(parameter_set)
     if len(seed) != 32:
         raise ValueError(f"ML-DSA seed must be 32 bytes, not {len(seed)}")
-    return _dsa_keygen(params, bytes(seed))[0]
+    return fips204.keygen_internal(params, bytes(seed))[0]
 
 
 def mldsa_sign_deterministic(seed: bytes, message: bytes, parameter_set: str, context: bytes = b"") -> bytes:
@@ -251,20 +237,20 @@ def mldsa_sign_deterministic(seed: bytes, message: bytes, parameter_set: str, co
         raise ValueError(f"ML-DSA seed must be 32 bytes, not {len(seed)}")
     if len(context) > 255:
         raise ValueError("ML-DSA context must be at most 255 bytes")
-    _pk, sk = _dsa_keygen(params, bytes(seed))
+    _pk, sk = fips204.keygen_internal(params, bytes(seed))
     m_prime = bytes((0, len(context))) + bytes(context) + bytes(message)  # Algorithm 2, pure mode
     return _sign_internal(params, sk, m_prime, bytes(32))
 
 
-def _sign_internal(params: _DsaParams, sk: bytes, m_prime: bytes, rnd: bytes) -> bytes:
+def _sign_internal(params: fips204.MlDsaParams, sk: bytes, m_prime: bytes, rnd: bytes) -> bytes:
     """FIPS 204 Algorithm 7, ML-DSA.Sign_internal(sk, M', rnd)."""
     tau, lam, gamma1, gamma2, beta, omega = _DSA_SETS[params.name]
     k, l = params.k, params.l  # noqa: E741
     rho, key, tr, s1, s2, t0 = _sk_decode(params, sk)
-    s1_hat = [_dsa_ntt(p) for p in s1]
-    s2_hat = [_dsa_ntt(p) for p in s2]
-    t0_hat = [_dsa_ntt(p) for p in t0]
-    a_hat = _dsa_matrix(rho, params)
+    s1_hat = [fips204.ntt(p) for p in s1]
+    s2_hat = [fips204.ntt(p) for p in s2]
+    t0_hat = [fips204.ntt(p) for p in t0]
+    a_hat = fips204.matrix_a(rho, params)
     mu = hashlib.shake_256(tr + m_prime).digest(64)
     rho2 = hashlib.shake_256(key + rnd + mu).digest(64)
     w1_bits = 6 if gamma2 == (_DQ - 1) // 88 else 4
@@ -272,25 +258,25 @@ def _sign_internal(params: _DsaParams, sk: bytes, m_prime: bytes, rnd: bytes) ->
     while True:
         y = _expand_mask(rho2, kappa, l, gamma1)
         kappa += l
-        y_hat = [_dsa_ntt(p) for p in y]
+        y_hat = [fips204.ntt(p) for p in y]
         w = []
         for i in range(k):
             acc = [0] * 256
             for j in range(l):
                 acc = [(s + a * b) % _DQ for s, a, b in zip(acc, a_hat[i][j], y_hat[j])]
-            w.append(_dsa_ntt_inv(acc))
+            w.append(fips204.ntt_inv(acc))
         w1 = [[_decompose(x, gamma2)[0] for x in p] for p in w]
-        c_tilde = hashlib.shake_256(mu + b"".join(_pack(p, w1_bits) for p in w1)).digest(lam // 4)
-        c_hat = _dsa_ntt(_sample_in_ball(c_tilde, tau))
-        cs1 = [_dsa_ntt_inv(_mul_ntt(c_hat, p)) for p in s1_hat]
-        cs2 = [_dsa_ntt_inv(_mul_ntt(c_hat, p)) for p in s2_hat]
+        c_tilde = hashlib.shake_256(mu + b"".join(fips204.bit_pack(p, w1_bits) for p in w1)).digest(lam // 4)
+        c_hat = fips204.ntt(_sample_in_ball(c_tilde, tau))
+        cs1 = [fips204.ntt_inv(_mul_ntt(c_hat, p)) for p in s1_hat]
+        cs2 = [fips204.ntt_inv(_mul_ntt(c_hat, p)) for p in s2_hat]
         z = [[(a + b) % _DQ for a, b in zip(yp, cp)] for yp, cp in zip(y, cs1)]
         if max(abs(_centered(x)) for p in z for x in p) >= gamma1 - beta:
             continue
         w_cs2 = [[(a - b) % _DQ for a, b in zip(wp, cp)] for wp, cp in zip(w, cs2)]
         if max(abs(_decompose(x, gamma2)[1]) for p in w_cs2 for x in p) >= gamma2 - beta:
             continue
-        ct0 = [_dsa_ntt_inv(_mul_ntt(c_hat, p)) for p in t0_hat]
+        ct0 = [fips204.ntt_inv(_mul_ntt(c_hat, p)) for p in t0_hat]
         if max(abs(_centered(x)) for p in ct0 for x in p) >= gamma2:
             continue
         # MakeHint(-ct0, w - cs2 + ct0): does adding -ct0 to w - cs2 + ct0 change its high bits?

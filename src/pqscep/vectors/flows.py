@@ -17,6 +17,7 @@ from ..cms import signed
 from ..cms.kem import KemRecipient
 from ..cms.password import PasswordOriginator, PasswordRecipient, pwri_kek_unwrap
 from ..crypto.registry import PBKDF2_PRFS
+from ..csr.pkcs10 import build_kem_csr
 from ..protocol import client as proto
 from ..protocol import kempop
 from ..protocol.messages import MessageType, response_key_attribute
@@ -102,8 +103,8 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
         out.der(flow, "signer-certificate", certificate_der(signer_cert), "Certificate",
                 "the requester's transient self-signed ML-DSA-65 signer certificate")
         password = mat.CHALLENGE_PASSWORD
-    csr = kempop.build_kem_csr(kem_key.public_key(), subject_name(cn), v.m.dsa[signer], signer_cert,
-                               challenge_password=password)
+    csr = build_kem_csr(kem_key.public_key(), subject_name(cn), v.m.dsa[signer], signer_cert,
+                        challenge_password=password)
     out.der(flow, "csr", csr, "CertificationRequest",
             "PKCS #10 for the ML-KEM-768 key, signed by the signer's ML-DSA-65 key, with the RFC 9883 "
             "privateKeyPossessionStatement naming the signer certificate")
