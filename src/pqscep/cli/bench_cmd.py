@@ -182,7 +182,7 @@ def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, p
                     result, _ = answer_kem_challenge(
                         session, result, MessageType.PKCS_REQ, key=key, csr_der=csr, transaction_id=transaction_id,
                         subject=subject, signer=RequestSigner(cert, signer), recipients=recipients, cipher=None,
-                        digest=None, use_post=plan.use_post)
+                        use_post=plan.use_post)
                 _check_issued(result)
                 outcome = ("ok", time.perf_counter() - started)
             except Exception as exc:  # every failure counts as an error, none stops the run

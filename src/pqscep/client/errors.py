@@ -47,7 +47,7 @@ class UnusableReason(enum.Enum):
 class UnusableKey(EnrollmentError):
     """The key cannot be used with this CA (e.g. it cannot decrypt the CA's reply)."""
 
-    def __init__(self, message: str, *, reason: UnusableReason, family: str | None = None):
+    def __init__(self, message: str, *, reason: UnusableReason, family: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.family = family  # the key's family ("ec", "ml-dsa", ...), for CANNOT_DECRYPT
@@ -60,7 +60,7 @@ class KeyMismatch(EnrollmentError):
 class EncryptedKey(EnrollmentError):
     """A private key file is encrypted and no passphrase was given."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str) -> None:
         super().__init__(f"key {path} is encrypted: a passphrase is needed")
         self.path = path
 
@@ -68,7 +68,7 @@ class EncryptedKey(EnrollmentError):
 class CaFailure(EnrollmentError):
     """The CA answered CertRep FAILURE."""
 
-    def __init__(self, outcome: Outcome):
+    def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome
         super().__init__(describe_failure(outcome.fail_info, outcome.fail_info_text))
 

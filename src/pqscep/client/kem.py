@@ -13,8 +13,9 @@ from pathlib import Path
 from cryptography import x509
 
 from ..asn1 import oids
+from ..cms import enveloped
 from ..crypto import keys as keymod
-from ..crypto.registry import ContentCipher, DigestAlgorithm
+from ..crypto.registry import ContentCipher
 from ..protocol import client as proto
 from ..protocol import kempop
 from ..protocol.messages import MessageType, PkiStatus
@@ -38,8 +39,7 @@ def san_extensions(dns_names: Sequence[str] | None) -> list[x509.Extension] | No
 
 def answer_kem_challenge(session: ScepSession, result: proto.CertRepResult, message_type: MessageType, *,
                          key: PrivateKey, csr_der: bytes, transaction_id: str, subject: x509.Name,
-                         signer: RequestSigner, recipients: list, cipher: ContentCipher | None,
-                         digest: DigestAlgorithm | None,
+                         signer: RequestSigner, recipients: list[enveloped.Recipient], cipher: ContentCipher | None,
                          use_post: bool | None) -> tuple[proto.CertRepResult, MessageType]:
     """Design section 5 a): a PENDING with a kemPopChallenge is answered at once by a CertPoll
     with the kemPopProof (same transactionID, same signer); anything else is returned as it is."""
@@ -62,7 +62,6 @@ def answer_kem_challenge(session: ScepSession, result: proto.CertRepResult, mess
         signer=signer,
         recipients=recipients,
         cipher=cipher,
-        digest=digest,
         use_post=use_post,
         extra_attributes=[kempop.proof_attribute(proof)],
     )
@@ -85,17 +84,18 @@ def enroll_kem(session: ScepSession, *, key: PrivateKey, subject: x509.Name, cha
         signer = RequestSigner.generate("ml-dsa-65", subject, random_bytes=session.random_bytes, now=session.now())
     else:
         signer.check_key_matches()
+    signer = signer.defaulting_digest(digest)
     csr_der = kempop.build_kem_csr(key.public_key(), subject, signer.private_key, signer.certificate,
                                    challenge_password=challenge, extensions=san_extensions(dns_names))
     transaction_id = key_transaction_id(key)
-    recipients = [kem_recipient(key)]
+    recipients: list[enveloped.Recipient] = [kem_recipient(key)]
     if signer.family == "rsa":
         recipients.append(signer.reply_recipient())
     result = session.transact(MessageType.PKCS_REQ, csr_der, transaction_id=transaction_id, signer=signer,
-                              recipients=recipients, cipher=cipher, digest=digest, use_post=caps.post)
+                              recipients=recipients, cipher=cipher, use_post=caps.post)
     result, message_type = answer_kem_challenge(
         session, result, MessageType.PKCS_REQ, key=key, csr_der=csr_der, transaction_id=transaction_id,
-        subject=subject, signer=signer, recipients=recipients, cipher=cipher, digest=digest, use_post=caps.post)
+        subject=subject, signer=signer, recipients=recipients, cipher=cipher, use_post=caps.post)
     outcome = outcome_of(result, message_type, key)
     check_issuer(session, outcome)
     if outcome.status == PkiStatus.PENDING:
@@ -107,7 +107,7 @@ def enroll_kem(session: ScepSession, *, key: PrivateKey, subject: x509.Name, cha
             outcome.saved_signer_key = signer.key_path
         outcome.state = PendingState.for_request(
             session, operation="PKCSReq", transaction_id=transaction_id, key_path=key_path, signer=signer,
-            subject=subject, cipher=cipher, digest=digest, use_post=caps.post, cert_out=cert_out,
+            subject=subject, cipher=cipher, use_post=caps.post, cert_out=cert_out,
             cert_format=cert_format, kem_csr_der=csr_der,
         )
     return outcome

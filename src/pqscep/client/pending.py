@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography import x509
 
 from ..cms.signed import build_certs_only
-from ..crypto.registry import CIPHERS, ContentCipher, DigestAlgorithm
+from ..crypto.registry import CIPHERS, DIGESTS, ContentCipher
 from ..protocol import client as proto
 from .errors import EnrollmentError
 from .requester import PrivateKey, cert_pem, load_private_key_file
@@ -67,16 +67,18 @@ class PendingState:
         signer: RequestSigner,
         subject: x509.Name,
         cipher: ContentCipher,
-        digest: DigestAlgorithm,
         use_post: bool,
         cert_out: str | None,
         cert_format: str,
         kem_csr_der: bytes | None = None,
     ) -> PendingState:
         """The state of a request the CA answered PENDING: the requested key and the signer's
-        key must be in files (`key_path`, `signer.key_path`)."""
+        key must be in files (`key_path`, `signer.key_path`), and the signer names the digest the
+        request was signed with (polls sign with it too)."""
         if key_path is None or signer.key_path is None:
             raise EnrollmentError("the CA answered PENDING but the key was not saved to a file: cannot poll later")
+        if signer.digest is None:
+            raise ValueError("a pending state needs the digest the request was signed with (RequestSigner.digest)")
         return cls(
             url=session.url,
             operation=operation,
@@ -88,7 +90,7 @@ class PendingState:
             subject_der_b64=base64.b64encode(subject.public_bytes()).decode("ascii"),
             subject=subject.rfc4514_string(),
             cipher=cipher.name,
-            digest=digest.name,
+            digest=signer.digest.name,
             use_post=use_post,
             created=session.now().isoformat(timespec="seconds"),
             cert_out=str(Path(cert_out).resolve()) if cert_out else None,
@@ -125,11 +127,12 @@ class PendingState:
         return base64.b64decode(self.kem_csr_der_b64) if self.kem_csr_der_b64 else None
 
     def request_signer(self, key: PrivateKey) -> RequestSigner:
-        """The signer of the request, its key read from `signer_key_path`; `key`, the requested
-        key already read from `key_path`, is used when the two paths are the same."""
+        """The signer of the request, its key read from `signer_key_path`, with the request's
+        digest; `key`, the requested key already read from `key_path`, is used when the two
+        paths are the same."""
         signer_key = key if self.signer_key_path == self.key_path else load_private_key_file(self.signer_key_path)
         certificate = x509.load_pem_x509_certificate(self.signer_cert_pem.encode())
-        return RequestSigner(certificate, signer_key, Path(self.signer_key_path))
+        return RequestSigner(certificate, signer_key, Path(self.signer_key_path), DIGESTS.by_name(self.digest))
 
 
 def resume(state: PendingState, transport: ScepTransport, *, dumper: Dumper | None = None,

@@ -55,7 +55,7 @@ class Dumper:
     """Saves every message sent or received as DIR/NN-Name.ext (01-GetCACaps.txt, 02-GetCACert.der,
     03-PKCSReq.der, 04-CertRep.der...). A None directory saves nothing."""
 
-    def __init__(self, directory: Path | str | None):
+    def __init__(self, directory: Path | str | None) -> None:
         self.directory = Path(directory) if directory else None
         self.count = 0
         self.saved: list[Path] = []
@@ -103,7 +103,7 @@ class PreparedRequest:
     message: bytes
     transaction_id: str
     sender_nonce: bytes
-    recipients: list
+    recipients: list[enveloped.Recipient]
     use_post: bool
 
 
@@ -128,7 +128,7 @@ class ScepSession:
         caps: CaCaps | None = None,
         bundle: proto.CaBundle | None = None,
         ca_ident: str | None = None,
-    ):
+    ) -> None:
         self.url = url
         self.transport = transport
         self.dumper = dumper or Dumper(None)
@@ -209,17 +209,18 @@ class ScepSession:
         *,
         transaction_id: str,
         signer: RequestSigner,
-        recipients: list,
+        recipients: list[enveloped.Recipient],
         cipher: ContentCipher | None = None,
-        digest: DigestAlgorithm | None = None,
         use_post: bool | None = None,
         extra_attributes: Sequence = (),
     ) -> PreparedRequest:
         """The pkiMessage signed by `signer`, enveloped to the CA, and what reading its reply
         needs: `recipients`, the keys that may open the CertRep (no I/O but the CA's
-        capabilities and certificates, fetched once per session)."""
+        capabilities and certificates, fetched once per session). A None `cipher`, or a signer
+        without a digest, takes the session's choice (`algorithms`)."""
         caps = self.caps()
         bundle = self.bundle()
+        digest = signer.digest
         if cipher is None or digest is None:
             chosen_cipher, chosen_digest = self.algorithms()
             cipher = cipher or chosen_cipher

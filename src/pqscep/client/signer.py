@@ -1,8 +1,10 @@
 """`RequestSigner`: who signs a pkiMessage and with what. RFC 8894 section 3.2 signs every
 request with a certificate and its private key: the requester's existing certificate (a
 renewal, GetCert, GetCRL, the signer of an ML-KEM key's request), or a transient self-signed
-certificate made for the request (section 2.3). A request that may be polled later also needs
-the file the key is in, since the saved pending state holds no secret (`client.pending`).
+certificate made for the request (section 2.3), and a digest for the signature (section 3.5.2:
+what GetCACaps lists; None leaves the choice to the session). A request that may be polled later
+also needs the file the key is in, since the saved pending state holds no secret
+(`client.pending`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from ..cms import enveloped
 from ..crypto import keys as keymod
+from ..crypto.registry import DigestAlgorithm
 from ..protocol import client as proto
 from .errors import KeyMismatch
 from .requester import PrivateKey, load_certificate_file, load_private_key_file, public_key_der
@@ -29,12 +32,14 @@ TRANSIENT_SUBJECT = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pqscep t
 
 @dataclasses.dataclass(frozen=True)
 class RequestSigner:
-    """The certificate a request's SignerInfo names, its private key, and the file that key is in
-    (None when it is not in a file: such a request cannot be polled later)."""
+    """The certificate a request's SignerInfo names, its private key, the file that key is in
+    (None when it is not in a file: such a request cannot be polled later), and the digest of the
+    signature (None: the one the session chooses from the CA's capabilities)."""
 
     certificate: x509.Certificate
     private_key: PrivateKey
     key_path: Path | None = None
+    digest: DigestAlgorithm | None = None
 
     @classmethod
     def transient(cls, key: PrivateKey, subject: x509.Name | None = None, *,
@@ -62,6 +67,10 @@ class RequestSigner:
 
     def with_key_path(self, key_path: Path) -> RequestSigner:
         return dataclasses.replace(self, key_path=key_path)
+
+    def defaulting_digest(self, digest: DigestAlgorithm) -> RequestSigner:
+        """This signer, signing with `digest` unless it names a digest of its own."""
+        return self if self.digest is not None else dataclasses.replace(self, digest=digest)
 
     def check_key_matches(self) -> None:
         """Raise `KeyMismatch` unless the private key is that of the certificate."""

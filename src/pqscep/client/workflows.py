@@ -12,8 +12,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from ..cms import enveloped
 from ..crypto import keys as keymod
-from ..crypto.registry import CIPHERS, DIGESTS
+from ..crypto.registry import CIPHERS
 from ..protocol import client as proto
 from ..protocol import kempop
 from ..protocol.messages import MESSAGE_TYPE_NAMES, MessageType, PkiStatus
@@ -63,7 +64,7 @@ def enroll(
     cipher, digest = session.algorithms()
     csr = proto.build_csr(key, subject, challenge=challenge, dns_names=list(dns_names))
     signer = RequestSigner.transient(key, subject, random_bytes=session.random_bytes, now=session.now(),
-                                     key_path=key_path)
+                                     key_path=key_path).defaulting_digest(digest)
     transaction_id = key_transaction_id(key)
     result = session.transact(
         MessageType.PKCS_REQ,
@@ -72,7 +73,6 @@ def enroll(
         signer=signer,
         recipients=[signer.reply_recipient()],
         cipher=cipher,
-        digest=digest,
         use_post=use_post,
     )
     outcome = outcome_of(result, MessageType.PKCS_REQ, key)
@@ -80,8 +80,7 @@ def enroll(
     if outcome.status == PkiStatus.PENDING:
         outcome.state = PendingState.for_request(
             session, operation="PKCSReq", transaction_id=transaction_id, key_path=key_path, signer=signer,
-            subject=subject, cipher=cipher, digest=digest, use_post=use_post, cert_out=cert_out,
-            cert_format=cert_format,
+            subject=subject, cipher=cipher, use_post=use_post, cert_out=cert_out, cert_format=cert_format,
         )
     return outcome
 
@@ -111,6 +110,7 @@ def renew(
     check_can_decrypt(key, caps=session.caps())
     current.check_key_matches()
     cipher, digest = session.algorithms()
+    current = current.defaulting_digest(digest)
     caps = session.caps()
     message_type = MessageType.RENEWAL_REQ
     if not caps.renewal:
@@ -137,7 +137,7 @@ def renew(
     transaction_id = (
         key_transaction_id(key) if new_key is not None else session.random_bytes(16).hex().upper()
     )
-    recipients = [current.reply_recipient()]
+    recipients: list[enveloped.Recipient] = [current.reply_recipient()]
     if kem:
         recipients = [kem_recipient(key), *recipients]
     result = session.transact(
@@ -147,21 +147,19 @@ def renew(
         signer=current,
         recipients=recipients,
         cipher=cipher,
-        digest=digest,
         use_post=caps.post,
     )
     if kem:
         result, message_type = answer_kem_challenge(
             session, result, message_type, key=key, csr_der=csr_der, transaction_id=transaction_id,
-            subject=subject, signer=current, recipients=recipients, cipher=cipher, digest=digest,
-            use_post=caps.post)
+            subject=subject, signer=current, recipients=recipients, cipher=cipher, use_post=caps.post)
     outcome = outcome_of(result, message_type, key)
     outcome.renewal_sent_as_pkcs_req = not caps.renewal
     check_issuer(session, outcome)
     if outcome.status == PkiStatus.PENDING:
         outcome.state = PendingState.for_request(
             session, operation=MESSAGE_TYPE_NAMES[message_type], transaction_id=transaction_id, key_path=key_path,
-            signer=current, subject=subject, cipher=cipher, digest=digest, use_post=caps.post, cert_out=cert_out,
+            signer=current, subject=subject, cipher=cipher, use_post=caps.post, cert_out=cert_out,
             cert_format=cert_format, kem_csr_der=csr_der if kem else None,
         )
     return outcome
@@ -174,11 +172,11 @@ def poll_once(session: ScepSession, state: PendingState) -> Outcome:
     check_can_decrypt(signer.private_key, "the request signer's key", caps=session.caps())
     bundle = session.bundle()
     content = proto.poll_content(bundle.ca.subject, state.subject_name)
-    recipients = [signer.reply_recipient()]
+    recipients: list[enveloped.Recipient] = [signer.reply_recipient()]
     kem_csr_der = state.kem_csr_der
     if kem_csr_der is not None:
         recipients.insert(0, kem_recipient(key))
-    cipher, digest = CIPHERS.by_name(state.cipher), DIGESTS.by_name(state.digest)
+    cipher = CIPHERS.by_name(state.cipher)
     result = session.transact(
         MessageType.CERT_POLL,
         content,
@@ -186,14 +184,13 @@ def poll_once(session: ScepSession, state: PendingState) -> Outcome:
         signer=signer,
         recipients=recipients,
         cipher=cipher,
-        digest=digest,
         use_post=state.use_post,
     )
     if kem_csr_der is not None:
         result, _ = answer_kem_challenge(
             session, result, MessageType.CERT_POLL, key=key, csr_der=kem_csr_der,
             transaction_id=state.transaction_id, subject=state.subject_name, signer=signer,
-            recipients=recipients, cipher=cipher, digest=digest, use_post=state.use_post)
+            recipients=recipients, cipher=cipher, use_post=state.use_post)
     outcome = outcome_of(result, MessageType.CERT_POLL, key)
     check_issuer(session, outcome)
     if outcome.status == PkiStatus.PENDING:
