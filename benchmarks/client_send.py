@@ -20,8 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from pqscep.client import enrollment as E
 from pqscep.client.keepalive import KeepAliveSender
+from pqscep.client.session import ScepSession, utc_now
+from pqscep.client.signer import RequestSigner
 from pqscep.client.transport import ScepTransport
 from pqscep.cms import enveloped
 from pqscep.crypto.keys import generate_key
@@ -37,17 +38,18 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     key = generate_key("rsa-2048")
-    now = E.utc_now()
+    now = utc_now()
     with ScepTransport() as transport:
-        session = E.ScepSession(args.url, transport, cipher="aes256-cbc", digest="sha256")
-        caps, bundle = session.caps(), session.bundle()
+        session = ScepSession(args.url, transport, cipher="aes256-cbc", digest="sha256")
+        caps = session.caps()
+        session.bundle()  # GetCACert before timing
         requests = []
         for i in range(2 * args.count):
             subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"send-{os.getpid()}-{i}")])
             csr = proto.build_csr(key, subject, challenge=args.challenge).public_bytes(serialization.Encoding.DER)
             cert = proto.self_signed_certificate(key, subject, now=now, serial=i + 1)
             requests.append(session.prepare(MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(),
-                                            signer_key=key, signer_cert=cert,
+                                            signer=RequestSigner(cert, key),
                                             recipients=[enveloped.KeyTransRecipient(cert, key)], use_post=caps.post))
         result = {"count": args.count}
         with KeepAliveSender(args.url) as sender:

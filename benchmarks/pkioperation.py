@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives import serialization
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from pqscep.client import enrollment
+from pqscep.client.session import ScepSession
+from pqscep.client.signer import RequestSigner
 from pqscep.client.transport import CaCaps
 from pqscep.cms import enveloped, kem
 from pqscep.crypto import registry, signing
@@ -176,10 +177,10 @@ class ServiceTransport:
 def build_pq_requests(service: ScepService, profile, count: int):
     """PKCSReqs as `pqscep bench --key-type ml-dsa-65` sends them to /scep/pq: the session
     adds the fresh ML-KEM-768 responseKey and picks AES-GCM from the CA's capabilities."""
-    session = enrollment.ScepSession("http://in-process/scep/pq", ServiceTransport(service, profile))
+    session = ScepSession("http://in-process/scep/pq", ServiceTransport(service, profile))
     return [
-        session.prepare(MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(), signer_key=key,
-                        signer_cert=cert, recipients=[], use_post=True).message
+        session.prepare(MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(),
+                        signer=RequestSigner(cert, key), recipients=[], use_post=True).message
         for key, csr, cert in devices("ml-dsa-65", count)
     ]
 

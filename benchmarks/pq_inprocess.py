@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from pkioperation import ServiceTransport  # this folder: the GET half of the in-process transport
 
-from pqscep.client import enrollment
+from pqscep.client.session import ScepSession, utc_now
+from pqscep.client.signer import RequestSigner
 from pqscep.crypto import keys
 from pqscep.protocol import client as proto
 from pqscep.protocol.messages import MessageType, PkiStatus
@@ -61,8 +62,8 @@ class Rig:
         self.service = ScepService(load_profiles(config), self.store)
         self.profile = self.service.profiles["pq"]
         self.transport = InProcessTransport(self.service, self.profile)
-        self.session = enrollment.ScepSession("http://in-process/scep/pq", self.transport)
-        now = enrollment.utc_now()
+        self.session = ScepSession("http://in-process/scep/pq", self.transport)
+        now = utc_now()
         self.devices = []
         for i in range(count + 5):
             key = keys.generate_key(key_type)
@@ -76,7 +77,7 @@ class Rig:
     def enroll(self, device) -> None:
         key, csr, cert = device
         result = self.session.transact(MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(),
-                                       signer_key=key, signer_cert=cert, recipients=[], use_post=True)
+                                       signer=RequestSigner(cert, key), recipients=[], use_post=True)
         if result.status != PkiStatus.SUCCESS:
             raise SystemExit(f"enrollment failed: {result}")
 

@@ -33,7 +33,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from pqscep.client import enrollment as E
+from pqscep.client.session import ScepSession, utc_now
+from pqscep.client.signer import RequestSigner
 from pqscep.client.transport import ScepTransport
 from pqscep.cms import enveloped
 from pqscep.crypto.keys import generate_key
@@ -58,9 +59,9 @@ def tree_cpu_seconds(pid: int) -> float:
 
 def prepare(url: str, count: int, challenge: str | None):
     transport = ScepTransport()
-    session = E.ScepSession(url, transport, cipher="aes256-cbc", digest="sha256")
+    session = ScepSession(url, transport, cipher="aes256-cbc", digest="sha256")
     keys = [generate_key("rsa-2048") for _ in range(min(20, count))]
-    now = E.utc_now()
+    now = utc_now()
     requests = []
     for i in range(count):
         key = keys[i % len(keys)]
@@ -68,7 +69,7 @@ def prepare(url: str, count: int, challenge: str | None):
         csr = proto.build_csr(key, subject, challenge=challenge).public_bytes(serialization.Encoding.DER)
         cert = proto.self_signed_certificate(key, subject, now=now, serial=i + 1)
         requests.append(session.prepare(MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(),
-                                        signer_key=key, signer_cert=cert,
+                                        signer=RequestSigner(cert, key),
                                         recipients=[enveloped.KeyTransRecipient(cert, key)], use_post=True))
     return session, requests
 

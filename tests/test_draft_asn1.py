@@ -9,7 +9,7 @@ around them. Then:
 - the draft's three attribute OIDs are the code's (src/pqscep/asn1/oids.py);
 - the ``asn.1`` fragments in the draft's body say what the module says;
 - a whole enrolment of an ML-KEM-768 key (challenge mode, design section 5 a) and one of an
-  ML-DSA key, run in-process through the real client (client.enrollment over
+  ML-DSA key, run in-process through the real client (client.workflows over
   client.transport) and the real service (service.scep), are walked message by message:
   PKCSReq with responseKey, CertRep PENDING with kemPopChallenge, CertPoll with kemPopProof,
   CertRep SUCCESS; each id-scep 2/3/4 value decodes with the draft's type, holds what the code
@@ -44,8 +44,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from peers import unavailable
 
 from pqscep.asn1 import oids
-from pqscep.client import enrollment
+from pqscep.client.session import Dumper, ScepSession
 from pqscep.client.transport import ScepTransport
+from pqscep.client.workflows import enroll
 from pqscep.cms import enveloped, kem
 from pqscep.crypto.keys import generate_key
 from pqscep.protocol import kempop
@@ -229,10 +230,9 @@ class InProcessCa:
             return httpx.Response(404)
         return httpx.Response(reply.status, headers={"Content-Type": reply.content_type}, content=reply.body)
 
-    def session(self, dump_dir: Path, cipher: str) -> enrollment.ScepSession:
+    def session(self, dump_dir: Path, cipher: str) -> ScepSession:
         client = httpx.Client(transport=httpx.MockTransport(self._handle))
-        return enrollment.ScepSession(self.URL, ScepTransport(client=client), cipher=cipher,
-                                      dumper=enrollment.Dumper(dump_dir))
+        return ScepSession(self.URL, ScepTransport(client=client), cipher=cipher, dumper=Dumper(dump_dir))
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +240,7 @@ def ca(tmp_path_factory):
     return InProcessCa(tmp_path_factory.mktemp("asn1-ca") / "data")
 
 
-def _messages(dumper: enrollment.Dumper) -> list[tuple[str, bytes]]:
+def _messages(dumper: Dumper) -> list[tuple[str, bytes]]:
     """(name, DER) of every pkiMessage the client sent or received, in order."""
     out = []
     for path in dumper.saved:
@@ -256,8 +256,8 @@ def kem_flow(request, ca, tmp_path_factory):
     CertPoll + kemPopProof, CertRep SUCCESS (EnvelopedData with CBC, AuthEnvelopedData with GCM)."""
     key = generate_key("ml-kem-768")
     session = ca.session(tmp_path_factory.mktemp("dump"), request.param)
-    outcome = enrollment.enroll(session, key=key, subject=x509.Name.from_rfc4514_string("CN=asn1 kem device"),
-                                challenge="secret")
+    outcome = enroll(session, key=key, subject=x509.Name.from_rfc4514_string("CN=asn1 kem device"),
+                     challenge="secret")
     assert outcome.status == PkiStatus.SUCCESS, outcome
     messages = _messages(session.dumper)
     assert [name for name, _ in messages] == ["PKCSReq", "CertRep", "CertPoll", "CertRep"]
@@ -271,8 +271,8 @@ def mldsa_flow(ca, tmp_path_factory):
     encrypted to that responseKey (design section 4, rule 2)."""
     key = generate_key("ml-dsa-65")
     session = ca.session(tmp_path_factory.mktemp("dump"), "aes256-cbc")
-    outcome = enrollment.enroll(session, key=key, subject=x509.Name.from_rfc4514_string("CN=asn1 ml-dsa device"),
-                                challenge="secret")
+    outcome = enroll(session, key=key, subject=x509.Name.from_rfc4514_string("CN=asn1 ml-dsa device"),
+                     challenge="secret")
     assert outcome.status == PkiStatus.SUCCESS, outcome
     messages = _messages(session.dumper)
     assert [name for name, _ in messages] == ["PKCSReq", "CertRep"]
@@ -523,7 +523,7 @@ def test_vector_index_is_well_formed():
 
 def _check_vector_walk(walk: d.Walk) -> None:
     """Semantic checks of what a ContentInfo vector holds, as the draft specifies the values."""
-    for oid, type_name, value, _ in walk.scep_attributes:
+    for _oid, type_name, value, _ in walk.scep_attributes:
         if type_name == "KemPopChallenge":
             assert value["kem"]["algorithm"] in ML_KEM and "parameters" not in value["kem"]
             assert len(value["ct"]) == ML_KEM[value["kem"]["algorithm"]][1]

@@ -44,11 +44,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..client import enrollment as E
+from ..client.errors import EnrollmentError, UnusableKey, VerificationError, describe_failure
 from ..client.keepalive import KeepAliveSender
+from ..client.kem import answer_kem_challenge
+from ..client.requester import kem_recipient
+from ..client.session import ScepSession, utc_now
+from ..client.signer import RequestSigner
 from ..client.transport import DEFAULT_TIMEOUT, ScepTransport, TransportError
+from ..client.workflows import enroll
 from ..crypto import keys as keymod
 from ..protocol.messages import PkiStatus
+from .client_output import unusable_key_text
 from .exits import EXIT_FAILURE, EXIT_OK, EXIT_TRANSPORT, EXIT_VERIFY
 
 __all__ = ["COMMANDS", "BenchResult", "percentile", "run_bench"]
@@ -123,7 +129,7 @@ def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, p
     from ..protocol.messages import MessageType
 
     bundle = proto.parse_ca_certs(*plan.ca_reply)
-    now = E.utc_now()
+    now = utc_now()
     kem = keymod.KEY_TYPES[plan.key_type].family == "ml-kem"
     round_trip = plan.timed == "round-trip" and not kem
     # Every exchange of the worker goes over http.client (client/keepalive.py: about 30%
@@ -131,8 +137,8 @@ def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, p
     # session asks its transport for nothing but PKIOperations: the CA's capabilities and
     # certificates are given.
     with KeepAliveSender(plan.url, timeout=plan.timeout) as sender:
-        session = E.ScepSession(plan.url, sender, caps=plan.caps, bundle=bundle,  # type: ignore[arg-type]
-                                cipher=plan.cipher, digest=plan.digest)
+        session = ScepSession(plan.url, sender, caps=plan.caps, bundle=bundle,  # type: ignore[arg-type]
+                              cipher=plan.cipher, digest=plan.digest)
         devices = []
         for index in indices:
             key = keymod.generate_key(plan.key_type)
@@ -147,7 +153,7 @@ def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, p
                 if plan.identity:
                     cert = _identity_certificate(plan, bundle, signer, subject)
                 csr = build_kem_csr(key.public_key(), subject, signer, cert, challenge_password=plan.challenge)
-                recipients = [E.kem_recipient(key)]
+                recipients = [kem_recipient(key)]
             else:
                 signer = key
                 csr = proto.build_csr(key, subject, challenge=plan.challenge).public_bytes(serialization.Encoding.DER)
@@ -156,7 +162,7 @@ def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, p
             device = (key, signer, csr, cert, subject, recipients)
             if round_trip:  # the pkiMessage itself is built before the clock too
                 device = session.prepare(MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(),
-                                         signer_key=signer, signer_cert=cert, recipients=recipients,
+                                         signer=RequestSigner(cert, signer), recipients=recipients,
                                          use_post=plan.use_post)
             devices.append(device)
             ready.put(1)
@@ -170,13 +176,13 @@ def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, p
             try:
                 transaction_id = os.urandom(16).hex()
                 result = session.transact(
-                    MessageType.PKCS_REQ, csr, transaction_id=transaction_id, signer_key=signer,
-                    signer_cert=cert, recipients=recipients, use_post=plan.use_post)
+                    MessageType.PKCS_REQ, csr, transaction_id=transaction_id, signer=RequestSigner(cert, signer),
+                    recipients=recipients, use_post=plan.use_post)
                 if kem:  # a KEM challenge is answered within the timed enrollment (one more round trip)
-                    result, _ = E.answer_kem_challenge(
+                    result, _ = answer_kem_challenge(
                         session, result, MessageType.PKCS_REQ, key=key, csr_der=csr, transaction_id=transaction_id,
-                        subject=subject, signer_key=signer, signer_cert=cert, recipients=recipients, cipher=None,
-                        digest=None, use_post=plan.use_post)
+                        subject=subject, signer=RequestSigner(cert, signer), recipients=recipients, cipher=None,
+                        use_post=plan.use_post)
                 _check_issued(result)
                 outcome = ("ok", time.perf_counter() - started)
             except Exception as exc:  # every failure counts as an error, none stops the run
@@ -217,18 +223,18 @@ def _round_trips(session, prepared, slot, stopped, progress, results) -> None:
 
 def _check_issued(result) -> None:
     if result.status != PkiStatus.SUCCESS or not result.certificates:
-        detail = E.describe_failure(result.fail_info, result.fail_info_text) \
+        detail = describe_failure(result.fail_info, result.fail_info_text) \
             if result.status == PkiStatus.FAILURE else result.status.name
-        raise E.EnrollmentError(f"CA answered {detail}")
+        raise EnrollmentError(f"CA answered {detail}")
 
 
 def _identity_certificate(plan: _Plan, bundle, signer, subject: x509.Name) -> x509.Certificate:
     """A device certificate for `signer` from the CA under test (PKCSReq, not timed)."""
     with ScepTransport(timeout=plan.timeout) as transport:
-        session = E.ScepSession(plan.url, transport, caps=plan.caps, bundle=bundle)
-        outcome = E.enroll(session, key=signer, subject=subject, challenge=plan.challenge)
+        session = ScepSession(plan.url, transport, caps=plan.caps, bundle=bundle)
+        outcome = enroll(session, key=signer, subject=subject, challenge=plan.challenge)
     if outcome.status != PkiStatus.SUCCESS or not outcome.certificates:
-        raise E.EnrollmentError(f"the identity certificate was not issued: {outcome.status.name}")
+        raise EnrollmentError(f"the identity certificate was not issued: {outcome.status.name}")
     return outcome.certificates[0]
 
 
@@ -241,7 +247,7 @@ def run_bench(url: str, *, count: int, concurrency: int, challenge: str | None, 
     console = console or Console(stderr=True, highlight=False)
     # One-time discovery (not timed): what a provisioned device already knows.
     with ScepTransport(timeout=timeout) as setup:
-        probe = E.ScepSession(url, setup, cipher=cipher, digest=digest)
+        probe = ScepSession(url, setup, cipher=cipher, digest=digest)
         caps, bundle = probe.caps(), probe.bundle()
         chosen_cipher, chosen_digest = probe.algorithms()
         ca_reply = probe.ca_cert_raw()
@@ -305,7 +311,7 @@ def _watch(progress_counts, shares, workers, show, interval: float = 0.1) -> Non
             return
         for slot, worker in enumerate(workers):
             if not worker.is_alive() and progress_counts[slot] < len(shares[slot]):
-                raise E.EnrollmentError(f"bench worker {slot} exited early (exit code {worker.exitcode})")
+                raise EnrollmentError(f"bench worker {slot} exited early (exit code {worker.exitcode})")
         time.sleep(interval)
 
 
@@ -316,7 +322,7 @@ def _get(channel, workers):
             return channel.get(timeout=1)
         except queue.Empty:
             if not any(worker.is_alive() for worker in workers):
-                raise E.EnrollmentError("the bench worker processes exited early") from None
+                raise EnrollmentError("the bench worker processes exited early") from None
 
 
 @click.command("bench")
@@ -361,13 +367,14 @@ def bench_cmd(url, count, concurrency, challenge, key_type, cipher, digest, time
                            timed=timed)
     except TransportError as exc:
         console.print(f"[bold red]error:[/] transport: {escape(str(exc))}")
-        raise click.exceptions.Exit(EXIT_TRANSPORT)
-    except E.VerificationError as exc:
+        raise click.exceptions.Exit(EXIT_TRANSPORT) from None
+    except VerificationError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise click.exceptions.Exit(EXIT_VERIFY)
-    except E.EnrollmentError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise click.exceptions.Exit(EXIT_FAILURE)
+        raise click.exceptions.Exit(EXIT_VERIFY) from None
+    except EnrollmentError as exc:
+        text = unusable_key_text(exc) if isinstance(exc, UnusableKey) else str(exc)
+        console.print(f"[bold red]error:[/] {escape(text)}")
+        raise click.exceptions.Exit(EXIT_FAILURE) from None
     summary = result.summary()
     for reason, times in sorted(result.error_samples.items(), key=lambda kv: -kv[1])[:5]:
         console.print(f"[red]{times} x[/] {escape(reason)}")

@@ -10,61 +10,54 @@ on the command line, where other users can see it in the process list.
 
 from __future__ import annotations
 
-import contextlib
-import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
-from rich.console import Console
 from rich.markup import escape
 
-from ..client import enrollment as E
-from ..client.transport import DEFAULT_TIMEOUT, ScepTransport, TransportError
+from ..client.pending import PendingState, resume
+from ..client.session import Dumper, ScepSession, choose_algorithms
+from ..client.signer import RequestSigner
+from ..client.transport import DEFAULT_TIMEOUT, ScepTransport
+from ..client.workflows import enroll, get_cert, get_crl, renew, wait_for_certificate
 from ..crypto import keys as keymod
 from ..protocol.messages import PkiStatus
-from .exits import EXIT_FAILURE, EXIT_PENDING, EXIT_TRANSPORT, EXIT_USAGE, EXIT_VERIFY
+from .client_output import (
+    console,
+    describe_cert,
+    fail,
+    finish,
+    handle_errors,
+    load_key,
+    load_signer,
+    new_key_guard,
+    print_ca_certs,
+    print_caps_summary,
+    print_choice,
+    print_got_crl,
+    print_notes,
+    print_still_pending,
+    report_simple_failure,
+    serialize_cert,
+    write_output,
+)
+from .exits import EXIT_FAILURE, EXIT_PENDING
 
 __all__ = ["COMMANDS"]
-
-console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 _CIPHERS = ["auto", "aes256-cbc", "aes192-cbc", "aes128-cbc", "des3-cbc"]
 _DIGESTS = ["auto", "sha256", "sha384", "sha512", "sha1"]
 
 
-# --- shared plumbing ---
+# --- arguments ---
 
 
-def _fail(code: int, message: str) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}")
-    raise click.exceptions.Exit(code)
-
-
-def _handle_errors(func):
-    """Map the client's exceptions to the documented exit codes, with a one-line message."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except TransportError as exc:
-            _fail(EXIT_TRANSPORT, f"transport: {exc}")
-        except E.VerificationError as exc:
-            _fail(EXIT_VERIFY, f"verification failed: {exc}")
-        except E.CaFailure as exc:
-            _fail(EXIT_FAILURE, f"the CA answered FAILURE: {exc}")
-        except E.UnusableKey as exc:
-            _fail(EXIT_USAGE, str(exc))
-        except E.EnrollmentError as exc:
-            _fail(EXIT_FAILURE, str(exc))
-
-    return wrapper
-
-
-def _endpoint_options(func):
+def _endpoint_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--timeout, --dump, --ca-fingerprint, --cipher, --digest."""
     options = [
         click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT, show_default=True,
@@ -83,61 +76,9 @@ def _endpoint_options(func):
     return func
 
 
-def _session(url, transport, *, dump_dir=None, pin=None, cipher="auto", digest="auto") -> E.ScepSession:
-    return E.ScepSession(url, transport, dumper=E.Dumper(dump_dir), pin=pin, cipher=cipher, digest=digest)
-
-
-def _print_notes(*sources) -> None:
-    for source in sources:
-        for note in getattr(source, "notes", []) or []:
-            console.print(f"[yellow]note:[/] {escape(note)}")
-
-
-def _print_choice(session: E.ScepSession) -> None:
-    cipher, digest = session.algorithms()
-    method = "POST" if session.caps().post else "GET"
-    console.print(f"[dim]CA {escape(session.bundle().ca.subject.rfc4514_string())}; "
-                  f"sending {cipher.name} + {digest.name} by {method}[/]")
-
-
-def _serialize_cert(cert: x509.Certificate, fmt: str) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER if fmt == "der" else serialization.Encoding.PEM)
-
-
-def _write_output(data: bytes, out: Path | None, what: str) -> None:
-    if out is None:
-        stream = click.get_binary_stream("stdout")
-        stream.write(data)
-        stream.flush()
-        return
-    try:
-        out.write_bytes(data)
-    except OSError as exc:
-        _fail(EXIT_FAILURE, f"cannot write {what} to {out}: {exc.strerror or exc}")
-    console.print(f"{what} written to {escape(str(out))}")
-
-
-def _load_private_key(path: Path):
-    try:
-        return keymod.load_private_key(path.read_bytes())
-    except OSError as exc:
-        _fail(EXIT_FAILURE, f"cannot read key {path}: {exc.strerror or exc}")
-    except TypeError:
-        _fail(EXIT_FAILURE, f"key {path} is encrypted; give an unencrypted key")
-    except ValueError as exc:
-        _fail(EXIT_FAILURE, f"key {path} does not load: {exc}")
-
-
-def _load_certificate(path: Path) -> x509.Certificate:
-    try:
-        data = path.read_bytes()
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except OSError as exc:
-        _fail(EXIT_FAILURE, f"cannot read certificate {path}: {exc.strerror or exc}")
-    except ValueError as exc:
-        _fail(EXIT_FAILURE, f"{path} is not a certificate: {exc}")
+def _session(url: str, transport: ScepTransport, *, dump_dir: Path | None = None, pin: str | None = None,
+             cipher: str = "auto", digest: str = "auto") -> ScepSession:
+    return ScepSession(url, transport, dumper=Dumper(dump_dir), pin=pin, cipher=cipher, digest=digest)
 
 
 def _subject(cn: str | None, subject: str | None) -> x509.Name:
@@ -167,70 +108,11 @@ def _parse_serial(value: str | None) -> int | None:
     try:
         serial = int(value, 16) if value.lower().startswith("0x") else int(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a number (decimal, or hex with 0x)", param_hint="--serial") from None
+        raise click.BadParameter(f"{value!r} is not a number (decimal, or hex with 0x)",
+                                 param_hint="--serial") from None
     if serial < 0:
         raise click.BadParameter("a serial number is positive", param_hint="--serial")
     return serial
-
-
-def _describe_cert(cert: x509.Certificate) -> str:
-    return (f"{cert.subject.rfc4514_string()} (serial {cert.serial_number:#x}, "
-            f"valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z, issuer {cert.issuer.rfc4514_string()})")
-
-
-def _state_path(state: Path | None, outcome: E.Outcome) -> Path:
-    return state or Path(f"pqscep-{outcome.transaction_id[:16].lower()}.state.json")
-
-
-def _finish(outcome: E.Outcome, *, out: Path | None, fmt: str, state_file: Path | None, session=None,
-            wait: float = 0.0, interval: float = 10.0, transport=None) -> None:
-    """Handle SUCCESS / FAILURE / PENDING of an enrollment-like request (enroll, renew, poll)."""
-    _print_notes(session, outcome)
-    if outcome.status == PkiStatus.PENDING and outcome.state is not None:
-        path = _state_path(state_file, outcome)
-        outcome.state.save(path)
-        console.print(f"[yellow]PENDING[/]: transaction {outcome.transaction_id}; state saved to {escape(str(path))}")
-        if wait > 0:
-            console.print(f"polling every {interval:g}s for up to {wait:g}s")
-            poll_session = E.resume(outcome.state, transport, dumper=session.dumper if session else None)
-            try:
-                final = E.wait_for_certificate(
-                    poll_session, outcome.state, wait=wait, interval=interval, poll_first=False,
-                    on_pending=lambda o, left: console.print(f"[dim]still PENDING, {left:.0f}s left[/]"),
-                )
-            except (TransportError, E.VerificationError):
-                console.print(f"polling failed; the request is still open: pqscep poll --state {escape(str(path))}")
-                raise
-            if final is not None and final.status != PkiStatus.PENDING:
-                try:
-                    _finish(final, out=out, fmt=fmt, state_file=path)
-                finally:
-                    path.unlink(missing_ok=True)  # the transaction is over, whatever its end
-                return
-        console.print(f"run: pqscep poll --state {escape(str(path))}")
-        raise click.exceptions.Exit(EXIT_PENDING)
-    if outcome.status == PkiStatus.FAILURE:
-        raise E.CaFailure(outcome)
-    cert = outcome.certificate
-    assert cert is not None
-    console.print(f"[green]issued[/]: {escape(_describe_cert(cert))}")
-    _write_output(_serialize_cert(cert, fmt), out, "certificate")
-
-
-@contextlib.contextmanager
-def _new_key_guard(key_path: Path | None, option: str = "--key"):
-    """Around a request made with a key generated for it: when the CA refuses (FAILURE), the key
-    is useless and removed; on any other error it is kept, and the message says how to retry."""
-    try:
-        yield
-    except (E.CaFailure, E.UnusableKey):
-        if key_path is not None:
-            key_path.unlink(missing_ok=True)
-        raise
-    except (TransportError, E.EnrollmentError):
-        if key_path is not None:
-            console.print(f"[dim]the new key stays in {escape(str(key_path))}: retry with {option} {escape(str(key_path))}[/]")
-        raise
 
 
 # --- commands ---
@@ -239,17 +121,14 @@ def _new_key_guard(key_path: Path | None, option: str = "--key"):
 @click.command("caps")
 @click.argument("url")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT, show_default=True)
-@_handle_errors
+@handle_errors
 def caps_cmd(url: str, timeout: float) -> None:
     """GetCACaps: print the CA's capability keywords, one per line, on stdout."""
     with ScepTransport(timeout=timeout) as transport:
         caps = transport.get_ca_caps(url)
     for keyword in caps.keywords:
         click.echo(keyword)
-    cipher, digest = E.choose_algorithms(caps)
-    console.print(f"[dim]{len(caps.keywords)} keywords; pqscep would send {cipher.name} + {digest.name} "
-                  f"by {'POST' if caps.post else 'GET'}"
-                  f"{', RenewalReq for renewals' if caps.renewal else ', PKCSReq for renewals'}[/]")
+    print_caps_summary(caps, *choose_algorithms(caps))
 
 
 @click.command("cacert")
@@ -260,30 +139,16 @@ def caps_cmd(url: str, timeout: float) -> None:
 @click.option("--ca-ident", help="CA identifier sent as message= (for servers hosting several CAs).")
 @click.option("--ca-fingerprint", "pin", metavar="HEX", help="SHA-256 fingerprint the CA must have (exit 5 if not).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT, show_default=True)
-@_handle_errors
+@handle_errors
 def cacert_cmd(url: str, out: Path | None, pem: bool, ca_ident: str | None, pin: str | None, timeout: float) -> None:
     """GetCACert: fetch the CA (and RA) certificates."""
-    from ..protocol import client as proto
-
     with ScepTransport(timeout=timeout) as transport:
-        content_type, body = transport.get_ca_cert(url, ca_ident)
-    try:
-        bundle = proto.parse_ca_certs(content_type, body)
-        proto.check_pin(bundle, pin)
-    except proto.ClientError as exc:
-        raise E.VerificationError(str(exc)) from None
-    for cert in bundle.all:
-        if cert is bundle.ca:
-            roles = ["CA"]
-        else:
-            roles = [role for role, c in (("RA signer", bundle.signer), ("RA encipherer", bundle.encipherer))
-                     if c is cert]
-        console.print(f"{escape(cert.subject.rfc4514_string())} [dim]({', '.join(roles) or 'chain'}) "
-                      f"SHA-256 {cert.fingerprint(hashes.SHA256()).hex()}[/]")
-    if pin:
-        console.print("[green]CA fingerprint matches the pin[/]")
-    data = b"".join(_serialize_cert(c, "pem") for c in bundle.all) if pem else body
-    _write_output(data, out, "CA certificates" if pem else "GetCACert reply")
+        session = ScepSession(url, transport, pin=pin, ca_ident=ca_ident)
+        _, body = session.ca_cert_raw()
+    bundle = session.bundle()
+    print_ca_certs(bundle, pinned=bool(pin))
+    data = b"".join(serialize_cert(c, "pem") for c in bundle.all) if pem else body
+    write_output(data, out, "CA certificates" if pem else "GetCACert reply")
 
 
 @click.command("enroll")
@@ -315,19 +180,21 @@ def cacert_cmd(url: str, out: Path | None, pem: bool, ca_ident: str | None, pin:
 @click.option("--interval", type=click.FloatRange(min=0.1), default=10, show_default=True,
               help="Seconds between polls.")
 @_endpoint_options
-@_handle_errors
-def enroll_cmd(url, challenge, cn, subject, key_type, key_file, dns, signer_cert_file, signer_key_file, out, key_out,
-               fmt, state_file, wait, interval, timeout, dump_dir, pin, cipher, digest) -> None:
+@handle_errors(signer_options=("--signer-key", "--signer-cert"))
+def enroll_cmd(url: str, challenge: str | None, cn: str | None, subject: str | None, key_type: str,
+               key_file: Path | None, dns: tuple[str, ...], signer_cert_file: Path | None,
+               signer_key_file: Path | None, out: Path | None, key_out: Path | None, fmt: str,
+               state_file: Path | None, wait: float, interval: float, timeout: float, dump_dir: Path | None,
+               pin: str | None, cipher: str, digest: str) -> None:
     """Enroll: PKCSReq with a new (or given) key; write the issued certificate."""
     name = _subject(cn, subject)
     if (signer_cert_file is None) != (signer_key_file is None):
         raise click.UsageError("--signer-cert and --signer-key go together")
-    signer_cert = _load_certificate(signer_cert_file) if signer_cert_file else None
-    signer_key = _load_private_key(signer_key_file) if signer_key_file else None
+    signer = load_signer(signer_cert_file, signer_key_file) if signer_cert_file and signer_key_file else None
     if key_file is not None:
-        key = _load_private_key(key_file)
+        key = load_key(key_file)
         key_path = key_file
-    if signer_key is not None and (keymod.key_family(key) if key_file is not None
+    if signer is not None and (keymod.key_family(key) if key_file is not None
                                    else keymod.KEY_TYPES[key_type].family) != "ml-kem":
         raise click.UsageError("--signer-cert/--signer-key are for ML-KEM keys, which cannot sign their own request")
     if key_file is None:
@@ -336,13 +203,12 @@ def enroll_cmd(url, challenge, cn, subject, key_type, key_file, dns, signer_cert
         # Saved before the request goes out: a PENDING answer must be resumable with this key.
         keymod.write_private_key(key_path, key, None)
         console.print(f"new {key_type} key written to {escape(str(key_path))}")
-    with _new_key_guard(key_path if key_file is None else None), ScepTransport(timeout=timeout) as transport:
+    with new_key_guard(key_path if key_file is None else None), ScepTransport(timeout=timeout) as transport:
         session = _session(url, transport, dump_dir=dump_dir, pin=pin, cipher=cipher, digest=digest)
-        _print_choice(session)
-        outcome = E.enroll(session, key=key, subject=name, challenge=challenge, dns_names=list(dns),
-                           key_path=key_path, cert_out=str(out) if out else None, cert_format=fmt,
-                           signer_key=signer_key, signer_cert=signer_cert, signer_key_path=signer_key_file)
-        _finish(outcome, out=out, fmt=fmt, state_file=state_file, session=session, wait=wait, interval=interval,
+        print_choice(session)
+        outcome = enroll(session, key=key, subject=name, challenge=challenge, dns_names=list(dns), key_path=key_path,
+                         cert_out=str(out) if out else None, cert_format=fmt, signer=signer)
+        finish(outcome, out=out, fmt=fmt, state_file=state_file, session=session, wait=wait, interval=interval,
                 transport=transport)
 
 
@@ -369,32 +235,33 @@ def enroll_cmd(url, challenge, cn, subject, key_type, key_file, dns, signer_cert
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True)
 @click.option("--interval", type=click.FloatRange(min=0.1), default=10, show_default=True)
 @_endpoint_options
-@_handle_errors
-def renew_cmd(url, cert_file, key_file, reuse_key, new_key_file, key_type, challenge, cn, subject, dns, out, key_out,
-              fmt, state_file, wait, interval, timeout, dump_dir, pin, cipher, digest) -> None:
+@handle_errors
+def renew_cmd(url: str, cert_file: Path, key_file: Path, reuse_key: bool, new_key_file: Path | None, key_type: str,
+              challenge: str | None, cn: str | None, subject: str | None, dns: tuple[str, ...], out: Path | None,
+              key_out: Path | None, fmt: str, state_file: Path | None, wait: float, interval: float,
+              timeout: float, dump_dir: Path | None, pin: str | None, cipher: str, digest: str) -> None:
     """Renew: RenewalReq signed with the current certificate and key."""
-    old_cert = _load_certificate(cert_file)
-    old_key = _load_private_key(key_file)
+    current = load_signer(cert_file, key_file)
     name = _subject(cn, subject) if (cn or subject) else None
     if reuse_key and new_key_file:
         raise click.UsageError("--reuse-key and --new-key exclude each other")
     if reuse_key:
         new_key, key_path = None, key_file
     elif new_key_file:
-        new_key, key_path = _load_private_key(new_key_file), new_key_file
+        new_key, key_path = load_key(new_key_file), new_key_file
     else:
         key_path = _new_key_path(key_out, out)
         new_key = keymod.generate_key(key_type)
         keymod.write_private_key(key_path, new_key, None)
         console.print(f"new {key_type} key written to {escape(str(key_path))}")
     fresh_key = key_path if not (reuse_key or new_key_file) else None
-    with _new_key_guard(fresh_key, "--new-key"), ScepTransport(timeout=timeout) as transport:
+    with new_key_guard(fresh_key, "--new-key"), ScepTransport(timeout=timeout) as transport:
         session = _session(url, transport, dump_dir=dump_dir, pin=pin, cipher=cipher, digest=digest)
-        _print_choice(session)
-        outcome = E.renew(session, old_cert=old_cert, old_key=old_key, new_key=new_key, challenge=challenge,
-                          subject=name, dns_names=list(dns) or None, key_path=key_path, old_key_path=key_file,
-                          cert_out=str(out) if out else None, cert_format=fmt)
-        _finish(outcome, out=out, fmt=fmt, state_file=state_file, session=session, wait=wait, interval=interval,
+        print_choice(session)
+        outcome = renew(session, current=current, new_key=new_key, challenge=challenge, subject=name,
+                        dns_names=list(dns) or None, key_path=key_path, cert_out=str(out) if out else None,
+                        cert_format=fmt)
+        finish(outcome, out=out, fmt=fmt, state_file=state_file, session=session, wait=wait, interval=interval,
                 transport=transport)
 
 
@@ -409,43 +276,33 @@ def renew_cmd(url, cert_file, key_file, reuse_key, new_key_file, key_type, chall
 @click.option("--format", "fmt", type=click.Choice(["pem", "der"]), help="Default: that of the enrollment.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT, show_default=True)
 @click.option("--dump", "dump_dir", type=click.Path(file_okay=False, path_type=Path))
-@_handle_errors
-def poll_cmd(state_file, wait, interval, out, fmt, timeout, dump_dir) -> None:
+@handle_errors
+def poll_cmd(state_file: Path, wait: float, interval: float, out: Path | None, fmt: str | None, timeout: float,
+             dump_dir: Path | None) -> None:
     """Poll: CertPoll for a PENDING request until it is issued, refused, or --wait runs out."""
-    state = E.PendingState.load(state_file)
+    state = PendingState.load(state_file)
     out = out or (Path(state.cert_out) if state.cert_out else None)
     fmt = fmt or state.cert_format
     console.print(f"polling {escape(state.url)} for transaction {state.transaction_id} ({escape(state.subject)})")
     with ScepTransport(timeout=timeout) as transport:
-        session = E.resume(state, transport, dumper=E.Dumper(dump_dir))
-        outcome = E.wait_for_certificate(
-            session, state, wait=wait, interval=interval,
-            on_pending=lambda o, left: console.print(f"[dim]still PENDING, {left:.0f}s left[/]"),
-        )
+        session = resume(state, transport, dumper=Dumper(dump_dir))
+        outcome = wait_for_certificate(session, state, wait=wait, interval=interval, on_pending=print_still_pending)
     assert outcome is not None
     if outcome.status == PkiStatus.PENDING:
         console.print(f"[yellow]still PENDING[/]: run pqscep poll --state {escape(str(state_file))} again later")
         raise click.exceptions.Exit(EXIT_PENDING)
     try:
-        _finish(outcome, out=out, fmt=fmt, state_file=state_file)
+        finish(outcome, out=out, fmt=fmt, state_file=state_file)
     finally:
         state_file.unlink(missing_ok=True)  # the transaction is over, whatever its end
 
 
-def _signer(cert_file: Path | None, key_file: Path | None):
+def _signer(cert_file: Path | None, key_file: Path | None) -> RequestSigner | None:
     if (cert_file is None) != (key_file is None):
         raise click.UsageError("--cert and --key go together")
-    if cert_file is None:
-        return None, None
-    return _load_certificate(cert_file), _load_private_key(key_file)
-
-
-def _report_simple_failure(outcome: E.Outcome) -> None:
-    if outcome.status == PkiStatus.FAILURE:
-        raise E.CaFailure(outcome)
-    if outcome.status == PkiStatus.PENDING:
-        console.print("[yellow]the CA answered PENDING[/] (unexpected for this request)")
-        raise click.exceptions.Exit(EXIT_PENDING)
+    if cert_file is None or key_file is None:
+        return None
+    return load_signer(cert_file, key_file)
 
 
 _SIGNER_OPTIONS = [
@@ -456,7 +313,7 @@ _SIGNER_OPTIONS = [
 ]
 
 
-def _signer_options(func):
+def _signer_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(_SIGNER_OPTIONS):
         func = option(func)
     return func
@@ -470,25 +327,28 @@ def _signer_options(func):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout.")
 @click.option("--format", "fmt", type=click.Choice(["pem", "der"]), default="pem", show_default=True)
 @_endpoint_options
-@_handle_errors
-def getcert_cmd(url, serial, issuer, cert_file, key_file, out, fmt, timeout, dump_dir, pin, cipher, digest) -> None:
+@handle_errors
+def getcert_cmd(url: str, serial: str, issuer: str | None, cert_file: Path | None, key_file: Path | None,
+                out: Path | None, fmt: str, timeout: float, dump_dir: Path | None, pin: str | None, cipher: str,
+                digest: str) -> None:
     """GetCert: fetch a certificate the CA issued, by serial number."""
     number = _parse_serial(serial)
-    signer_cert, signer_key = _signer(cert_file, key_file)
+    assert number is not None  # --serial is required
+    signer = _signer(cert_file, key_file)
     issuer_name = x509.Name.from_rfc4514_string(issuer) if issuer else None
     with ScepTransport(timeout=timeout) as transport:
         session = _session(url, transport, dump_dir=dump_dir, pin=pin, cipher=cipher, digest=digest)
-        outcome = E.get_cert(session, serial=number, issuer=issuer_name, signer_cert=signer_cert, signer_key=signer_key)
-    _print_notes(session, outcome)
-    _report_simple_failure(outcome)
+        outcome = get_cert(session, serial=number, issuer=issuer_name, signer=signer)
+    print_notes(session, outcome)
+    report_simple_failure(outcome)
     wanted = [c for c in outcome.certificates if c.serial_number == number] or outcome.certificates
     if not wanted:
-        _fail(EXIT_FAILURE, "the CA answered SUCCESS without a certificate")
+        fail(EXIT_FAILURE, "the CA answered SUCCESS without a certificate")
     for cert in wanted:
-        console.print(f"[green]got[/]: {escape(_describe_cert(cert))}")
+        console.print(f"[green]got[/]: {escape(describe_cert(cert))}")
     # DER holds one certificate; PEM can hold them all.
-    data = _serialize_cert(wanted[0], "der") if fmt == "der" else b"".join(_serialize_cert(c, "pem") for c in wanted)
-    _write_output(data, out, "certificate")
+    data = serialize_cert(wanted[0], "der") if fmt == "der" else b"".join(serialize_cert(c, "pem") for c in wanted)
+    write_output(data, out, "certificate")
 
 
 @click.command("getcrl")
@@ -499,28 +359,29 @@ def getcert_cmd(url, serial, issuer, cert_file, key_file, out, fmt, timeout, dum
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout.")
 @click.option("--format", "fmt", type=click.Choice(["pem", "der"]), default="pem", show_default=True)
 @_endpoint_options
-@_handle_errors
-def getcrl_cmd(url, cert_file, key_file, serial, issuer, out, fmt, timeout, dump_dir, pin, cipher, digest) -> None:
+@handle_errors
+def getcrl_cmd(url: str, cert_file: Path | None, key_file: Path | None, serial: str | None, issuer: str | None,
+               out: Path | None, fmt: str, timeout: float, dump_dir: Path | None, pin: str | None, cipher: str,
+               digest: str) -> None:
     """GetCRL: fetch the CRL covering a certificate."""
-    signer_cert, signer_key = _signer(cert_file, key_file)
+    signer = _signer(cert_file, key_file)
     number = _parse_serial(serial)
-    if number is None and signer_cert is None:
+    if number is None and signer is None:
         raise click.UsageError("give --cert/--key (the certificate to check) or --serial")
     issuer_name = x509.Name.from_rfc4514_string(issuer) if issuer else None
     with ScepTransport(timeout=timeout) as transport:
         session = _session(url, transport, dump_dir=dump_dir, pin=pin, cipher=cipher, digest=digest)
-        if number is not None and issuer_name is None and signer_cert is not None:
-            issuer_name = signer_cert.issuer
-        outcome = E.get_crl(session, issuer=issuer_name, serial=number, signer_cert=signer_cert, signer_key=signer_key)
-    _print_notes(session, outcome)
-    _report_simple_failure(outcome)
+        if number is not None and issuer_name is None and signer is not None:
+            issuer_name = signer.certificate.issuer
+        outcome = get_crl(session, issuer=issuer_name, serial=number, signer=signer)
+    print_notes(session, outcome)
+    report_simple_failure(outcome)
     if not outcome.crls:
-        _fail(EXIT_FAILURE, "the CA answered SUCCESS without a CRL")
+        fail(EXIT_FAILURE, "the CA answered SUCCESS without a CRL")
     crl = outcome.crls[0]
-    console.print(f"[green]got CRL[/] of {escape(crl.issuer.rfc4514_string())}, "
-                  f"{len(list(crl))} revoked, next update {crl.next_update_utc}")
+    print_got_crl(crl)
     encoding = serialization.Encoding.DER if fmt == "der" else serialization.Encoding.PEM
-    _write_output(crl.public_bytes(encoding), out, "CRL")
+    write_output(crl.public_bytes(encoding), out, "CRL")
 
 
 COMMANDS = [caps_cmd, cacert_cmd, enroll_cmd, renew_cmd, poll_cmd, getcert_cmd, getcrl_cmd]

@@ -257,7 +257,8 @@ class ScepTransport:
                 f"{operation} to {where}: timed out reading the reply after {self.timeout:g}s", operation=operation
             ) from None
         except httpx.HTTPError as exc:
-            raise TransportError(f"{operation} to {where}: reading the reply failed: {exc}", operation=operation) from None
+            raise TransportError(f"{operation} to {where}: reading the reply failed: {exc}",
+                                 operation=operation) from None
         return b"".join(chunks)
 
 

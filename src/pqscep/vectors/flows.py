@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from ..asn1 import cms
-from ..client.enrollment import key_transaction_id
+from ..client.requester import key_transaction_id
 from ..cms import signed
 from ..cms.kem import KemRecipient
 from ..cms.password import PasswordOriginator, PasswordRecipient, pwri_kek_unwrap
