@@ -44,6 +44,7 @@ from pqscep.cms.password import PasswordOriginator
 from pqscep.crypto import pqkeys
 from pqscep.crypto.keys import generate_key
 from pqscep.crypto.registry import CIPHERS, DIGESTS
+from pqscep.inspect import ATTRIBUTES, attribute_nodes
 from pqscep.protocol import client
 from pqscep.protocol.messages import MessageType, printable_attribute, response_key_attribute
 from pqscep.service.config import ConfigError
@@ -202,7 +203,7 @@ def test_pq_request_shows_response_key_algorithm_protection_and_kemri(tmp_path):
 
 
 def _response_key_text(spki_der: bytes) -> str:
-    return inspect_cmd.ATTRIBUTES[oids.SCEP_RESPONSE_KEY][1](spki_der)
+    return ATTRIBUTES[oids.SCEP_RESPONSE_KEY][1](spki_der)
 
 
 def test_response_key_of_other_key_types_is_named_and_flagged():
@@ -225,7 +226,7 @@ def test_response_key_of_other_key_types_is_named_and_flagged():
     assert _response_key_text(short).endswith("(malformed: 1183 bytes, ML-KEM-768 keys have 1184)")
 
     # Not an SPKI at all: shown raw with the reason, not a crash.
-    node = inspect_cmd.attribute_nodes({oids.SCEP_RESPONSE_KEY: [cms.encode(b"raw key bytes")]})
+    node = attribute_nodes({oids.SCEP_RESPONSE_KEY: [cms.encode(b"raw key bytes")]})
     assert node[0]["name"] == "responseKey" and node[0]["value"].startswith("(undecodable: ")
 
 
@@ -399,10 +400,10 @@ def test_kem_pop_attributes_are_decoded(tmp_path):
     tree = inspect(tmp_path / "poll.der")
     assert f"kemPopProof (1.3.6.1.5.5.7.24.3): macAlgorithm hmac-sha256, mac 32 bytes {mac.hex()}" in tree.stdout
 
-    decode = inspect_cmd.ATTRIBUTES[oids.SCEP_KEM_POP_CHALLENGE][1]
+    decode = ATTRIBUTES[oids.SCEP_KEM_POP_CHALLENGE][1]
     assert decode(_kem_ciphertext_info(oids.ML_KEM_1024, ct)).endswith(
         "(wrong size: ML-KEM-1024 ciphertexts have 1568 bytes)")
-    nodes = inspect_cmd.attribute_nodes({oids.SCEP_KEM_POP_PROOF: [cms.encode(b"not a sequence")],
+    nodes = attribute_nodes({oids.SCEP_KEM_POP_PROOF: [cms.encode(b"not a sequence")],
                                          oids.SCEP_KEM_POP_CHALLENGE: [cms.encode(oids.ML_KEM_768)]})
     assert all(n["value"].startswith("(undecodable: ") for n in nodes)
 
