@@ -254,7 +254,8 @@ def _sample_cases() -> list[Case]:
         f"{captures}/micromdm-scepclient-PKCSReq.der --key {captures}/ca.key",  # opened with a key, --out
         f"{captures}/README.md",  # not a structure: exit 5
         "../shared/vectors/rfc9936-example/ML-KEM-512.cms --key ../shared/vectors/rfc9936-example/ML-KEM-512-seed.priv",
-        "../shared/vectors/rfc9882-examples/mldsa65-signed-attrs.pem --cert ../shared/vectors/rfc9881-keys/ML-DSA-65.crt",
+        "../shared/vectors/rfc9882-examples/mldsa65-signed-attrs.pem"
+        " --cert ../shared/vectors/rfc9881-keys/ML-DSA-65.crt",
         f"{docs}/index.json",  # refused: not DER, PEM or base64
         f"{docs}/kem-pop-challenge/07-CertRep-PENDING.der",
     }

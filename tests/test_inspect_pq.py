@@ -480,11 +480,12 @@ def test_pwri_with_default_prf_and_a_refused_iteration_count(tmp_path):
                                    content_encryption_algorithm=cms.algorithm_tlv(oids.AES256_CBC,
                                                                                   cms.encode(os.urandom(16))),
                                    encrypted_content=cms.as_tlv(b"\x80\x10" + os.urandom(16)))
-    body = cms.EnvelopedData(version=3, originator_info=None,
-                             recipient_infos=SetOf([cms.as_tlv(cms.sequence_to_implicit(cms.encode(info), cms.PWRI_TAG))]),
+    recipient_info = cms.as_tlv(cms.sequence_to_implicit(cms.encode(info), cms.PWRI_TAG))
+    body = cms.EnvelopedData(version=3, originator_info=None, recipient_infos=SetOf([recipient_info]),
                              encrypted_content_info=eci, unprotected_attrs=None)
     path = tmp_path / "pwri-500.der"
-    path.write_bytes(cms.encode(cms.ContentInfo(content_type=oids.ENVELOPED_DATA, content=cms.as_tlv(cms.encode(body)))))
+    content_info = cms.ContentInfo(content_type=oids.ENVELOPED_DATA, content=cms.as_tlv(cms.encode(body)))
+    path.write_bytes(cms.encode(content_info))
     result = inspect(path, "--password", PASSWORD, "--json")
     assert result.exit_code == 5
     top = structure(result)
