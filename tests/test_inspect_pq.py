@@ -45,6 +45,7 @@ from pqscep.crypto import pbes2, pkcs8
 from pqscep.crypto.keys import generate_key
 from pqscep.crypto.registry import CIPHERS, DIGESTS
 from pqscep.crypto.spki import spki_raw_public_key
+from pqscep.inspect import ATTRIBUTES, attribute_nodes
 from pqscep.protocol import client
 from pqscep.protocol.messages import MessageType, printable_attribute, response_key_attribute
 from pqscep.service.config import ConfigError
@@ -203,7 +204,7 @@ def test_pq_request_shows_response_key_algorithm_protection_and_kemri(tmp_path):
 
 
 def _response_key_text(spki_der: bytes) -> str:
-    return inspect_cmd.ATTRIBUTES[oids.SCEP_RESPONSE_KEY][1](spki_der)
+    return ATTRIBUTES[oids.SCEP_RESPONSE_KEY][1](spki_der)
 
 
 def test_response_key_of_other_key_types_is_named_and_flagged():
@@ -226,7 +227,7 @@ def test_response_key_of_other_key_types_is_named_and_flagged():
     assert _response_key_text(short).endswith("(malformed: 1183 bytes, ML-KEM-768 keys have 1184)")
 
     # Not an SPKI at all: shown raw with the reason, not a crash.
-    node = inspect_cmd.attribute_nodes({oids.SCEP_RESPONSE_KEY: [cms.encode(b"raw key bytes")]})
+    node = attribute_nodes({oids.SCEP_RESPONSE_KEY: [cms.encode(b"raw key bytes")]})
     assert node[0]["name"] == "responseKey" and node[0]["value"].startswith("(undecodable: ")
 
 
@@ -400,10 +401,10 @@ def test_kem_pop_attributes_are_decoded(tmp_path):
     tree = inspect(tmp_path / "poll.der")
     assert f"kemPopProof (1.3.6.1.5.5.7.24.3): macAlgorithm hmac-sha256, mac 32 bytes {mac.hex()}" in tree.stdout
 
-    decode = inspect_cmd.ATTRIBUTES[oids.SCEP_KEM_POP_CHALLENGE][1]
+    decode = ATTRIBUTES[oids.SCEP_KEM_POP_CHALLENGE][1]
     assert decode(_kem_ciphertext_info(oids.ML_KEM_1024, ct)).endswith(
         "(wrong size: ML-KEM-1024 ciphertexts have 1568 bytes)")
-    nodes = inspect_cmd.attribute_nodes({oids.SCEP_KEM_POP_PROOF: [cms.encode(b"not a sequence")],
+    nodes = attribute_nodes({oids.SCEP_KEM_POP_PROOF: [cms.encode(b"not a sequence")],
                                          oids.SCEP_KEM_POP_CHALLENGE: [cms.encode(oids.ML_KEM_768)]})
     assert all(n["value"].startswith("(undecodable: ") for n in nodes)
 
@@ -480,11 +481,12 @@ def test_pwri_with_default_prf_and_a_refused_iteration_count(tmp_path):
                                    content_encryption_algorithm=cms.algorithm_tlv(oids.AES256_CBC,
                                                                                   cms.encode(os.urandom(16))),
                                    encrypted_content=cms.as_tlv(b"\x80\x10" + os.urandom(16)))
-    body = cms.EnvelopedData(version=3, originator_info=None,
-                             recipient_infos=SetOf([cms.as_tlv(cms.sequence_to_implicit(cms.encode(info), cms.PWRI_TAG))]),
+    recipient_info = cms.as_tlv(cms.sequence_to_implicit(cms.encode(info), cms.PWRI_TAG))
+    body = cms.EnvelopedData(version=3, originator_info=None, recipient_infos=SetOf([recipient_info]),
                              encrypted_content_info=eci, unprotected_attrs=None)
     path = tmp_path / "pwri-500.der"
-    path.write_bytes(cms.encode(cms.ContentInfo(content_type=oids.ENVELOPED_DATA, content=cms.as_tlv(cms.encode(body)))))
+    content_info = cms.ContentInfo(content_type=oids.ENVELOPED_DATA, content=cms.as_tlv(cms.encode(body)))
+    path.write_bytes(cms.encode(content_info))
     result = inspect(path, "--password", PASSWORD, "--json")
     assert result.exit_code == 5
     top = structure(result)
