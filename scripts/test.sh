@@ -12,6 +12,10 @@ export PQSCEP_TEST_POSTGRES_URL
 # The post-quantum OpenSSL (3.6, built once, 4-8 min, then cached) for the interop tests:
 if [[ -z ${PQSCEP_OPENSSL:-} && -e ../shared/tools/openssl-pq.sh ]]; then PQSCEP_OPENSSL=$(../shared/tools/openssl-pq.sh); export PQSCEP_OPENSSL; fi
 
+# Lint and types first (config in pyproject.toml): a failure here fails the run.
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/mypy
+
 rc=0
 .venv/bin/python -m pytest -q -ra "$@" || rc=$?
 # pytest exits 5 when it collected no tests: that must not pass as green.

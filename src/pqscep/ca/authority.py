@@ -40,7 +40,7 @@ class IssuanceError(ValueError):
     """The request cannot be issued under this policy (a one-line reason for failInfoText)."""
 
 
-def _signature_hash(ca_key) -> hashes.HashAlgorithm | None:
+def _signature_hash(ca_key) -> hashes.SHA256 | None:
     # ML-DSA signs the message itself (RFC 9881); RSA and ECDSA CAs sign with SHA-256.
     return None if key_family(ca_key) == "ml-dsa" else hashes.SHA256()
 
@@ -238,7 +238,7 @@ class Authority:
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(END_ENTITY_KEY_USAGE[family], critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)  # type: ignore[arg-type]
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
             .add_extension(authority_key_id, critical=False)
         )
         ekus = [EKU_NAMES[name] for name in self.policy.extended_key_usage if family != "ml-kem"]

@@ -36,6 +36,7 @@ import os
 import queue
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import click
 from cryptography import x509
@@ -50,7 +51,7 @@ from ..client.kem import answer_kem_challenge
 from ..client.requester import kem_recipient
 from ..client.session import ScepSession, utc_now
 from ..client.signer import RequestSigner
-from ..client.transport import DEFAULT_TIMEOUT, ScepTransport, TransportError
+from ..client.transport import DEFAULT_TIMEOUT, CaCaps, ScepTransport, TransportError
 from ..client.workflows import enroll
 from ..crypto import keys as keymod
 from ..protocol.messages import PkiStatus
@@ -97,7 +98,7 @@ class BenchResult:
 @dataclass
 class _Plan:
     url: str
-    caps: object  # the CA's GetCACaps (transport.CaCaps)
+    caps: CaCaps  # the CA's GetCACaps
     ca_reply: tuple[str, bytes]  # GetCACert (content type, body), parsed again in each worker
     use_post: bool
     cipher: str
@@ -153,13 +154,13 @@ def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, p
                 if plan.identity:
                     cert = _identity_certificate(plan, bundle, signer, subject)
                 csr = build_kem_csr(key.public_key(), subject, signer, cert, challenge_password=plan.challenge)
-                recipients = [kem_recipient(key)]
+                recipients: list[enveloped.Recipient] = [kem_recipient(key)]
             else:
                 signer = key
                 csr = proto.build_csr(key, subject, challenge=plan.challenge).public_bytes(serialization.Encoding.DER)
                 cert = proto.self_signed_certificate(key, subject, now=now, serial=serial)
                 recipients = [enveloped.KeyTransRecipient(cert, key)]
-            device = (key, signer, csr, cert, subject, recipients)
+            device: Any = (key, signer, csr, cert, subject, recipients)  # or its PreparedRequest
             if round_trip:  # the pkiMessage itself is built before the clock too
                 device = session.prepare(MessageType.PKCS_REQ, csr, transaction_id=os.urandom(16).hex(),
                                          signer=RequestSigner(cert, signer), recipients=recipients,
@@ -170,7 +171,8 @@ def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, p
         if round_trip:
             _round_trips(session, devices, slot, stopped, progress, results)
             return
-        outcomes, last = [], time.monotonic()
+        outcomes: list[tuple[str, float | str]] = []
+        last = time.monotonic()
         for key, signer, csr, cert, subject, recipients in devices:
             started = time.perf_counter()
             try:
@@ -184,7 +186,7 @@ def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, p
                         subject=subject, signer=RequestSigner(cert, signer), recipients=recipients, cipher=None,
                         use_post=plan.use_post)
                 _check_issued(result)
-                outcome = ("ok", time.perf_counter() - started)
+                outcome: tuple[str, float | str] = ("ok", time.perf_counter() - started)
             except Exception as exc:  # every failure counts as an error, none stops the run
                 outcome = ("error", f"{type(exc).__name__}: {str(exc)[:160]}")
             last = time.monotonic()
@@ -209,7 +211,7 @@ def _round_trips(session, prepared, slot, stopped, progress, results) -> None:
         last = time.monotonic()
         progress[slot] += 1
     stopped.wait()
-    outcomes = []
+    outcomes: list[tuple[str, float | str]] = []
     for request, reply, latency in exchanged:
         try:
             if isinstance(reply, Exception):

@@ -183,7 +183,8 @@ def serialize_cert(cert: x509.Certificate, fmt: str) -> bytes:
 
 def write_output(data: bytes, out: Path | None, what: str) -> None:
     if out is None:
-        stream = click.get_binary_stream("stdout")
+        # click 8.5 serves get_binary_stream through a deprecated module __getattr__ (typed object).
+        stream = click.get_binary_stream("stdout")  # type: ignore[operator]
         stream.write(data)
         stream.flush()
         return

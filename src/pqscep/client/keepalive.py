@@ -52,11 +52,12 @@ class KeepAliveSender:
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
             p = self._parts
+            host = p.hostname or ""  # urlsplit of a URL the transport checked has a host
             if p.scheme == "https":
-                self._conn = http.client.HTTPSConnection(p.hostname, p.port, timeout=self.timeout,
+                self._conn = http.client.HTTPSConnection(host, p.port, timeout=self.timeout,
                                                          context=ssl.create_default_context())
             else:
-                self._conn = http.client.HTTPConnection(p.hostname, p.port, timeout=self.timeout)
+                self._conn = http.client.HTTPConnection(host, p.port, timeout=self.timeout)
         return self._conn
 
     def close(self) -> None:

@@ -272,7 +272,7 @@ class KemRecipient:
 
 def key_identifier(public_key) -> bytes:
     """RFC 5280 4.2.1.2 method 1 key identifier (SHA-1 of the subjectPublicKey BIT STRING)."""
-    return x509.SubjectKeyIdentifier.from_public_key(public_key).digest  # type: ignore[arg-type]
+    return x509.SubjectKeyIdentifier.from_public_key(public_key).digest
 
 
 class KemOriginator:

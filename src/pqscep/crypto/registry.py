@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -130,7 +130,7 @@ class ContentCipher:
     make: Callable[[bytes], object]  # key -> cryptography cipher algorithm (CBC) or AESGCM
     legacy: bool = False
     # The key the algorithm object gets from our key_size-byte key (single DES runs as 3DES K|K|K).
-    expand_key: Callable[[bytes], bytes] = staticmethod(lambda k: k)  # type: ignore[assignment]
+    expand_key: Callable[[bytes], bytes] = staticmethod(lambda k: k)
 
     def encrypt_cbc(self, key: bytes, iv: bytes, plaintext: bytes) -> bytes:
         algorithm = self.make(self.expand_key(key))
@@ -251,8 +251,8 @@ class KemAlgorithm:
     public_key_size: int  # bytes of ek
     ciphertext_size: int
     shared_secret_size: int
-    private_key_class: type | None  # None: known but not implemented by cryptography 50
-    public_key_class: type | None
+    private_key_class: type[Any] | None  # None: known but not implemented by cryptography 50
+    public_key_class: type[Any] | None
     legacy: bool = False
 
     @property
@@ -261,7 +261,8 @@ class KemAlgorithm:
 
     def fits(self, key) -> bool:
         """True when `key` (private or public) is a key of this KEM."""
-        return self.available and isinstance(key, (self.private_key_class, self.public_key_class))
+        classes = tuple(c for c in (self.private_key_class, self.public_key_class) if c is not None)
+        return bool(classes) and isinstance(key, classes)
 
 
 KEMS: Registry[KemAlgorithm] = Registry(

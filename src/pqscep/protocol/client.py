@@ -10,6 +10,7 @@ import datetime
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -175,7 +176,9 @@ def build_csr(
             x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
         )
     family = key_family(key)
-    return builder.sign(key, None if family == "ml-dsa" else (digest or hashes.SHA256()))
+    # cryptography's stubs name the concrete hash classes sign() takes; callers pass one of them.
+    algorithm: Any = None if family == "ml-dsa" else (digest or hashes.SHA256())
+    return builder.sign(key, algorithm)
 
 
 def self_signed_certificate(key, subject: x509.Name, *, now: datetime.datetime, serial: int,

@@ -109,7 +109,7 @@ def issue_challenge(csr_public_key) -> tuple[KemChallenge, bytes]:
     except UnknownAlgorithm:
         raise PopError(FailInfo.BAD_ALG,
                        f"a {type(key).__name__} is not an ML-KEM key this CA can challenge") from None
-    if isinstance(key, kem.private_key_class):
+    if kem.private_key_class is not None and isinstance(key, kem.private_key_class):
         raise ValueError("issue_challenge takes the CSR's public key, not a private key")
     shared_secret, ciphertext = key.encapsulate()
     value = cms.encode(cms.KemCiphertextInfo(kem=cms.algorithm_tlv(kem.oid), ct=ciphertext))
@@ -191,7 +191,7 @@ def make_proof(private_key, challenge_attribute_der: bytes, transaction_id: str,
         own = kem_for_key(private_key)
     except UnknownAlgorithm:
         raise PopError(FailInfo.BAD_ALG, f"a {type(private_key).__name__} is not an ML-KEM private key") from None
-    if own.oid != kem_oid or not isinstance(private_key, own.private_key_class):
+    if own.oid != kem_oid or own.private_key_class is None or not isinstance(private_key, own.private_key_class):
         raise PopError(FailInfo.BAD_ALG,
                        f"the challenge is for {KEMS.by_oid(kem_oid).name}; the key is not a private key of it")
     try:

@@ -24,7 +24,7 @@ from ..asn1 import cms, der, oids
 from ..cms import enveloped, signed
 from ..cms.signed import SignedDataError
 from ..crypto.keys import key_family
-from ..crypto.registry import DIGESTS, ContentCipher, DigestAlgorithm, UnknownAlgorithm
+from ..crypto.registry import DIGESTS, ContentCipher, UnknownAlgorithm
 from .messages import (
     FailInfo,
     IssuerAndSubject,

@@ -30,7 +30,7 @@ from ..cms.kem import KemOriginator, key_identifier
 from ..cms.password import PasswordOriginator
 from ..crypto.keys import key_family
 from ..protocol import kempop
-from ..protocol.messages import FailInfo, MessageType
+from ..protocol.messages import FailInfo
 from ..protocol.requests import (
     CertificationRequest,
     CertPollRequest,

@@ -18,6 +18,7 @@ import datetime
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -154,7 +155,7 @@ def ensure_profile_keys(config: ServerConfig, settings: ProfileSettings) -> None
         write_private_key(folder / "ca.key", key, config.ca_passphrase)
         _write_cert(folder / "ca.pem", cert)
     ca_key, ca_cert = _load_pair(folder, "ca", config.ca_passphrase)
-    issue = dict(now=now, days=min(settings.ca_validity_days, 2 * 365))
+    issue: dict[str, Any] = dict(now=now, days=min(settings.ca_validity_days, 2 * 365))
     if settings.kem_recipient_key_type and not (folder / "kem-recipient.pem").exists():
         # Design section 2: the CA's ML-KEM recipient certificate, keyEncipherment only (RFC 9935).
         kem_key = generate_key(settings.kem_recipient_key_type)

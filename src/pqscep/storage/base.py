@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..ca.transactions import TxState
 from .locks import SqliteWriteLock
 from .sql import (
     _CERT,
@@ -19,7 +20,7 @@ from .sql import (
     _TX,
     _TX_INSERT_COLUMNS,
 )
-from .statements import HotPath
+from .statements import HotPath, Prepared
 
 
 class StoreBase:
@@ -50,7 +51,7 @@ class StoreBase:
         self._count_failures = self._hot.prepare(_COUNT_FAILURES)
         self._insert_transaction = self._hot.prepare(_TX.insert(), column_keys=_TX_INSERT_COLUMNS)
         self._insert_certificate = self._hot.prepare(_CERT.insert(), column_keys=_CERT_INSERT_COLUMNS)
-        self._settle: dict[tuple[str, ...], Any] = {}
+        self._settle: dict[TxState, Prepared] = {}
         self._integrity_error = engine.dialect.loaded_dbapi.IntegrityError
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(write_engine or engine, expire_on_commit=False)
@@ -63,7 +64,7 @@ class StoreBase:
         if self._hot_engine is not None:
             self._hot_engine.dispose()
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

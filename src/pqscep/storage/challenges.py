@@ -12,7 +12,7 @@ from .base import StoreBase
 from .errors import DuplicateChallenge
 from .models import Challenge, Failure, KemChallenge
 from .records import ChallengeRecord, KemChallengeRecord, KemOutcome, challenge_record
-from .sql import _NO_SYNC, _is_unique_violation, _table, _upsert, _utc
+from .sql import _is_unique_violation, _rowcount, _table, _upsert, _utc
 
 
 class ChallengeStore(StoreBase):
@@ -56,7 +56,7 @@ class ChallengeStore(StoreBase):
             .values(used_at=now)
         )
         with self._writing() as s:
-            return s.execute(stmt, execution_options=_NO_SYNC).rowcount == 1
+            return _rowcount(s, stmt) == 1
 
     def list_challenges(self, profile: str, include_used: bool = False) -> list[ChallengeRecord]:
         """Challenges of `profile`, oldest first; unused ones (expired or not) unless include_used."""
@@ -71,7 +71,7 @@ class ChallengeStore(StoreBase):
         """Delete expired challenges (used or not) of every profile; returns how many."""
         stmt = delete(Challenge).where(Challenge.expires_at <= _utc(now))
         with self._writing() as s:
-            return s.execute(stmt, execution_options=_NO_SYNC).rowcount
+            return _rowcount(s, stmt)
 
     # -------------------------------------------------------------- rate limiting
 
@@ -89,7 +89,7 @@ class ChallengeStore(StoreBase):
         """Forget failures older than `before`; returns how many."""
         with self._writing() as s:
             stmt = delete(Failure).where(Failure.at < _utc(before))
-            return s.execute(stmt, execution_options=_NO_SYNC).rowcount
+            return _rowcount(s, stmt)
 
     # -------------------------------------------------------------- KEM proof of possession
 
@@ -138,12 +138,12 @@ class ChallengeStore(StoreBase):
         where = (KemChallenge.profile == profile, KemChallenge.transaction_id == transaction_id)
         with self._writing() as s:
             taken = (
-                s.execute(
+                _rowcount(
+                    s,
                     update(KemChallenge)
                     .where(*where, KemChallenge.spent_at.is_(None), KemChallenge.expires_at > now)
                     .values(spent_at=now),
-                    execution_options=_NO_SYNC,
-                ).rowcount
+                )
                 == 1
             )
             row = s.scalars(select(KemChallenge).where(*where)).one_or_none()

@@ -42,6 +42,7 @@ from .sql import (
     _TX,
     _CertRow,
     _is_unique_violation,
+    _rowcount,
     _serial_hex,
     _settle_statement,
     _table,
@@ -128,9 +129,9 @@ class Store(ChallengeStore):
             .values(status="revoked", revoked_at=_utc(now), revocation_reason=reason)
         )
         with self._writing() as s:
-            return s.execute(stmt, execution_options=_NO_SYNC).rowcount == 1
+            return _rowcount(s, stmt) == 1
 
-    def revoked_certificates(self, profile: str) -> list[tuple[int, datetime, str]]:
+    def revoked_certificates(self, profile: str) -> list[tuple[int, datetime, str | None]]:
         """(serial, revoked_at, reason) of every revoked certificate, for building a CRL."""
         q = (
             select(Certificate.serial, Certificate.revoked_at, Certificate.revocation_reason)
@@ -138,7 +139,8 @@ class Store(ChallengeStore):
             .order_by(Certificate.serial)
         )
         with self._reading() as s:
-            return [(int(serial, 16), at, reason) for serial, at, reason in s.execute(q)]
+            # revoked_at is set whenever status is "revoked" (revoke_certificate writes both).
+            return [(int(serial, 16), at, reason) for serial, at, reason in s.execute(q) if at is not None]
 
     # -------------------------------------------------------------- CRLs
 
@@ -223,7 +225,7 @@ class Store(ChallengeStore):
             Transaction.state.in_(sorted(state.value for state in sources_of(event))),
         )
         with self._writing() as s:
-            return s.execute(stmt.values(values), execution_options=_NO_SYNC).rowcount == 1
+            return _rowcount(s, stmt.values(values)) == 1
 
     def approve(self, profile: str, transaction_id: str, now: datetime) -> bool:
         """An operator approves a request held for approval."""

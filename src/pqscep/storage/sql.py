@@ -8,8 +8,9 @@ from collections import namedtuple
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, literal_column, select
+from sqlalchemy import Table, UniqueConstraint, bindparam, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from ..ca.transactions import TxState
@@ -44,9 +45,16 @@ def _is_unique_violation(exc: Exception, table: Table, constraint: str) -> bool:
     if diag is not None:  # psycopg reports the constraint by name
         return bool(diag.constraint_name == constraint)
     # sqlite3 only reports columns: "UNIQUE constraint failed: t.a, t.b"
-    (uq,) = (c for c in table.constraints if c.name == constraint)
+    (uq,) = (c for c in table.constraints if isinstance(c, UniqueConstraint) and c.name == constraint)
     columns = ", ".join(f"{table.name}.{col.name}" for col in uq.columns)
     return str(orig) == f"UNIQUE constraint failed: {columns}"
+
+
+def _rowcount(session: Session, statement: Any) -> int:
+    """Rows an UPDATE or DELETE changed. Session.execute is typed as returning Result, which
+    has no rowcount; for DML it is a CursorResult, which does."""
+    result: CursorResult[Any] = session.execute(statement, execution_options=_NO_SYNC)  # type: ignore[assignment]
+    return result.rowcount
 
 
 def _table(model: type[Base]) -> Table:
@@ -63,9 +71,9 @@ def _upsert(session: Session, model: type[Base]) -> Any:
 # Built once: constructing a statement costs more than running it on SQLite, and these run on
 # every PKIOperation. Values are bound per call.
 
-_TX = Transaction.__table__
-_CERT = Certificate.__table__
-_FAILURE = Failure.__table__
+_TX = _table(Transaction)
+_CERT = _table(Certificate)
+_FAILURE = _table(Failure)
 _GET_TRANSACTION = select(_TX).where(
     _TX.c.profile == bindparam("profile"), _TX.c.transaction_id == bindparam("transaction_id")
 )

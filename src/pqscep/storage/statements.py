@@ -37,7 +37,9 @@ class Prepared:
 
     def __init__(self, statement: ClauseElement, engine: Engine, *, column_keys: Sequence[str] | None = None):
         dialect = engine.dialect
-        compiled = statement.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None)
+        # SQLCompiler (what a dialect compiles a statement with) has positiontup and binds; the
+        # return type cryptography-style stubs give, Compiled, does not name them.
+        compiled: Any = statement.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None)
         self.sql: str = compiled.string
         self.positional = compiled.positiontup is not None
         names = list(compiled.positiontup) if self.positional else list(compiled.binds)
@@ -142,6 +144,7 @@ class HotPath:
         try:
             return self._first(stmt, values)  # once more, on a new connection
         except ConnectionLost as lost:
+            assert lost.__cause__ is not None  # HotPath always chains the driver's error
             raise lost.__cause__ from None  # the driver's error: the database is unreachable
 
     def _first(self, stmt: Prepared, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -151,7 +154,7 @@ class HotPath:
             if not self.sqlite:
                 # Inside the try: on a connection the driver already knows is closed, this
                 # raises, and _lost must see it (else the thread would keep the dead one).
-                conn.driver_connection.autocommit = True  # type: ignore[union-attr]
+                conn.driver_connection.autocommit = True
             cur = conn.cursor()
             cur.execute(stmt.sql, stmt.parameters(values))
             raw = cur.fetchone()
@@ -162,7 +165,7 @@ class HotPath:
             raise
         finally:
             if not self.sqlite and conn.is_valid:
-                conn.driver_connection.autocommit = False  # type: ignore[union-attr]
+                conn.driver_connection.autocommit = False
         return stmt.row(raw)
 
     def write(self, body: Callable[[Callable[[Prepared, Mapping[str, Any]], int]], Any]) -> Any:
@@ -177,6 +180,7 @@ class HotPath:
         try:
             return self._write(body)  # once more, on a new connection
         except ConnectionLost as lost:
+            assert lost.__cause__ is not None  # HotPath always chains the driver's error
             raise lost.__cause__ from None  # the driver's error: the database is unreachable
 
     def _write(self, body):

@@ -270,14 +270,14 @@ class _Writer:
             skip = 1 if tag == 0x03 else 0
             self._line(pos, depth, start, stop, tag, "encapsulates:" if skip == 0 else "encapsulates (0 unused bits):",
                        label)
-            inner = content[skip:]
+            encapsulated = content[skip:]
             try:
-                _t, _s, end = ber.read_tlv(inner)
-                ok = end == len(inner)
+                _t, _s, end = ber.read_tlv(encapsulated)
+                ok = end == len(encapsulated)
             except ber.BerError:
                 ok = False
             if ok:
-                sub = _Writer(inner)
+                sub = _Writer(encapsulated)
                 sub.walk(0, depth + 1, typ[1], "")
                 offset = start + skip
                 for line in sub.lines:  # offsets of the inner DER are shown relative to the outer
@@ -286,7 +286,7 @@ class _Writer:
                         line = f"{int(num) + offset:5d}:{rest}"
                     self.lines.append(line)
             else:
-                self.lines.extend(_hex_lines(inner, " " * 8))
+                self.lines.extend(_hex_lines(encapsulated, " " * 8))
             return None
         if kind in ("seq", "setof", "seqof"):
             self._line(pos, depth, start, stop, tag, "", label)

@@ -94,7 +94,8 @@ class Vectors:
         )
         self.profile = Profile(self.settings, self.authority, self.responder, ra_certificates=[self.recipient_cert])
         # GetCACaps and GetCACert touch no store: the service answers them from the profile.
-        self.service = ScepService({"pq": self.profile}, store=None, clock=lambda: mat.REQUEST_TIME)
+        self.service = ScepService({"pq": self.profile}, store=None,  # type: ignore[arg-type]
+                                   clock=lambda: mat.REQUEST_TIME)
 
     # --- certificates and requests -------------------------------------------------------
 
@@ -176,9 +177,11 @@ class Vectors:
         algorithm = cms.parse_algorithm(eci.content_encryption_algorithm)
         ciphertext = cms.decode_der(bytes, b"\x04" + cms.tlv_bytes(eci.encrypted_content)[1:])
         if auth:
+            assert algorithm.parameters is not None
             nonce = cms.decode_der(cms.GcmParameters, algorithm.parameters).nonce
             assert GCM.decrypt_gcm(cek, nonce, ciphertext, body.mac, None) == plaintext
         else:
+            assert algorithm.parameters is not None
             nonce = cms.decode_der(bytes, algorithm.parameters)
             assert CBC.decrypt_cbc(cek, nonce, ciphertext) == plaintext
         kdf_path = self.out.der(flow, f"{what}-kdf-input", kdf_input, "CMSORIforKEMOtherInfo",
@@ -247,6 +250,7 @@ class Vectors:
         if status == "PENDING":
             return self.responder.pending(request, now=now, random_bytes=ca_random, attributes=list(attributes)), request
         originator = self.reply_originator(request, f"{flow}/{what}", log)  # a fresh m for every reply
+        assert cert is not None, "a SUCCESS reply needs the certificate"
         return self.responder.success(request, certificates=[cert], originator=originator, now=now,
                                       random_bytes=ca_random), request
 

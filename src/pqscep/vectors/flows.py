@@ -21,7 +21,7 @@ from ..csr.pkcs10 import build_kem_csr
 from ..protocol import client as proto
 from ..protocol import kempop
 from ..protocol.messages import MessageType, response_key_attribute
-from ..protocol.requests import Csr, SignedRequest
+from ..protocol.requests import CertificationRequest, Csr, PkiRequest, SignedRequest
 from . import material as mat
 from .context import CBC, GCM, MINUTE, Vectors, certificate_der, check_certrep, spki_der, subject_name
 from .keys import Encapsulation, resign_csr
@@ -64,7 +64,7 @@ def pq_enrollment(v: Vectors) -> None:
                       envelope_text=f"pkcsPKIEnvelope of the PKCSReq ({kind}, KEMRecipientInfo); plaintext: the CSR",
                       message_text=f"PKCSReq pkiMessage ({kind}), SignedData by the ML-DSA-65 requester, "
                                    "with responseKey")
-        request = v.responder.receive(message)
+        request = _enrollment(v.responder.receive(message))
         if issued is None:
             issued = v.issue(request.csr.parsed, mat.REQUEST_TIME)
             out.der(flow, "issued-certificate", certificate_der(issued), "Certificate", "the certificate the CA issues")
@@ -72,13 +72,13 @@ def pq_enrollment(v: Vectors) -> None:
             out.der(flow, "CertRep-certs-only", inner, "ContentInfo",
                     "degenerate certs-only SignedData: the plaintext of each CertRep envelope")
         rlog: list[Encapsulation] = []
-        reply, request = v.reply(flow, f"CertRep-{tag}", message, mat.REQUEST_TIME + MINUTE, issued, rlog)
+        reply, answered = v.reply(flow, f"CertRep-{tag}", message, mat.REQUEST_TIME + MINUTE, issued, rlog)
         v.kem_message(flow, values, f"CertRep-{tag}", reply, rlog[-1], signed.build_certs_only([issued]),
                       "the responseKey",
                       envelope_text=f"pkcsPKIEnvelope of the CertRep ({kind}) to the responseKey "
                                     "(rid subjectKeyIdentifier)",
                       message_text=f"CertRep SUCCESS ({kind}), signed by the CA")
-        got = check_certrep(v, reply, request, [KemRecipient(v.m.kem["response-key"])])
+        got = check_certrep(v, reply, answered, [KemRecipient(v.m.kem["response-key"])])
         assert got == [issued]
     out.text(flow, "values.txt", values.render(), "intermediate values of every step", numbered=False)
 
@@ -103,8 +103,9 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
         out.der(flow, "signer-certificate", certificate_der(signer_cert), "Certificate",
                 "the requester's transient self-signed ML-DSA-65 signer certificate")
         password = mat.CHALLENGE_PASSWORD
-    csr = build_kem_csr(kem_key.public_key(), subject_name(cn), v.m.dsa[signer], signer_cert,
-                        challenge_password=password)
+    # v.m.dsa holds deterministic ML-DSA stand-ins (vectors/keys.py) with the same sign().
+    csr = build_kem_csr(kem_key.public_key(), subject_name(cn), v.m.dsa[signer],  # type: ignore[arg-type]
+                        signer_cert, challenge_password=password)
     out.der(flow, "csr", csr, "CertificationRequest",
             "PKCS #10 for the ML-KEM-768 key, signed by the signer's ML-DSA-65 key, with the RFC 9883 "
             "privateKeyPossessionStatement naming the signer certificate")
@@ -119,7 +120,7 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
                   envelope_text="pkcsPKIEnvelope of the PKCSReq (AuthEnvelopedData, KEMRecipientInfo); "
                                 "plaintext: the CSR",
                   message_text="PKCSReq pkiMessage, signed by the ML-DSA-65 signer")
-    request = v.responder.receive(message)
+    request = _enrollment(v.responder.receive(message))
     assert request.csr.kem_statement is not None
     now = mat.REQUEST_TIME + MINUTE
     final_request = message
@@ -158,6 +159,7 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
                       envelope_text="pkcsPKIEnvelope of the CertPoll; plaintext: IssuerAndSubject (in values.txt)",
                       message_text="CertPoll (GetCertInitial) with the kemPopProof")
         polled = v.responder.receive(poll)
+        assert polled.kem_pop_proof is not None
         kempop.verify_proof(challenge.shared_secret, polled.kem_pop_proof, transaction_id, csr)  # the CA's check
         final_request = poll
         now = now + MINUTE
@@ -177,6 +179,12 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
                   message_text="CertRep SUCCESS, encrypted to the new ML-KEM key")
     assert check_certrep(v, reply, answered, [KemRecipient(kem_key)]) == [issued]
     out.text(flow, "values.txt", values.render(), "intermediate values of every step", numbered=False)
+
+
+def _enrollment(request: PkiRequest) -> CertificationRequest:
+    """The PKCSReq a flow just built, as the responder parsed it."""
+    assert isinstance(request, CertificationRequest), type(request).__name__
+    return request
 
 
 def _success_for_poll(v: Vectors, flow: str, request: SignedRequest, csr: Csr, issued, now, log):
@@ -223,7 +231,7 @@ def password_recipient(v: Vectors) -> None:
                         envelope_text="pkcsPKIEnvelope of the PKCSReq: EnvelopedData, AES-256-CBC, "
                                       "PasswordRecipientInfo",
                         message_text="PKCSReq pkiMessage, SignedData by the ECDSA requester")
-    request = v.responder.receive(message)
+    request = _enrollment(v.responder.receive(message))
     assert request.envelope_kind == "pwri"
     now = mat.REQUEST_TIME + MINUTE
     issued = v.issue(request.csr.parsed, now)
@@ -249,13 +257,17 @@ def _pwri_values(v: Vectors, values: Values, what: str, envelope: bytes, plainte
     pwri = cms.decode_der(cms.PasswordRecipientInfo, cms.implicit_to_sequence(cms.tlv_bytes(ri)))
     params = cms.decode_der(cms.PBKDF2Params, cms.tlv_bytes(pwri.key_derivation_algorithm.parameters))
     kea = cms.parse_algorithm(pwri.key_encryption_algorithm)
+    assert kea.parameters is not None
     kek_cipher = cms.parse_algorithm(kea.parameters)
+    assert kek_cipher.parameters is not None
     kek_iv = cms.decode_der(bytes, kek_cipher.parameters)
     prf = PBKDF2_PRFS.by_oid(params.prf.algorithm)
     kek = PBKDF2HMAC(prf.hash_factory(), 32, params.salt, params.iteration_count).derive(mat.CHALLENGE_PASSWORD.encode())
     cek = pwri_kek_unwrap(CBC, kek, kek_iv, pwri.encrypted_key)
     eci = body.encrypted_content_info
-    iv = cms.decode_der(bytes, cms.parse_algorithm(eci.content_encryption_algorithm).parameters)
+    content_algorithm = cms.parse_algorithm(eci.content_encryption_algorithm)
+    assert content_algorithm.parameters is not None
+    iv = cms.decode_der(bytes, content_algorithm.parameters)
     ciphertext = cms.decode_der(bytes, b"\x04" + cms.tlv_bytes(eci.encrypted_content)[1:])
     assert CBC.decrypt_cbc(cek, iv, ciphertext) == plaintext
     values.section(f"{what}: PasswordRecipientInfo (RFC 3211, RFC 8018)")

@@ -52,7 +52,7 @@ __all__ = [
 
 # --- ML-DSA -----------------------------------------------------------------------------------
 
-_DSA_REAL = {
+_DSA_REAL: dict[str, type[mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey | mldsa.MLDSA87PrivateKey]] = {
     "ML-DSA-44": mldsa.MLDSA44PrivateKey,
     "ML-DSA-65": mldsa.MLDSA65PrivateKey,
     "ML-DSA-87": mldsa.MLDSA87PrivateKey,

@@ -54,8 +54,8 @@ def stream(name: str) -> DeterministicRandom:
     return DeterministicRandom(label(name))
 
 
-def utc(*args: int) -> datetime.datetime:
-    return datetime.datetime(*args, tzinfo=datetime.UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime.datetime:
+    return datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.UTC)
 
 
 # Times. Certificates are back-dated 5 minutes by the CA (ca.authority.CLOCK_SKEW), so the CA's

@@ -9,6 +9,8 @@ developer's `alembic` command line, give the database with `-x url=...`, e.g.
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 
 from pqscep.storage.models import Base
@@ -17,7 +19,7 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def _configure(**kwargs: object) -> None:
+def _configure(**kwargs: Any) -> None:
     context.configure(
         target_metadata=target_metadata,
         compare_type=True,
