@@ -38,9 +38,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from pqscep.ca.transactions import TxState
 from pqscep.service.setup import init_data_dir
 from pqscep.storage.db import SQLITE_BUSY_TIMEOUT_MS, open_store
-from pqscep.ca.transactions import TxState
 from pqscep.storage.records import IssuedCertificate
 from pqscep.storage.sql import _serial_hex
 
@@ -148,8 +148,12 @@ def main() -> None:
     for name, samples in timings.items():
         result[f"{name}_cpu_us_per_write"] = us([cpu for cpu, _ in samples])
         result[f"{name}_wall_us_per_write"] = us([wall for _, wall in samples])
-    result["pqscep_over_sqlite_cpu_us"] = round(result["pqscep_cpu_us_per_write"] - result["sqlite_cpu_us_per_write"], 1)
-    result["hotpath_over_sqlite_cpu_us"] = round(result["hotpath_cpu_us_per_write"] - result["sqlite_cpu_us_per_write"], 1)
+    result["pqscep_over_sqlite_cpu_us"] = round(
+        result["pqscep_cpu_us_per_write"] - result["sqlite_cpu_us_per_write"], 1
+    )
+    result["hotpath_over_sqlite_cpu_us"] = round(
+        result["hotpath_cpu_us_per_write"] - result["sqlite_cpu_us_per_write"], 1
+    )
     if args.json:
         print(json.dumps(result))
     else:

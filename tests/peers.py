@@ -11,6 +11,7 @@ Nothing here imports pqscep, so the helpers work whatever state the package is i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -104,16 +105,13 @@ def _run(cmd: list[str], *, cwd: Path, timeout: float, env: dict | None = None,
          stdout_path: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run a peer; raise PeerError with everything it said if it fails or times out."""
     full_env = dict(os.environ, **(env or {}))
-    out = open(stdout_path, "wb") if stdout_path else subprocess.PIPE
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
-                              stderr=subprocess.PIPE, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        raise PeerError(f"timed out after {timeout}s: {' '.join(map(str, cmd))}\n"
-                        f"--- stdout\n{_text(e.stdout)}\n--- stderr\n{_text(e.stderr)}") from None
-    finally:
-        if stdout_path:
-            out.close()
+    with open(stdout_path, "wb") if stdout_path else contextlib.nullcontext(subprocess.PIPE) as out:
+        try:
+            proc = subprocess.run(cmd, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=subprocess.PIPE, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise PeerError(f"timed out after {timeout}s: {' '.join(map(str, cmd))}\n"
+                            f"--- stdout\n{_text(e.stdout)}\n--- stderr\n{_text(e.stderr)}") from None
     if check and proc.returncode != 0:
         raise PeerError(f"exit code {proc.returncode}: {' '.join(map(str, cmd))}\n"
                         f"--- stdout\n{_text(proc.stdout)}\n--- stderr\n{_text(proc.stderr)}")

@@ -41,12 +41,13 @@ class Device:
             self.key = generate_key(self.key_type)
         subject = x509.Name.from_rfc4514_string(f"CN={self.cn}")
         if self.cert is None:
-            self.cert = scep.self_signed_certificate(self.key, subject, now=now(), serial=int.from_bytes(os.urandom(8), "big") | 1)
+            self.cert = scep.self_signed_certificate(self.key, subject, now=now(),
+                                                     serial=int.from_bytes(os.urandom(8), "big") | 1)
 
 
 class Requester:
-    def __init__(self, url: str, *, cipher: str = "aes256-cbc", digest: str = "sha256", client: httpx.Client | None = None,
-                 response_key: bool | None = None, password: str | None = None):
+    def __init__(self, url: str, *, cipher: str = "aes256-cbc", digest: str = "sha256",
+                 client: httpx.Client | None = None, response_key: bool | None = None, password: str | None = None):
         """`response_key`: send a fresh ML-KEM responseKey and encrypt to the CA's ML-KEM
         recipient (post-quantum SCEP); None = when the CA has an ML-KEM recipient. `password`:
         encrypt to the challenge password instead (PasswordRecipientInfo, RFC 8894 3.1)."""

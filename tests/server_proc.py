@@ -53,13 +53,13 @@ class ServerProcess:
         return self.base + path
 
     def start(self, timeout: float = 60) -> ServerProcess:
-        log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [*PQSCEP, "serve", "--data", str(self.data_dir), "--port", str(self.port),
-             "--workers", str(self.workers)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **self.env},
-        )
+        with open(self.log_path, "wb") as log:  # the server writes to its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [*PQSCEP, "serve", "--data", str(self.data_dir), "--port", str(self.port),
+                 "--workers", str(self.workers)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env},
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -40,7 +40,9 @@ def _pqscep_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-c", "from pqscep.cli.main import main; main()"]
 
 
-def cli(*args, env: dict | None = None, timeout: float = 180, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+def cli(
+    *args, env: dict | None = None, timeout: float = 180, stdin: bytes | None = None
+) -> subprocess.CompletedProcess:
     """Run `pqscep ARGS`; never raises on a non-zero exit (tests check the code)."""
     full_env = dict(os.environ, COLUMNS="200", **(env or {}))
     full_env.pop("PQSCEP_CHALLENGE", None)
@@ -477,7 +479,9 @@ class _MiniCA:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(self.key, hashes.SHA256())
         )
-        self.responder = Responder(ResponderKeys(self.cert, self.key, [enveloped.KeyTransRecipient(self.cert, self.key)]))
+        self.responder = Responder(
+            ResponderKeys(self.cert, self.key, [enveloped.KeyTransRecipient(self.cert, self.key)])
+        )
         self.pending_rounds = pending_rounds
         self.fail_text = fail_text
         self.caps = caps.encode()
@@ -544,7 +548,8 @@ def mini_ca():
                 if op == "GetCACaps":
                     return self._reply(200, "text/plain", ca.caps)
                 if op == "GetCACert":
-                    return self._reply(200, "application/x-x509-ca-cert", ca.cert.public_bytes(serialization.Encoding.DER))
+                    return self._reply(200, "application/x-x509-ca-cert",
+                                       ca.cert.public_bytes(serialization.Encoding.DER))
                 if op == "PKIOperation":
                     ca.methods.append(self.command)
                     return self._reply(200, "application/x-pki-message", ca.handle(body))
@@ -702,9 +707,11 @@ def test_keepalive_sender_reuses_its_connection_and_keeps_the_transport_rules(ke
         # fails on the dead connection and is sent once more on a new one.
         for _ in range(3):
             assert sender.pki_operation(base + "/drop", b"abc", True) == b"cba"
-    with KeepAliveSender(base + "/huge", timeout=5, max_reply=1024 * 1024) as sender:
-        with pytest.raises(TransportError, match="over the 1048576-byte limit"):
-            sender.pki_operation(base + "/huge", b"x", True)
+    with (
+        KeepAliveSender(base + "/huge", timeout=5, max_reply=1024 * 1024) as sender,
+        pytest.raises(TransportError, match="over the 1048576-byte limit"),
+    ):
+        sender.pki_operation(base + "/huge", b"x", True)
     with KeepAliveSender(base + "/error", timeout=5) as sender:
         with pytest.raises(TransportError) as info:
             sender.pki_operation(base + "/error", b"x", True)
@@ -714,9 +721,11 @@ def test_keepalive_sender_reuses_its_connection_and_keeps_the_transport_rules(ke
         sender.pki_operation(base + "/empty", b"x", True)
     with pytest.raises(TransportError, match="is not http"):
         KeepAliveSender("ftp://127.0.0.1/scep")
-    with KeepAliveSender("http://127.0.0.1:9/scep", timeout=2) as sender:  # nothing listens on port 9
-        with pytest.raises(TransportError, match="PKIOperation to http://127.0.0.1:9/scep: "):
-            sender.pki_operation("http://127.0.0.1:9/scep", b"x", True)
+    with (
+        KeepAliveSender("http://127.0.0.1:9/scep", timeout=2) as sender,  # nothing listens on port 9
+        pytest.raises(TransportError, match="PKIOperation to http://127.0.0.1:9/scep: "),
+    ):
+        sender.pki_operation("http://127.0.0.1:9/scep", b"x", True)
 
 
 @pytest.mark.parametrize("timed", ["round-trip", "enrollment"])

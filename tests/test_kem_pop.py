@@ -765,7 +765,8 @@ def _load(tmp_path, profile_lines: str):
     from pqscep.service.config import load_config
 
     (tmp_path / "pqscep.toml").write_text(
-        f'[server]\ndefault_profile = "p"\nca_passphrase_file = ""\n[profiles.p]\nca_key_type = "ml-dsa-65"\n{profile_lines}\n')
+        f'[server]\ndefault_profile = "p"\nca_passphrase_file = ""\n'
+        f'[profiles.p]\nca_key_type = "ml-dsa-65"\n{profile_lines}\n')
     return load_config(tmp_path).profiles["p"]
 
 

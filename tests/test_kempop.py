@@ -271,7 +271,9 @@ def test_proof_for_another_challenge_is_bad_message_check(kem_keys, flows, csrs)
     assert err.fail_info == FailInfo.BAD_MESSAGE_CHECK
 
 
-@pytest.mark.parametrize("oid", [oids.HMAC_WITH_SHA1, oids.HMAC_WITH_SHA512, oids.SHA256, x509.ObjectIdentifier("1.2.3.4")])
+@pytest.mark.parametrize(
+    "oid", [oids.HMAC_WITH_SHA1, oids.HMAC_WITH_SHA512, oids.SHA256, x509.ObjectIdentifier("1.2.3.4")]
+)
 def test_unknown_mac_algorithm_is_bad_alg(oid, flows, csrs):
     challenge, _, proof = flows["ml-kem-768"]
     mac = cms.decode_der(cms.KemPopProof, proof).mac
@@ -350,7 +352,9 @@ def test_ciphertext_of_the_other_kem_size_is_bad_request(flows):
     assert err.fail_info == FailInfo.BAD_REQUEST
 
 
-@pytest.mark.parametrize("oid", [oids.ML_KEM_512, oids.ML_DSA_65, oids.RSA_ENCRYPTION, x509.ObjectIdentifier("1.2.3.4")])
+@pytest.mark.parametrize(
+    "oid", [oids.ML_KEM_512, oids.ML_DSA_65, oids.RSA_ENCRYPTION, x509.ObjectIdentifier("1.2.3.4")]
+)
 def test_wrong_kem_oid_is_bad_alg(oid, flows):
     err = _pop_error(kempop.read_challenge, _challenge(oid, flows["ml-kem-768"][0].ciphertext))
     assert err.fail_info == FailInfo.BAD_ALG
@@ -583,8 +587,8 @@ def test_csr_signature_algorithm_must_name_a_signature(csrs, signers):
     """rsaEncryption / ecPublicKey are fine in a CMS SignerInfo, not as a CSR signatureAlgorithm."""
     view = pkcs10.parse_csr(csrs["ml-kem-768"])
     _, cert = signers["ec"]
-    for oid, params in ((oids.EC_PUBLIC_KEY, None), (oids.MD5_WITH_RSA, cms.NULL), (x509.ObjectIdentifier("1.2.3"), None),
-                        (oids.ECDSA_WITH_SHA256, cms.NULL)):
+    for oid, params in ((oids.EC_PUBLIC_KEY, None), (oids.MD5_WITH_RSA, cms.NULL),
+                        (x509.ObjectIdentifier("1.2.3"), None), (oids.ECDSA_WITH_SHA256, cms.NULL)):
         der = cms.encode(cms.CertificationRequest(
             certification_request_info=cms.as_tlv(view.info_der),
             signature_algorithm=cms.algorithm_tlv(oid, params),

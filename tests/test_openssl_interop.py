@@ -336,7 +336,9 @@ def test_openssl_opens_project_kem_envelopes(pq, openssl, tmp_path, name, option
                                    subject_key_identifier=signed.subject_key_identifier(pq.recipient_cert), **options)
     else:
         originator = KemOriginator(None, certificate=pq.recipient_cert, **options)
-    (tmp_path / "env.der").write_bytes(enveloped.seal_envelope(content, originator, CIPHERS.by_name(cipher), os.urandom))
+    (tmp_path / "env.der").write_bytes(
+        enveloped.seal_envelope(content, originator, CIPHERS.by_name(cipher), os.urandom)
+    )
     proc = openssl.run("cms", "-decrypt", "-binary", "-inform", "DER", "-in", tmp_path / "env.der",
                        "-inkey", pq.recipient_key_pem, "-recip", pq.recipient_pem)
     assert proc.stdout == content

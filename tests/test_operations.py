@@ -31,7 +31,8 @@ def test_init_keeps_keys_encrypted_and_private(tmp_path):
         serialization.load_pem_private_key(pem, password=None)
     passphrase = (data / "secrets" / "ca-passphrase").read_bytes().strip()
     serialization.load_pem_private_key(pem, password=passphrase)
-    for path in (key_file, data / "secrets" / "ca-passphrase", data / "secrets" / "challenge-default", data / "pqscep.db"):
+    for path in (key_file, data / "secrets" / "ca-passphrase", data / "secrets" / "challenge-default",
+                 data / "pqscep.db"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert b"init-secret" not in (data / "pqscep.toml").read_bytes()
     # init refuses to overwrite an existing data directory.

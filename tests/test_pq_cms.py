@@ -132,7 +132,8 @@ def test_kemri_round_trip(recipients, kem_name, kdf, wrap, ukm, rid, cipher):
         assert opened.content == content and opened.recipient_kind == "kemri"
         assert opened.authenticated == cipher.endswith("gcm")
     if rid == "ski":
-        assert enveloped.open_envelope(data, [kem.KemRecipient(key, subject_key_identifier=_ski(cert))]).content == content
+        recipient = kem.KemRecipient(key, subject_key_identifier=_ski(cert))
+        assert enveloped.open_envelope(data, [recipient]).content == content
 
 
 KEMS_OID = {"ml-kem-768": oids.ML_KEM_768, "ml-kem-1024": oids.ML_KEM_1024}
@@ -184,7 +185,8 @@ def test_response_key_spki_round_trip(recipients):
 def test_kemri_next_to_a_ktri(recipients):
     """open_envelope dispatches each RecipientInfo by its tag: an RSA recipient ignores the ori."""
     key, cert = recipients["ml-kem-768"]
-    data = enveloped.seal_envelope(b"both", kem.KemOriginator(None, certificate=cert), CIPHERS.by_name("aes128-cbc"), os.urandom)
+    data = enveloped.seal_envelope(b"both", kem.KemOriginator(None, certificate=cert), CIPHERS.by_name("aes128-cbc"),
+                                   os.urandom)
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     opened = enveloped.open_envelope(data, [enveloped.KeyTransRecipient(None, rsa_key), kem.KemRecipient(key, cert)])
     assert opened.content == b"both"
@@ -296,12 +298,14 @@ def test_ukm_altered_changes_the_kek(recipients):
 
 def test_rid_naming_no_key(recipients):
     key, cert = recipients["ml-kem-768"]
-    for rid in (b"\x00" * 20, cms.IssuerAndSerialNumber(issuer=cms.as_tlv(cert.issuer.public_bytes()), serial_number=cert.serial_number + 1)):
+    for rid in (b"\x00" * 20, cms.IssuerAndSerialNumber(issuer=cms.as_tlv(cert.issuer.public_bytes()),
+                                                       serial_number=cert.serial_number + 1)):
         error = _open_error(recipients, rid=rid)
         assert _flags(error) == (True, False, False)
     # a recipient with no identifier still ignores KEMRIs of another KEM
     other_key, other_cert = recipients["ml-kem-1024"]
-    data = enveloped.seal_envelope(b"x", kem.KemOriginator(None, certificate=other_cert), CIPHERS.by_name("aes256-cbc"), os.urandom)
+    data = enveloped.seal_envelope(b"x", kem.KemOriginator(None, certificate=other_cert), CIPHERS.by_name("aes256-cbc"),
+                                   os.urandom)
     with pytest.raises(EnvelopeError) as err:
         enveloped.open_envelope(data, [kem.KemRecipient(key)])
     assert err.value.no_recipient
@@ -313,7 +317,8 @@ def test_rid_naming_no_key(recipients):
 
 def test_tampered_gcm_tag(recipients):
     key, cert = recipients["ml-kem-1024"]
-    data = enveloped.seal_envelope(b"secret", kem.KemOriginator(None, certificate=cert), CIPHERS.by_name("aes256-gcm"), os.urandom)
+    data = enveloped.seal_envelope(b"secret", kem.KemOriginator(None, certificate=cert), CIPHERS.by_name("aes256-gcm"),
+                                   os.urandom)
     content_info = cms.decode(cms.ContentInfo, data)
     body = cms.decode_der(cms.AuthEnvelopedData, cms.tlv_bytes(content_info.content))
     body = _replace(body, mac=bytes([body.mac[0] ^ 0x80]) + body.mac[1:])
@@ -331,7 +336,9 @@ def _auth_enveloped_with_attrs(cert, attrs: list[cms.Attribute], aad_attrs: list
     sealed = AESGCM(cek).encrypt(nonce, b"authenticated", aad)
     eci = cms.EncryptedContentInfo(
         content_type=oids.DATA,
-        content_encryption_algorithm=cms.algorithm_tlv(oids.AES256_GCM, cms.encode(cms.GcmParameters(nonce=nonce, icv_len=16))),
+        content_encryption_algorithm=cms.algorithm_tlv(
+            oids.AES256_GCM, cms.encode(cms.GcmParameters(nonce=nonce, icv_len=16))
+        ),
         encrypted_content=cms.as_tlv(ber.encode_tlv(0x80, sealed[:-16])),
     )
     body = cms.AuthEnvelopedData(version=0, originator_info=None, recipient_infos=SetOf([cms.as_tlv(info)]),
@@ -342,7 +349,8 @@ def _auth_enveloped_with_attrs(cert, attrs: list[cms.Attribute], aad_attrs: list
 
 def test_auth_attrs_are_authenticated(recipients):
     key, cert = recipients["ml-kem-768"]
-    attrs = [attribute(oids.CONTENT_TYPE, cms.encode(oids.DATA)), attribute(oids.SCEP_TRANSACTION_ID, cms.encode(b"1234"))]
+    attrs = [attribute(oids.CONTENT_TYPE, cms.encode(oids.DATA)),
+             attribute(oids.SCEP_TRANSACTION_ID, cms.encode(b"1234"))]
     good = _auth_enveloped_with_attrs(cert, attrs, attrs)
     assert enveloped.open_envelope(good, [kem.KemRecipient(key, cert)]).content == b"authenticated"
     tampered = [attrs[0], attribute(oids.SCEP_TRANSACTION_ID, cms.encode(b"1235"))]
@@ -383,7 +391,8 @@ def test_kemri_decodes_with_pyasn1_rfc9629(recipients):
     assert str(kemri["wrap"]["algorithm"]) == oids.AES192_WRAP.dotted_string
     assert len(bytes(kemri["encryptedKey"])) == 40
     # re-encoding with pyasn1 gives our bytes back (we wrote DER)
-    assert der_encoder.encode(kemri) == cms.tlv_bytes(cms.decode_der(cms.OtherRecipientInfo, cms.implicit_to_sequence(_recipient_info(data))).ori_value)
+    our_ori = cms.decode_der(cms.OtherRecipientInfo, cms.implicit_to_sequence(_recipient_info(data)))
+    assert der_encoder.encode(kemri) == cms.tlv_bytes(our_ori.ori_value)
 
     # the KDF's info as pyasn1 encodes CMSORIforKEMOtherInfo
     other = rfc9629.CMSORIforKEMOtherInfo()
@@ -393,7 +402,8 @@ def test_kemri_decodes_with_pyasn1_rfc9629(recipients):
     info, _ = kem.derive_kek(b"s" * 32, "hkdf-sha512", "aes192-wrap", 24, ukm)
     assert der_encoder.encode(other) == info
     # and the recipient opens what the oracle decoded
-    assert enveloped.open_envelope(data, [kem.KemRecipient(key, subject_key_identifier=_ski(cert))]).content == b"oracle"
+    recipient = kem.KemRecipient(key, subject_key_identifier=_ski(cert))
+    assert enveloped.open_envelope(data, [recipient]).content == b"oracle"
 
 
 def test_pwri_decodes_with_pyasn1():
@@ -440,7 +450,9 @@ def test_pwri_round_trip(wrap, kek_cipher, prf, cipher):
     assert _flags(err.value) == (False, False, True)
 
 
-def _pwri_envelope(iterations: int, *, prf=None, key_length=None, kea=None, cek=None, kek_override=None) -> tuple[bytes, bytes]:
+def _pwri_envelope(
+    iterations: int, *, prf=None, key_length=None, kea=None, cek=None, kek_override=None
+) -> tuple[bytes, bytes]:
     """A hand-made PWRI EnvelopedData (RFC 3211 wrap with AES-128-CBC), for what the originator
     will not write: other iteration counts, an absent prf (SHA-1), keyLength."""
     cek = cek or os.urandom(16)
@@ -452,8 +464,11 @@ def _pwri_envelope(iterations: int, *, prf=None, key_length=None, kea=None, cek=
                               prf=cms.HashAlgorithm(algorithm=prf, parameters=None) if prf else None)
     info = cms.PasswordRecipientInfo(
         version=0,
-        key_derivation_algorithm=cms.AlgorithmWithParameters(algorithm=oids.PBKDF2, parameters=cms.as_tlv(cms.encode(params))),
-        key_encryption_algorithm=kea or cms.algorithm_tlv(oids.PWRI_KEK, cms.encode_algorithm(oids.AES128_CBC, cms.encode(iv))),
+        key_derivation_algorithm=cms.AlgorithmWithParameters(
+            algorithm=oids.PBKDF2, parameters=cms.as_tlv(cms.encode(params))
+        ),
+        key_encryption_algorithm=kea
+        or cms.algorithm_tlv(oids.PWRI_KEK, cms.encode_algorithm(oids.AES128_CBC, cms.encode(iv))),
         encrypted_key=wrapped,
     )
     enc = Cipher(algorithms.AES(cek), modes.CBC(content_iv)).encryptor()
@@ -528,7 +543,8 @@ def test_pwri_interoperates_with_openssl(tmp_path):
     assert out.stdout == b"to openssl"
     (tmp_path / "msg").write_bytes(b"from openssl")
     out = subprocess.run(["openssl", "cms", "-encrypt", "-in", str(tmp_path / "msg"), "-pwri_password", "secret",
-                          "-aes256", "-outform", "DER", "-out", str(tmp_path / "theirs.der")], capture_output=True, timeout=60)
+                          "-aes256", "-outform", "DER", "-out", str(tmp_path / "theirs.der")],
+                         capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr
     opened = enveloped.open_envelope((tmp_path / "theirs.der").read_bytes(), [password.PasswordRecipient(b"secret")])
     assert opened.content == b"from openssl"
@@ -578,7 +594,9 @@ def test_pq_key_forms_built_here():
     assert key.private_bytes_raw() == seed
     assert pkcs8.load_pq_private_key(_pkcs8(oids.ML_KEM_768, ber.encode_tlv(0x80, seed))).private_bytes_raw() == seed
     # what cryptography writes (seed form) loads back through the same path
-    native = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    native = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     assert pkcs8.load_any_private_key(native).private_bytes_raw() == seed
     # damaged forms
     cases = {
@@ -637,7 +655,11 @@ def test_load_any_private_key_encrypted_both_form():
     der = _pkcs8(oids.ML_KEM_1024, ber.encode_tlv(0x30, ber.encode_tlv(0x04, seed) + ber.encode_tlv(0x04, dk)))
     encrypted = _encrypt_pkcs8(der, b"passphrase")
     assert pkcs8.load_any_private_key(encrypted, b"passphrase").private_bytes_raw() == seed
-    pem = b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n" + __import__("base64").encodebytes(encrypted) + b"-----END ENCRYPTED PRIVATE KEY-----\n"
+    pem = (
+        b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n"
+        + __import__("base64").encodebytes(encrypted)
+        + b"-----END ENCRYPTED PRIVATE KEY-----\n"
+    )
     assert pkcs8.load_any_private_key(pem, b"passphrase").private_bytes_raw() == seed
     with pytest.raises(ValueError):
         pkcs8.load_any_private_key(encrypted, b"wrong passphrase")

@@ -170,7 +170,7 @@ def test_two_server_processes_share_one_postgresql(postgres_url, tmp_path):
             # Many challenges raced from both servers at once: each is used exactly once.
             challenges = one_time_challenges(a, count=6)
 
-            def spend(args):
+            def spend(args, scep_a=scep_a, scep_b=scep_b):  # bound now: called only inside this iteration
                 index, challenge = args
                 requester = scep_a if index % 2 else scep_b
                 return requester.enroll(Device(f"race-{index}"), challenge).status
@@ -184,7 +184,7 @@ def test_two_server_processes_share_one_postgresql(postgres_url, tmp_path):
             racer.csr = scep_client.scep.build_csr(racer.key, x509.Name.from_rfc4514_string("CN=same-tx"),
                                                    challenge="secret")
             with concurrent.futures.ThreadPoolExecutor(2) as pool:
-                results = list(pool.map(lambda r: r.enroll(racer, "secret"), [scep_a, scep_b]))
+                results = list(pool.map(lambda r, racer=racer: r.enroll(racer, "secret"), [scep_a, scep_b]))
             serials = {r.certificates[0].serial_number for r in results if r.status == PkiStatus.SUCCESS}
             assert len(serials) == 1 and all(r.status == PkiStatus.SUCCESS for r in results)
         listing = pqscep("admin", "certs", "list", "--data", data, "--limit", "1000").stdout.decode()
@@ -205,7 +205,7 @@ def test_database_out_of_reach_is_503_then_service_resumes(postgres_url, tmp_pat
         url = make_url(database)
         away = url.database + "_away"
 
-        def admin(sql: str) -> None:
+        def admin(sql: str, url=url, away=away) -> None:  # bound now: called only inside this iteration
             with psycopg.connect(host=url.host, port=url.port, user=url.username, password=url.password,
                                  dbname=make_url(postgres_url).database, autocommit=True) as conn:
                 # A database with connections cannot be renamed: drop the server's first.

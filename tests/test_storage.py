@@ -20,6 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, text
 from sqlalchemy.exc import IntegrityError
 
+from pqscep.ca.transactions import Event, TransitionError, TxState
 from pqscep.storage import (
     DuplicateChallenge,
     DuplicateCrlNumber,
@@ -27,7 +28,6 @@ from pqscep.storage import (
     Store,
     open_store,
 )
-from pqscep.ca.transactions import Event, TransitionError, TxState
 from pqscep.storage.db import alembic_config
 from pqscep.storage.models import Base
 
@@ -141,7 +141,9 @@ def test_migration_0002_maps_the_old_states(db_url: str) -> None:
             assert _rows(conn, "SELECT transaction_id, state FROM scep_transactions ORDER BY transaction_id") == [
                 ("t1", "awaiting_approval"), ("t2", "awaiting_kem_proof"), ("t3", "approved"),
                 ("t4", "awaiting_kem_proof"), ("t5", "issued"), ("t6", "rejected"), ("t7", "rejected")]
-            assert _rows(conn, "SELECT transaction_id FROM kem_challenges ORDER BY transaction_id") == [("t2",), ("t4",)]
+            assert _rows(conn, "SELECT transaction_id FROM kem_challenges ORDER BY transaction_id") == [
+                ("t2",), ("t4",)
+            ]
         with pytest.raises(IntegrityError), engine.begin() as conn:
             conn.execute(text("UPDATE scep_transactions SET state = 'pending' WHERE transaction_id = 't1'"))
         with open_store(db_url) as store:  # the store reads every migrated row
@@ -156,7 +158,9 @@ def test_migration_0002_maps_the_old_states(db_url: str) -> None:
         with engine.connect() as conn:
             assert _rows(conn, "SELECT state FROM scep_transactions ORDER BY transaction_id") == [
                 ("pending",), ("pending",), ("approved",), ("pending",), ("issued",), ("rejected",), ("rejected",)]
-            assert _rows(conn, "SELECT transaction_id FROM kem_challenges ORDER BY transaction_id") == [("t2",), ("t4",)]
+            assert _rows(conn, "SELECT transaction_id FROM kem_challenges ORDER BY transaction_id") == [
+                ("t2",), ("t4",)
+            ]
     finally:
         engine.dispose()
 
@@ -496,7 +500,8 @@ def test_settle_is_conditional_on_state_and_key(store):
     assert _settle(store, "t1", expect=None, state=TxState.AWAITING_APPROVAL)
     assert not _settle(store, "t1", expect=TxState.APPROVED, state=TxState.ISSUED, certificate=_issued(9))
     assert store.approve("p", "t1", NOW)
-    assert not _settle(store, "t1", expect=TxState.APPROVED, state=TxState.ISSUED, certificate=_issued(9), fingerprint=b"g" * 32)
+    assert not _settle(store, "t1", expect=TxState.APPROVED, state=TxState.ISSUED, certificate=_issued(9),
+                       fingerprint=b"g" * 32)
     assert _settle(store, "t1", expect=TxState.APPROVED, state=TxState.ISSUED, certificate=_issued(9))
     assert not _settle(store, "t1", expect=TxState.APPROVED, state=TxState.ISSUED, certificate=_issued(10))
     assert store.get_certificate("p", 10) is None

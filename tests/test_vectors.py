@@ -94,7 +94,8 @@ def test_cryptonext_kemri_decrypts(name):
 
     ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     # by certificate, by its SKI (the messages' rid form), and with no identifier at all
-    for recipient in (kem.KemRecipient(key, cert), kem.KemRecipient(key, subject_key_identifier=ski), kem.KemRecipient(key)):
+    for recipient in (kem.KemRecipient(key, cert), kem.KemRecipient(key, subject_key_identifier=ski),
+                      kem.KemRecipient(key)):
         opened = enveloped.open_envelope(data, [recipient])
         assert opened.content == expected
         assert opened.recipient_kind == "kemri"
@@ -160,7 +161,8 @@ def test_cryptonext_tampered_signed_data_fails():
     data[position + 10] ^= 1
     message = signed.parse_signed_data(bytes(data))
     with pytest.raises(signed.SignedDataError):
-        signed.verify_signer(message, message.signer_infos[0], message.signer_certificate(message.signer_infos[0]).public_key())
+        signer = message.signer_infos[0]
+        signed.verify_signer(message, signer, message.signer_certificate(signer).public_key())
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,7 +341,9 @@ def _spki_of(cert: x509.Certificate) -> bytes:
     return fields[offset + 5]  # serial, signature, issuer, validity, subject, spki
 
 
-@pytest.mark.parametrize("alg,signer", [("ML-KEM-512", "ML-DSA-44"), ("ML-KEM-768", "ML-DSA-65"), ("ML-KEM-1024", "ML-DSA-87")])
+@pytest.mark.parametrize(
+    "alg,signer", [("ML-KEM-512", "ML-DSA-44"), ("ML-KEM-768", "ML-DSA-65"), ("ML-KEM-1024", "ML-DSA-87")]
+)
 def test_ml_kem_certificates_signed_by_the_rfc9881_keys(alg, signer):
     cert = x509.load_pem_x509_certificate(_need(RFC9935 / f"{alg}.crt").read_bytes())
     issuer = x509.load_pem_x509_certificate(_need(RFC9881 / f"{signer}.crt").read_bytes())

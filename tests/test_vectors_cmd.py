@@ -318,7 +318,8 @@ def test_the_drafts_example_values_are_those_of_the_vectors():
         for title in (part.splitlines()[0] for part in text.split("\n## ")[1:]):
             known.update(_values(flow, title).values())
         known.update(bytes.fromhex(t) for t in re.findall(r"transactionID \(text\): ([0-9A-F]+)", text))
-    known.update(bytes.fromhex(h) for h in re.findall(r"\| `([0-9a-f]{64,128})` \|", (VECTORS / "README.md").read_text()))
+    readme_text = (VECTORS / "README.md").read_text()
+    known.update(bytes.fromhex(h) for h in re.findall(r"\| `([0-9a-f]{64,128})` \|", readme_text))
     blobs: list[bytes] = []
     current: list[str] | None = None
     for line in section.splitlines():

@@ -112,7 +112,9 @@ def challenge() -> None:
 @click.option("--count", type=click.IntRange(1, 10000), default=1, show_default=True)
 @click.option("--ttl", "ttl_minutes", type=click.IntRange(1), help="Minutes until expiry (profile default).")
 @click.option("--note", help="Free text stored with the challenge (e.g. the device).")
-def challenge_create(data_dir: Path, profile: str | None, count: int, ttl_minutes: int | None, note: str | None) -> None:
+def challenge_create(
+    data_dir: Path, profile: str | None, count: int, ttl_minutes: int | None, note: str | None
+) -> None:
     """Print COUNT new single-use challenges, one a line. Only their SHA-256 is stored."""
     from ..ca.policy import challenge_digest
 

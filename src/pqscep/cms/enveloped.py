@@ -95,7 +95,9 @@ class KeyTransRecipient:
         try:
             return self.private_key.decrypt(info.encrypted_key, padding.PKCS1v15())  # type: ignore[attr-defined]
         except ValueError:
-            raise EnvelopeError("the encrypted key does not decrypt with this recipient's key", decryption=True) from None
+            raise EnvelopeError(
+                "the encrypted key does not decrypt with this recipient's key", decryption=True
+            ) from None
 
 
 # RFC 8017 A.1 / RFC 3370 4.2.1: rsaEncryption with NULL parameters.

@@ -18,6 +18,7 @@ Error flags (`EnvelopeError`), which the protocol layer turns into failInfo:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -89,10 +90,7 @@ def derive_kek(
     `wrap` may be the wrap AlgorithmIdentifier's DER exactly as a message carried it (the
     receiver must put those very bytes into info), or a registry entry / OID / name (encoded
     without parameters, as RFC 3565 says)."""
-    if isinstance(wrap, (bytes, bytearray)):
-        wrap_der = bytes(wrap)
-    else:
-        wrap_der = cms.encode_algorithm(_wrap(wrap).oid)
+    wrap_der = bytes(wrap) if isinstance(wrap, (bytes, bytearray)) else cms.encode_algorithm(_wrap(wrap).oid)
     if not 1 <= kek_length <= 65535:
         raise ValueError(f"kekLength {kek_length} is outside 1..65535 (RFC 9629)")
     info = cms.encode(cms.CMSORIforKEMOtherInfo(wrap=cms.as_tlv(wrap_der), kek_length=kek_length, ukm=ukm))
@@ -223,10 +221,8 @@ class KemRecipient:
         if subject_key_identifier is not None:
             self._skis.add(bytes(subject_key_identifier))
         if certificate is not None:
-            try:
+            with contextlib.suppress(ValueError, TypeError):  # a key cryptography cannot hash
                 self._skis.add(certificate_ski(certificate))
-            except (ValueError, TypeError):  # pragma: no cover - a key cryptography cannot hash
-                pass
             self._issuer = certificate.issuer.public_bytes()
 
     def __repr__(self) -> str:
@@ -286,7 +282,8 @@ class KemOriginator:
     version_needed = 3  # RFC 5652 6.1: EnvelopedData version 3 with an ori (AuthEnvelopedData: 0)
 
     def __init__(self, public_key, *, certificate: x509.Certificate | None = None,
-                 subject_key_identifier: bytes | None = None, kdf: KeyDerivation | ObjectIdentifier | str = "hkdf-sha256",
+                 subject_key_identifier: bytes | None = None,
+                 kdf: KeyDerivation | ObjectIdentifier | str = "hkdf-sha256",
                  wrap: KeyWrap | ObjectIdentifier | str = "aes256-wrap", ukm: bytes | None = None):
         if public_key is None:
             if certificate is None:

@@ -184,7 +184,9 @@ class PasswordOriginator:
         if isinstance(password, str):
             password = password.encode("utf-8")
         if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
-            raise ValueError(f"iterations must be within {MIN_ITERATIONS}..{MAX_ITERATIONS:,} (a reader refuses others)")
+            raise ValueError(
+                f"iterations must be within {MIN_ITERATIONS}..{MAX_ITERATIONS:,} (a reader refuses others)"
+            )
         self.password = password
         self.iterations = iterations
         self.prf = PBKDF2_PRFS.by_name(prf)

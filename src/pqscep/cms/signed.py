@@ -81,9 +81,8 @@ class SignedMessage:
             if signer.serial is not None:
                 if cert.serial_number == signer.serial and cert.issuer.public_bytes() == signer.issuer_der:
                     return cert
-            elif signer.subject_key_id is not None:
-                if subject_key_identifier(cert) == signer.subject_key_id:
-                    return cert
+            elif signer.subject_key_id is not None and subject_key_identifier(cert) == signer.subject_key_id:
+                return cert
         return None
 
     def verify(self, signer: SignerInfoView, cert: x509.Certificate, *, allow_legacy: bool = False) -> DigestAlgorithm:
@@ -233,7 +232,9 @@ def normalise(data: bytes) -> bytes:
     return ber.encode_tlv(0x30, der[start:oid_stop] + ber.encode_tlv(0xA0, inner))
 
 
-def verify_signer(message: SignedMessage, signer: SignerInfoView, public_key, *, allow_legacy: bool = False) -> DigestAlgorithm:
+def verify_signer(
+    message: SignedMessage, signer: SignerInfoView, public_key, *, allow_legacy: bool = False
+) -> DigestAlgorithm:
     try:
         digest = DIGESTS.by_oid(signer.digest_algorithm.oid, allow_legacy=allow_legacy)
     except UnknownAlgorithm as exc:
@@ -366,7 +367,9 @@ def _protection_der(digest_oid: ObjectIdentifier, sig_oid: ObjectIdentifier) -> 
     )
 
 
-def build_certs_only(certificates: list[x509.Certificate], crls: list[x509.CertificateRevocationList] | None = None) -> bytes:
+def build_certs_only(
+    certificates: list[x509.Certificate], crls: list[x509.CertificateRevocationList] | None = None
+) -> bytes:
     """A degenerate certs-only SignedData (RFC 8894 section 3.4; RFC 5652 section 5.2)."""
     signed = der.sequence(
         der.integer(1),

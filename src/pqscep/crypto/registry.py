@@ -271,7 +271,9 @@ KEMS: Registry[KemAlgorithm] = Registry(
         # ML-KEM-512 is known (so messages and keys can name it) but cryptography 50 lacks it.
         KemAlgorithm("ml-kem-512", oids.ML_KEM_512, 800, 768, 32, None, None),
         KemAlgorithm("ml-kem-768", oids.ML_KEM_768, 1184, 1088, 32, mlkem.MLKEM768PrivateKey, mlkem.MLKEM768PublicKey),
-        KemAlgorithm("ml-kem-1024", oids.ML_KEM_1024, 1568, 1568, 32, mlkem.MLKEM1024PrivateKey, mlkem.MLKEM1024PublicKey),
+        KemAlgorithm(
+            "ml-kem-1024", oids.ML_KEM_1024, 1568, 1568, 32, mlkem.MLKEM1024PrivateKey, mlkem.MLKEM1024PublicKey
+        ),
     ],
 )
 

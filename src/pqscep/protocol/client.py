@@ -201,7 +201,9 @@ def self_signed_certificate(key, subject: x509.Name, *, now: datetime.datetime, 
 
 def poll_content(issuer: x509.Name, subject: x509.Name) -> bytes:
     """messageData of CertPoll / GetCertInitial: IssuerAndSubject (RFC 8894 section 3.3.3)."""
-    return cms.encode(IssuerAndSubject(issuer=cms.as_tlv(issuer.public_bytes()), subject=cms.as_tlv(subject.public_bytes())))
+    return cms.encode(
+        IssuerAndSubject(issuer=cms.as_tlv(issuer.public_bytes()), subject=cms.as_tlv(subject.public_bytes()))
+    )
 
 
 def issuer_and_serial_content(issuer: x509.Name, serial: int) -> bytes:
@@ -269,7 +271,10 @@ def parse_cert_rep(
             c
             for c in trusted
             if (signer_info.serial == c.serial_number and signer_info.issuer_der == c.issuer.public_bytes())
-            or (signer_info.subject_key_id is not None and signer_info.subject_key_id == signed.subject_key_identifier(c))
+            or (
+                signer_info.subject_key_id is not None
+                and signer_info.subject_key_id == signed.subject_key_identifier(c)
+            )
         ),
         None,
     )

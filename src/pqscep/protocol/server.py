@@ -133,12 +133,16 @@ class Responder:
         except ValueError:
             message_type = None
         if message_type is None or message_type == MessageType.CERT_REP:
-            raise RequestRejected(f"unsupported messageType {attrs.message_type}", FailInfo.BAD_REQUEST, partial=partial)
+            raise RequestRejected(
+                f"unsupported messageType {attrs.message_type}", FailInfo.BAD_REQUEST, partial=partial
+            )
         partial = dataclasses.replace(partial, message_type=int(message_type))
 
         certificate = message.signer_certificate(signer)
         if certificate is None:
-            raise RequestRejected("the signer's certificate is not in the message", FailInfo.BAD_CERT_ID, partial=partial)
+            raise RequestRejected(
+                "the signer's certificate is not in the message", FailInfo.BAD_CERT_ID, partial=partial
+            )
         try:
             signer_key = certificate.public_key()
             digest = signed.verify_signer(message, signer, signer_key, allow_legacy=self.allow_legacy)
@@ -215,7 +219,12 @@ class Responder:
             digest = DIGESTS.by_oid(signer.digest_algorithm.oid, allow_legacy=self.allow_legacy)
         except (ProtocolError, cms.Asn1Error, SignedDataError, UnknownAlgorithm):
             return None
-        if not transaction_id or nonce is None or len(transaction_id) > _MAX_TRANSACTION_ID or not 8 <= len(nonce) <= 64:
+        if (
+            not transaction_id
+            or nonce is None
+            or len(transaction_id) > _MAX_TRANSACTION_ID
+            or not 8 <= len(nonce) <= 64
+        ):
             return None
         return PartialRequest(transaction_id, nonce, digest)
 
@@ -356,7 +365,9 @@ def _typed_request(message_type: MessageType, common: dict, signer: x509.Certifi
             return CertificationRequest(**common, csr=_read_csr(data, signer, verified))
         if message_type == MessageType.CERT_POLL:
             ias = cms.decode(IssuerAndSubject, data)
-            return CertPollRequest(**common, issuer_der=cms.tlv_bytes(ias.issuer), subject_der=cms.tlv_bytes(ias.subject))
+            return CertPollRequest(
+                **common, issuer_der=cms.tlv_bytes(ias.issuer), subject_der=cms.tlv_bytes(ias.subject)
+            )
         serial = cms.decode(cms.IssuerAndSerialNumber, data)  # GetCert, GetCRL
         kind = GetCertRequest if message_type == MessageType.GET_CERT else GetCrlRequest
         return kind(**common, issuer_der=cms.tlv_bytes(serial.issuer), serial=serial.serial_number)

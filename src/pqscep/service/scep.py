@@ -266,7 +266,8 @@ class ScepService:
 
     def _carry_out(self, profile: Profile, request: SignedRequest, csr: Csr | None,
                    record: TransactionRecord | None, attempt: Attempt, now: datetime.datetime,
-                   client_address: str | None, originator: Originator | None, *, after_lost_race: bool = False) -> Reply:
+                   client_address: str | None, originator: Originator | None, *,
+                   after_lost_race: bool = False) -> Reply:
         """Read, decide, act: ca.transactions decides; this runs what it asks for (the policy, the
         KEM proof check) and then its action."""
         verdict: PolicyVerdict | None = None
@@ -295,9 +296,12 @@ class ScepService:
             stored = self.store.get_certificate(profile.name, record.cert_serial)
             assert stored is not None  # written in the same database transaction as the state
             return self._success(profile, request, csr, now, certificates=[x509.load_der_x509_certificate(stored.der)])
-        if action.write is not None and action.kind is not ActionKind.ISSUE:
-            if not self._settle(profile, request, csr, now, action.write):
-                return self._lost_race(profile, request, csr, attempt, now, client_address, originator, after_lost_race)
+        if (
+            action.write is not None
+            and action.kind is not ActionKind.ISSUE
+            and not self._settle(profile, request, csr, now, action.write)
+        ):
+            return self._lost_race(profile, request, csr, attempt, now, client_address, originator, after_lost_race)
         if action.kind is ActionKind.PENDING:
             if action.write is not None:
                 log.info("profile %s: PENDING %s (%s)", profile.name, request.transaction_id, verdict and verdict.text)

@@ -79,7 +79,9 @@ _GET_TRANSACTION = select(_TX).where(
 )
 _GET_CERTIFICATE = select(_CERT).where(_CERT.c.profile == bindparam("profile"), _CERT.c.serial == bindparam("serial"))
 _COUNT_FAILURES = (
-    select(func.count()).select_from(_FAILURE).where(_FAILURE.c.key == bindparam("key"), _FAILURE.c.at >= bindparam("since"))
+    select(func.count())
+    .select_from(_FAILURE)
+    .where(_FAILURE.c.key == bindparam("key"), _FAILURE.c.at >= bindparam("since"))
 )
 # Every column but the generated primary key, for the INSERTs.
 _TX_INSERT_COLUMNS = [c.key for c in _TX.columns if c.key != "id"]

@@ -17,6 +17,7 @@ are all public SQLAlchemy API.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -48,7 +49,9 @@ class Prepared:
         ]
         selected = getattr(statement, "selected_columns", None)
         self._results: list[Processor] = (
-            [col.type.dialect_impl(dialect).result_processor(dialect, None) for col in selected] if selected is not None else []
+            [col.type.dialect_impl(dialect).result_processor(dialect, None) for col in selected]
+            if selected is not None
+            else []
         )
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
@@ -128,7 +131,9 @@ class HotPath:
         """Whether `exc` says the connection is gone; if so, renew the pool (the other pooled
         connections were very likely dropped by the same event)."""
         dbapi = self.engine.dialect.loaded_dbapi
-        if not isinstance(exc, dbapi.Error) or not self.engine.dialect.is_disconnect(exc, conn.dbapi_connection, cursor):
+        if not isinstance(exc, dbapi.Error) or not self.engine.dialect.is_disconnect(
+            exc, conn.dbapi_connection, cursor
+        ):
             return False
         conn.invalidate(exc)
         self._forget(conn)
@@ -228,10 +233,8 @@ class _HeldConnection:
     def close(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:
-                pass
 
     def __del__(self) -> None:
         self.close()

@@ -162,8 +162,9 @@ TYPES: dict[str, Any] = {
     "PasswordRecipientInfo": _seq(
         ("version", "INT"), ("keyDerivationAlgorithm", ("implicit", _ALGORITHM), 0xA0, True),
         ("keyEncryptionAlgorithm", "AlgorithmIdentifier"), ("encryptedKey", "OCTETS")),
-    "OtherRecipientInfo": _seq(("oriType", "OID"),
-                               ("oriValue", ("by", "oriType", {"1.2.840.113549.1.9.16.13.3": "KEMRecipientInfo"}, "ANY"))),
+    "OtherRecipientInfo": _seq(
+        ("oriType", "OID"),
+        ("oriValue", ("by", "oriType", {"1.2.840.113549.1.9.16.13.3": "KEMRecipientInfo"}, "ANY"))),
     "KEMRecipientInfo": _seq(
         ("version", "INT"), ("rid", _SID), ("kem", "AlgorithmIdentifier"), ("kemct", "OCTETS"),
         ("kdf", "AlgorithmIdentifier"), ("kekLength", "INT"), ("ukm", ("explicit", "OCTETS"), 0xA0, True),

@@ -67,9 +67,9 @@ class Vectors:
                                          days=mat.CA_DAYS, serial=random_serial(ca_random))
         self.ca_cert = resign_certificate(template, ca_key)
         kem_real = self.m.kem["kem-recipient"]
-        template = issue_ra_certificate(ca_real, self.ca_cert, kem_real.public_key(), subject_name("pqscep vectors ML-KEM-768 "
-                                        "recipient"), purpose="encrypt", now=mat.CA_TIME, days=mat.CA_DAYS,
-                                        serial=random_serial(ca_random))
+        template = issue_ra_certificate(ca_real, self.ca_cert, kem_real.public_key(),
+                                        subject_name("pqscep vectors ML-KEM-768 recipient"), purpose="encrypt",
+                                        now=mat.CA_TIME, days=mat.CA_DAYS, serial=random_serial(ca_random))
         self.recipient_cert = resign_certificate(template, ca_key)
         self.ca_serials = ca_random
         self.settings = ProfileSettings(
@@ -248,7 +248,8 @@ class Vectors:
         request = self.responder.receive(request_der)
         ca_random = mat.stream(f"{flow}/ca/{what}")
         if status == "PENDING":
-            return self.responder.pending(request, now=now, random_bytes=ca_random, attributes=list(attributes)), request
+            reply = self.responder.pending(request, now=now, random_bytes=ca_random, attributes=list(attributes))
+            return reply, request
         originator = self.reply_originator(request, f"{flow}/{what}", log)  # a fresh m for every reply
         assert cert is not None, "a SUCCESS reply needs the certificate"
         return self.responder.success(request, certificates=[cert], originator=originator, now=now,

@@ -65,7 +65,7 @@ def _kem_compress(f: list[int], d: int) -> list[int]:  # FIPS 203 (4.7): round(2
 
 
 def _kem_add(*polys: list[int]) -> list[int]:
-    return [sum(cs) % _KQ for cs in zip(*polys)]
+    return [sum(cs) % _KQ for cs in zip(*polys, strict=True)]
 
 
 def _kem_prf(s: bytes, b: int, eta: int) -> bytes:  # FIPS 203 (4.3)
@@ -201,7 +201,7 @@ def _sample_in_ball(seed: bytes, tau: int) -> list[int]:  # FIPS 204 Algorithm 2
 
 
 def _mul_ntt(a: list[int], b: list[int]) -> list[int]:
-    return [x * y % _DQ for x, y in zip(a, b)]
+    return [x * y % _DQ for x, y in zip(a, b, strict=True)]
 
 
 def _sig_encode(c_tilde: bytes, z: list[list[int]], h: list[list[int]], gamma1: int, omega: int) -> bytes:
@@ -263,17 +263,17 @@ def _sign_internal(params: fips204.MlDsaParams, sk: bytes, m_prime: bytes, rnd: 
         for i in range(k):
             acc = [0] * 256
             for j in range(l):
-                acc = [(s + a * b) % _DQ for s, a, b in zip(acc, a_hat[i][j], y_hat[j])]
+                acc = [(s + a * b) % _DQ for s, a, b in zip(acc, a_hat[i][j], y_hat[j], strict=True)]
             w.append(fips204.ntt_inv(acc))
         w1 = [[_decompose(x, gamma2)[0] for x in p] for p in w]
         c_tilde = hashlib.shake_256(mu + b"".join(fips204.bit_pack(p, w1_bits) for p in w1)).digest(lam // 4)
         c_hat = fips204.ntt(_sample_in_ball(c_tilde, tau))
         cs1 = [fips204.ntt_inv(_mul_ntt(c_hat, p)) for p in s1_hat]
         cs2 = [fips204.ntt_inv(_mul_ntt(c_hat, p)) for p in s2_hat]
-        z = [[(a + b) % _DQ for a, b in zip(yp, cp)] for yp, cp in zip(y, cs1)]
+        z = [[(a + b) % _DQ for a, b in zip(yp, cp, strict=True)] for yp, cp in zip(y, cs1, strict=True)]
         if max(abs(_centered(x)) for p in z for x in p) >= gamma1 - beta:
             continue
-        w_cs2 = [[(a - b) % _DQ for a, b in zip(wp, cp)] for wp, cp in zip(w, cs2)]
+        w_cs2 = [[(a - b) % _DQ for a, b in zip(wp, cp, strict=True)] for wp, cp in zip(w, cs2, strict=True)]
         if max(abs(_decompose(x, gamma2)[1]) for p in w_cs2 for x in p) >= gamma2 - beta:
             continue
         ct0 = [fips204.ntt_inv(_mul_ntt(c_hat, p)) for p in t0_hat]
@@ -281,8 +281,8 @@ def _sign_internal(params: fips204.MlDsaParams, sk: bytes, m_prime: bytes, rnd: 
             continue
         # MakeHint(-ct0, w - cs2 + ct0): does adding -ct0 to w - cs2 + ct0 change its high bits?
         h = [
-            [int(_decompose((a + b) % _DQ, gamma2)[0] != _decompose(a, gamma2)[0]) for a, b in zip(wp, cp)]
-            for wp, cp in zip(w_cs2, ct0)
+            [int(_decompose((a + b) % _DQ, gamma2)[0] != _decompose(a, gamma2)[0]) for a, b in zip(wp, cp, strict=True)]
+            for wp, cp in zip(w_cs2, ct0, strict=True)
         ]
         if sum(map(sum, h)) > omega:
             continue

@@ -37,7 +37,8 @@ def pq_enrollment(v: Vectors) -> None:
     bundle = v.service.get_ca_cert(v.profile).body
     out.der(flow, "GetCACert", bundle, "ContentInfo",
             "GetCACert reply: certs-only SignedData (application/x-x509-ca-ra-cert) with both certificates")
-    out.der(flow, "ca-certificate", certificate_der(v.ca_cert), "Certificate", "the CA certificate, ML-DSA-65, self-signed")
+    out.der(flow, "ca-certificate", certificate_der(v.ca_cert), "Certificate",
+            "the CA certificate, ML-DSA-65, self-signed")
     out.der(flow, "kem-recipient-certificate", certificate_der(v.recipient_cert), "Certificate",
             "the CA's ML-KEM-768 recipient certificate (keyUsage keyEncipherment only)")
     client = mat.stream(f"{flow}/requester")
@@ -235,7 +236,8 @@ def password_recipient(v: Vectors) -> None:
     assert request.envelope_kind == "pwri"
     now = mat.REQUEST_TIME + MINUTE
     issued = v.issue(request.csr.parsed, now)
-    out.der(flow, "issued-certificate", certificate_der(issued), "Certificate", "the ECDSA P-256 certificate the CA issues")
+    out.der(flow, "issued-certificate", certificate_der(issued), "Certificate",
+            "the ECDSA P-256 certificate the CA issues")
     inner = signed.build_certs_only([issued])
     out.der(flow, "CertRep-certs-only", inner, "ContentInfo", "certs-only SignedData: the CertRep envelope's plaintext")
     reply, answered = v.reply(flow, "CertRep", message, now, issued, [])
@@ -262,7 +264,9 @@ def _pwri_values(v: Vectors, values: Values, what: str, envelope: bytes, plainte
     assert kek_cipher.parameters is not None
     kek_iv = cms.decode_der(bytes, kek_cipher.parameters)
     prf = PBKDF2_PRFS.by_oid(params.prf.algorithm)
-    kek = PBKDF2HMAC(prf.hash_factory(), 32, params.salt, params.iteration_count).derive(mat.CHALLENGE_PASSWORD.encode())
+    kek = PBKDF2HMAC(prf.hash_factory(), 32, params.salt, params.iteration_count).derive(
+        mat.CHALLENGE_PASSWORD.encode()
+    )
     cek = pwri_kek_unwrap(CBC, kek, kek_iv, pwri.encrypted_key)
     eci = body.encrypted_content_info
     content_algorithm = cms.parse_algorithm(eci.content_encryption_algorithm)
