@@ -637,16 +637,16 @@ def test_responder_maps_a_refused_kem_csr_to_fail_info(signers, kem_keys):
     """The responder's check of an ML-KEM CSR answers a CsrError with the failInfo of its reason:
     "malformed" badRequest, "algorithm" badAlg, "signature" badMessageCheck."""
     from pqscep.crypto.registry import DIGESTS
-    from pqscep.protocol.server import PkiRequest, RequestRejected, _check_kem_csr
+    from pqscep.protocol.requests import PartialRequest
+    from pqscep.protocol.server import RequestRejected, _check_kem_csr
 
     key, cert = signers["ec"]
     der = pkcs10.build_kem_csr(kem_keys["ml-kem-768"].public_key(), _name("device-1"), key, cert)
 
     def rejected(raw_csr: bytes, signer_cert: x509.Certificate) -> FailInfo:
-        request = PkiRequest(transaction_id=TX, sender_nonce=bytes(16), digest=DIGESTS.by_name("sha256"),
-                             signer_certificate=signer_cert, raw_csr=raw_csr, csr=x509.load_der_x509_csr(der))
+        verified = PartialRequest(transaction_id=TX, sender_nonce=bytes(16), digest=DIGESTS.by_name("sha256"))
         with pytest.raises(RequestRejected) as info:
-            _check_kem_csr(request)
+            _check_kem_csr(raw_csr, x509.load_der_x509_csr(der), signer_cert, verified)
         return info.value.fail_info
 
     other_ec = _certificate(ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1()))
