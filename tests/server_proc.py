@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -52,6 +53,11 @@ class ServerProcess:
     def url(self, path: str = "/scep") -> str:
         return self.base + path
 
+    @functools.cached_property
+    def http(self) -> httpx.Client:
+        """An HTTP client for this server (the in-process server offers the same attribute)."""
+        return httpx.Client(timeout=60)
+
     def start(self, timeout: float = 60) -> ServerProcess:
         with open(self.log_path, "wb") as log:  # the server writes to its own copy of the descriptor
             self.proc = subprocess.Popen(
@@ -80,6 +86,8 @@ class ServerProcess:
             return ""
 
     def stop(self) -> None:
+        if "http" in self.__dict__:
+            self.__dict__.pop("http").close()
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import datetime
 import os
 import subprocess
-import time
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from inprocess import InProcessServer
 from server_proc import ServerProcess, init_data, pqscep
 
 from pqscep.asn1 import cms, oids
@@ -108,9 +108,9 @@ def _now() -> datetime.datetime:
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def server(request, tmp_path_factory):
-    """One server with every mode as a profile, per database (module scope: ML-DSA CAs are slow
-    to set up; each test uses its own transactions)."""
+def data(request, tmp_path_factory):
+    """A data directory with every mode as a profile, per database (module scope: ML-DSA CAs are
+    slow to set up; each test uses its own transactions)."""
     tmp = tmp_path_factory.mktemp(f"kempop-{request.param}")
     if request.param == "sqlite":
         databases = iter([f"sqlite:///{tmp / 'pqscep.sqlite3'}"])
@@ -119,10 +119,22 @@ def server(request, tmp_path_factory):
 
         databases = _fresh_postgres_database(request.getfixturevalue("postgres_url"))
     for database in databases:
-        data = init_data(tmp / "data", challenge="secret", config_text=CONFIG.format(database=database))
-        with ServerProcess(data) as proc:
-            proc.database = database
-            yield proc
+        yield init_data(tmp / "data", challenge="secret", config_text=CONFIG.format(database=database))
+
+
+@pytest.fixture(scope="module")
+def ca(data):
+    """The server in this process, on a fake clock: for the rules (modes, refusals, expiry)."""
+    with InProcessServer(data) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(data, ca):
+    """`pqscep serve` on the same data directory and database: for the pqscep command line, the
+    benchmark and a second process answering the in-process server's challenge."""
+    with ServerProcess(data) as proc:
+        yield proc
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,10 +178,11 @@ class Exchange:
 
 
 class KemClient:
-    def __init__(self, url: str, cipher: str = "aes256-cbc"):
+    def __init__(self, url: str, cipher: str = "aes256-cbc", *, http: httpx.Client | None = None):
         self.url = url
         self.cipher = CIPHERS.by_name(cipher)
-        reply = httpx.get(url, params={"operation": "GetCACert"}, timeout=30)
+        self.http = http or httpx.Client(timeout=60)
+        reply = self.http.get(url, params={"operation": "GetCACert"})
         reply.raise_for_status()
         self.bundle = scep.parse_ca_certs(reply.headers["content-type"], reply.content)
 
@@ -191,8 +204,8 @@ class KemClient:
             random_bytes=os.urandom,
             extra_attributes=list(extra),
         )
-        reply = httpx.post(self.url, params={"operation": "PKIOperation"}, content=body,
-                           headers={"Content-Type": "application/x-pki-message"}, timeout=60)
+        reply = self.http.post(self.url, params={"operation": "PKIOperation"}, content=body,
+                               headers={"Content-Type": "application/x-pki-message"})
         assert reply.status_code == 200, f"HTTP {reply.status_code}: {reply.text[:300]}"
         result = scep.parse_cert_rep(reply.content, bundle=self.bundle, transaction_id=transaction_id,
                                      sender_nonce=nonce,
@@ -206,6 +219,11 @@ class KemClient:
         extra = [kempop.proof_attribute(proof)] if proof is not None else []
         return self.send(device, MessageType.CERT_POLL, scep.poll_content(self.bundle.ca.subject, device.subject),
                          extra=extra, **kw)
+
+
+def kem_client(at, profile: str, cipher: str = "aes256-cbc") -> KemClient:
+    """A KemClient for `profile` of `at` (the in-process server or a ServerProcess)."""
+    return KemClient(at.url(f"/scep/{profile}"), cipher=cipher, http=at.http)
 
 
 def challenge_of(result: scep.CertRepResult) -> bytes:
@@ -246,7 +264,7 @@ def identity_certificate(server, profile: str, cn: str):
     from scep_client import Device, Requester
 
     device = Device(cn, key_type="ml-dsa-65")
-    result = Requester(server.url(f"/scep/{profile}"), digest="sha512").enroll(device, "secret")
+    result = Requester(server.url(f"/scep/{profile}"), digest="sha512", client=server.http).enroll(device, "secret")
     assert result.status == PkiStatus.SUCCESS, result.fail_info_text
     return device.key, result.certificates[0]
 
@@ -256,11 +274,11 @@ def identity_certificate(server, profile: str, cn: str):
 # --------------------------------------------------------------------------------------------
 
 
-def test_kempop_capability(server):
+def test_kempop_capability(ca):
     for profile in ("challenge", "encrypted", "statement"):
-        caps = httpx.get(server.url(f"/scep/{profile}"), params={"operation": "GetCACaps"}).text.split()
+        caps = ca.http.get(ca.url(f"/scep/{profile}"), params={"operation": "GetCACaps"}).text.split()
         assert "KEMPoP" in caps
-    caps = httpx.get(server.url("/scep/classic"), params={"operation": "GetCACaps"}).text.split()
+    caps = ca.http.get(ca.url("/scep/classic"), params={"operation": "GetCACaps"}).text.split()
     assert "KEMPoP" not in caps
 
 
@@ -271,8 +289,8 @@ def test_kempop_capability(server):
 
 @pytest.mark.parametrize("kem_type", ["ml-kem-768", "ml-kem-1024"])
 @pytest.mark.parametrize("cipher", ["aes256-gcm", "aes256-cbc"])
-def test_challenge_mode(server, kem_type, cipher):
-    client = KemClient(server.url("/scep/challenge"), cipher=cipher)
+def test_challenge_mode(ca, kem_type, cipher):
+    client = kem_client(ca, "challenge", cipher=cipher)
     device = KemDevice(f"chal-{kem_type}-{cipher}", kem_type)
     first = client.pkcs_req(device).result
     challenge = challenge_of(first)
@@ -284,8 +302,8 @@ def test_challenge_mode(server, kem_type, cipher):
     check_kem_certificate(cert, device, client.bundle.ca)
 
 
-def test_challenge_answered_with_a_repeated_pkcsreq(server):
-    client = KemClient(server.url("/scep/challenge"))
+def test_challenge_answered_with_a_repeated_pkcsreq(ca):
+    client = kem_client(ca, "challenge")
     device = KemDevice("chal-repeated-pkcsreq")
     challenge = challenge_of(client.pkcs_req(device).result)
     done = client.pkcs_req(device, extra=[kempop.proof_attribute(proof_for(device, challenge))])
@@ -293,8 +311,8 @@ def test_challenge_answered_with_a_repeated_pkcsreq(server):
     check_kem_certificate(done.result.certificates[0], device, client.bundle.ca)
 
 
-def test_poll_without_proof_gets_a_fresh_challenge(server):
-    client = KemClient(server.url("/scep/challenge"))
+def test_poll_without_proof_gets_a_fresh_challenge(ca):
+    client = kem_client(ca, "challenge")
     device = KemDevice("chal-fresh")
     old = challenge_of(client.pkcs_req(device).result)
     new = challenge_of(client.poll(device).result)
@@ -305,8 +323,8 @@ def test_poll_without_proof_gets_a_fresh_challenge(server):
 
 
 @pytest.mark.parametrize("kem_type", ["ml-kem-768", "ml-kem-1024"])
-def test_encrypted_cert_mode(server, kem_type):
-    client = KemClient(server.url("/scep/encrypted"))
+def test_encrypted_cert_mode(ca, kem_type):
+    client = kem_client(ca, "encrypted")
     device = KemDevice(f"enc-{kem_type}", kem_type)
     done = client.pkcs_req(device)
     assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
@@ -314,10 +332,10 @@ def test_encrypted_cert_mode(server, kem_type):
     _check_envelope_to(done.reply, device.ski)
 
 
-def test_get_cert_of_an_ml_kem_certificate_goes_to_its_key_only(server):
+def test_get_cert_of_an_ml_kem_certificate_goes_to_its_key_only(ca):
     """GetCert must not undo the encrypted-certificate proof: anybody may ask for an ML-KEM
     certificate by serial, but only the holder of its key can read the answer."""
-    client = KemClient(server.url("/scep/encrypted"))
+    client = kem_client(ca, "encrypted")
     device = KemDevice("enc-getcert")
     (cert,) = client.pkcs_req(device).result.certificates
     asker = KemDevice("getcert-asker")  # another device: its own key, its own signer
@@ -333,17 +351,17 @@ def test_get_cert_of_an_ml_kem_certificate_goes_to_its_key_only(server):
         originator=KemOriginator(client.bundle.kem_recipient.public_key(), certificate=client.bundle.kem_recipient),
         cipher=client.cipher, signer_key=holder.signer_key, signer_cert=holder.signer_cert,
         digest=DIGESTS.by_name("sha512"), random_bytes=os.urandom)
-    reply = httpx.post(client.url, params={"operation": "PKIOperation"}, content=body,
-                       headers={"Content-Type": "application/x-pki-message"}, timeout=60)
+    reply = client.http.post(client.url, params={"operation": "PKIOperation"}, content=body,
+                             headers={"Content-Type": "application/x-pki-message"})
     result = scep.parse_cert_rep(reply.content, bundle=client.bundle, transaction_id=transaction_id,
                                  sender_nonce=nonce, recipients=[KemRecipient(device.kem_key, certificate=cert)])
     assert result.certificates == [cert]
 
 
 @pytest.mark.parametrize("kem_type", ["ml-kem-768", "ml-kem-1024"])
-def test_statement_mode(server, kem_type):
-    signer_key, signer_cert = identity_certificate(server, "statement", f"stmt-id-{kem_type}")
-    client = KemClient(server.url("/scep/statement"))
+def test_statement_mode(ca, kem_type):
+    signer_key, signer_cert = identity_certificate(ca, "statement", f"stmt-id-{kem_type}")
+    client = kem_client(ca, "statement")
     device = KemDevice(f"stmt-{kem_type}", kem_type, signer_key=signer_key, signer_cert=signer_cert)
     done = client.pkcs_req(device)
     assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
@@ -351,21 +369,21 @@ def test_statement_mode(server, kem_type):
     _check_envelope_to(done.reply, device.ski)
 
 
-def test_renewal_of_an_ml_kem_certificate(server):
+def test_renewal_of_an_ml_kem_certificate(ca):
     """RenewalReq signed by the device's signature certificate from the same CA, the CSR built
     as for enrollment; the statement profile takes the statement as the proof."""
-    signer_key, signer_cert = identity_certificate(server, "statement", "renew-kem")
-    client = KemClient(server.url("/scep/statement"))
+    signer_key, signer_cert = identity_certificate(ca, "statement", "renew-kem")
+    client = kem_client(ca, "statement")
     device = KemDevice("renew-kem", signer_key=signer_key, signer_cert=signer_cert)
     done = client.send(device, MessageType.RENEWAL_REQ, device.csr_der)
     assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
     check_kem_certificate(done.result.certificates[0], device, client.bundle.ca)
 
 
-def test_renewal_answers_a_challenge(server):
+def test_renewal_answers_a_challenge(ca):
     """The same renewal at a challenge profile: PENDING with kemPopChallenge, then the proof."""
-    signer_key, signer_cert = identity_certificate(server, "challenge", "renew-kem-chal")
-    client = KemClient(server.url("/scep/challenge"))
+    signer_key, signer_cert = identity_certificate(ca, "challenge", "renew-kem-chal")
+    client = kem_client(ca, "challenge")
     device = KemDevice("renew-kem-chal", "ml-kem-1024", signer_key=signer_key, signer_cert=signer_cert)
     challenge = challenge_of(client.send(device, MessageType.RENEWAL_REQ, device.csr_der).result)
     done = client.poll(device, proof_for(device, challenge))
@@ -374,10 +392,10 @@ def test_renewal_answers_a_challenge(server):
 
 
 @pytest.mark.parametrize("signer_type", ["rsa-2048", "ec-p256", "ml-dsa-44", "ml-dsa-87"])
-def test_other_signer_key_types(server, signer_type):
+def test_other_signer_key_types(ca, signer_type):
     """Any signer key the CA verifies can sign the KEM CSR; the reply still goes to the KEM key."""
     key = generate_key(signer_type)
-    client = KemClient(server.url("/scep/challenge"))
+    client = kem_client(ca, "challenge")
     device = KemDevice(f"signer-{signer_type}", signer_key=key, signer_cert=_self_signed(key, f"signer-{signer_type}"))
     done = enroll_with_challenge(client, device)
     check_kem_certificate(done.result.certificates[0], device, client.bundle.ca)
@@ -401,8 +419,8 @@ def _check_envelope_to(reply: bytes, ski: bytes) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_wrong_mac_then_the_right_one(server):
-    client = KemClient(server.url("/scep/challenge"))
+def test_wrong_mac_then_the_right_one(ca):
+    client = kem_client(ca, "challenge")
     device = KemDevice("neg-wrong-mac")
     challenge = challenge_of(client.pkcs_req(device).result)
     good = proof_for(device, challenge)
@@ -415,17 +433,17 @@ def test_wrong_mac_then_the_right_one(server):
     assert "already answered" in refused.result.fail_info_text
 
 
-def test_mac_for_another_transaction(server):
-    client = KemClient(server.url("/scep/challenge"))
+def test_mac_for_another_transaction(ca):
+    client = kem_client(ca, "challenge")
     device = KemDevice("neg-other-tx")
     challenge = challenge_of(client.pkcs_req(device).result)
     proof = proof_for(device, challenge, transaction_id="0123456789ABCDEF0123456789ABCDEF")
     assert failure(client.poll(device, proof)) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
 
 
-def test_proof_for_another_transactions_challenge(server):
+def test_proof_for_another_transactions_challenge(ca):
     """Two open transactions: the MAC answering one challenge is refused on the other."""
-    client = KemClient(server.url("/scep/challenge"))
+    client = kem_client(ca, "challenge")
     one, two = KemDevice("neg-cross-1"), KemDevice("neg-cross-2")
     challenge_one = challenge_of(client.pkcs_req(one).result)
     challenge_of(client.pkcs_req(two).result)
@@ -433,16 +451,22 @@ def test_proof_for_another_transactions_challenge(server):
         == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
 
 
-def test_proof_after_expiry(server):
-    client = KemClient(server.url("/scep/shortttl"))
-    device = KemDevice("neg-expired")
-    challenge = challenge_of(client.pkcs_req(device).result)
-    time.sleep(2.0)  # kem_pop_ttl_minutes = 0.02: 1.2 s
-    assert failure(client.poll(device, proof_for(device, challenge))) == (PkiStatus.FAILURE, FailInfo.BAD_TIME)
+def test_proof_after_expiry(ca):
+    """kem_pop_ttl_minutes = 0.02 (1.2 s) on the fake clock: a proof 1.1 s after its challenge
+    issues, one 1.3 s after is badTime."""
+    client = kem_client(ca, "shortttl")
+    in_time, late = KemDevice("in-time"), KemDevice("neg-expired")
+    challenge_in_time = challenge_of(client.pkcs_req(in_time).result)
+    challenge_late = challenge_of(client.pkcs_req(late).result)
+    ca.clock.advance(seconds=1.1)
+    done = client.poll(in_time, proof_for(in_time, challenge_in_time))
+    assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
+    ca.clock.advance(seconds=0.2)
+    assert failure(client.poll(late, proof_for(late, challenge_late))) == (PkiStatus.FAILURE, FailInfo.BAD_TIME)
 
 
-def test_proof_without_a_challenge(server):
-    client = KemClient(server.url("/scep/encrypted"))
+def test_proof_without_a_challenge(ca):
+    client = kem_client(ca, "encrypted")
     device = KemDevice("neg-no-challenge")
     assert client.pkcs_req(device).result.status == PkiStatus.SUCCESS
     # Issued at once: a later "proof" changes nothing, the certificate is the same.
@@ -450,8 +474,8 @@ def test_proof_without_a_challenge(server):
     assert again.result.status == PkiStatus.SUCCESS
 
 
-def test_proof_signed_by_another_certificate(server):
-    client = KemClient(server.url("/scep/challenge"))
+def test_proof_signed_by_another_certificate(ca):
+    client = kem_client(ca, "challenge")
     device = KemDevice("neg-other-signer")
     challenge = challenge_of(client.pkcs_req(device).result)
     other_key = generate_key("ml-dsa-65")
@@ -465,18 +489,18 @@ def test_proof_signed_by_another_certificate(server):
     assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
 
 
-def test_csr_signature_not_by_the_signer(server):
-    client = KemClient(server.url("/scep/challenge"))
+def test_csr_signature_not_by_the_signer(ca):
+    client = kem_client(ca, "challenge")
     device = KemDevice("neg-csr-signer")
     other_key = generate_key("ml-dsa-65")
     other = (other_key, _self_signed(other_key, "not the CSR signer"))
     assert failure(client.pkcs_req(device, signer=other)) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
 
 
-def test_statement_names_another_certificate(server):
+def test_statement_names_another_certificate(ca):
     """The CSR verifies with the signer's key, but its statement names another certificate (same
     key, other serial): badRequest."""
-    client = KemClient(server.url("/scep/challenge"))
+    client = kem_client(ca, "challenge")
     device = KemDevice("neg-statement-name")
     twin = _self_signed(device.signer_key, "neg-statement-name transient signer")
     assert twin.serial_number != device.signer_cert.serial_number
@@ -485,49 +509,49 @@ def test_statement_names_another_certificate(server):
     assert "privateKeyPossessionStatement" in refused.result.fail_info_text
 
 
-def test_statement_mode_needs_a_certificate_of_this_ca(server):
-    client = KemClient(server.url("/scep/statement"))
+def test_statement_mode_needs_a_certificate_of_this_ca(ca):
+    client = kem_client(ca, "statement")
     refused = client.pkcs_req(KemDevice("neg-stmt-self-signed"))
     assert failure(refused) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
-    # Issued by another CA of the same server (the challenge profile): not ours either.
-    signer_key, signer_cert = identity_certificate(server, "challenge", "neg-stmt-other-ca")
+    # Issued by another CA of the same ca (the challenge profile): not ours either.
+    signer_key, signer_cert = identity_certificate(ca, "challenge", "neg-stmt-other-ca")
     refused = client.pkcs_req(KemDevice("neg-stmt-other-ca", signer_key=signer_key, signer_cert=signer_cert))
     assert failure(refused) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
 
 
-def test_statement_from_a_revoked_certificate(server):
-    signer_key, signer_cert = identity_certificate(server, "statement", "neg-stmt-revoked")
-    pqscep("admin", "certs", "revoke", "--data", server.data_dir, "--profile", "statement",
+def test_statement_from_a_revoked_certificate(ca):
+    signer_key, signer_cert = identity_certificate(ca, "statement", "neg-stmt-revoked")
+    pqscep("admin", "certs", "revoke", "--data", ca.data_dir, "--profile", "statement",
            f"{signer_cert.serial_number:x}")
-    client = KemClient(server.url("/scep/statement"))
+    client = kem_client(ca, "statement")
     refused = client.pkcs_req(KemDevice("neg-stmt-revoked", signer_key=signer_key, signer_cert=signer_cert))
     assert failure(refused) == (PkiStatus.FAILURE, FailInfo.BAD_CERT_ID)
     assert "revoked" in refused.result.fail_info_text
 
 
 @pytest.mark.parametrize("profile", ["challenge", "encrypted"])
-def test_ml_kem_key_with_other_key_usages(server, profile):
+def test_ml_kem_key_with_other_key_usages(ca, profile):
     usage = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
                           data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
                           encipher_only=False, decipher_only=False)
-    client = KemClient(server.url(f"/scep/{profile}"))
+    client = kem_client(ca, profile)
     device = KemDevice(f"neg-usage-{profile}", extensions=[x509.Extension(x509.KeyUsage.oid, True, usage)])
     refused = client.pkcs_req(device)
     assert failure(refused) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
     assert "keyEncipherment" in refused.result.fail_info_text
 
 
-def test_ml_kem_key_with_key_encipherment_only_is_fine(server):
+def test_ml_kem_key_with_key_encipherment_only_is_fine(ca):
     usage = x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=True,
                           data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
                           encipher_only=False, decipher_only=False)
-    client = KemClient(server.url("/scep/encrypted"))
+    client = kem_client(ca, "encrypted")
     device = KemDevice("usage-ok", extensions=[x509.Extension(x509.KeyUsage.oid, True, usage)])
     assert client.pkcs_req(device).result.status == PkiStatus.SUCCESS
 
 
-def test_replay_of_the_whole_exchange(server):
-    client = KemClient(server.url("/scep/challenge"))
+def test_replay_of_the_whole_exchange(ca):
+    client = kem_client(ca, "challenge")
     device = KemDevice("replay")
     challenge = challenge_of(client.pkcs_req(device).result)
     proof = proof_for(device, challenge)
@@ -542,8 +566,8 @@ def test_replay_of_the_whole_exchange(server):
         _check_envelope_to(again.reply, device.ski)
 
 
-def test_pkcsreq_with_a_proof_before_any_challenge(server):
-    client = KemClient(server.url("/scep/challenge"))
+def test_pkcsreq_with_a_proof_before_any_challenge(ca):
+    client = kem_client(ca, "challenge")
     device = KemDevice("proof-first")
     # A proof on the first PKCSReq answers nothing yet: the CA challenges as usual.
     first = client.pkcs_req(device, extra=[kempop.proof_attribute(b"\x30\x00")])
@@ -661,16 +685,16 @@ def test_bench_statement_mode_needs_identity(server):
     assert proc.returncode == 1 and json.loads(proc.stdout)["errors"] == 2
 
 
-def test_approval_then_challenge(server):
+def test_approval_then_challenge(ca):
     """Manual approval and the challenge: the operator approves first, the proof comes after;
     a proof sent while approval is pending issues nothing."""
-    client = KemClient(server.url("/scep/approvalchal"))
+    client = kem_client(ca, "approvalchal")
     device = KemDevice("approval-then-challenge")
     first = client.pkcs_req(device).result
     assert first.status == PkiStatus.PENDING and oids.SCEP_KEM_POP_CHALLENGE not in first.attributes
     early = client.poll(device, b"\x30\x00").result
     assert early.status == PkiStatus.PENDING and oids.SCEP_KEM_POP_CHALLENGE not in early.attributes
-    pqscep("admin", "pending", "approve", "--data", server.data_dir, "--profile", "approvalchal",
+    pqscep("admin", "pending", "approve", "--data", ca.data_dir, "--profile", "approvalchal",
            device.transaction_id)
     challenge = challenge_of(client.poll(device).result)
     bad = bytearray(proof_for(device, challenge))
@@ -704,14 +728,13 @@ def test_cli_pending_then_poll(server, tmp_path, profile):
 # --------------------------------------------------------------------------------------------
 
 
-def test_challenge_answered_at_another_server_process(server):
-    """The challenge lives in the database: two server processes on one PostgreSQL (or on one
-    SQLite file on one host) check each other's challenges."""
-    with ServerProcess(server.data_dir) as other:
-        device = KemDevice("two-processes")
-        challenge = challenge_of(KemClient(server.url("/scep/challenge")).pkcs_req(device).result)
-        done = KemClient(other.url("/scep/challenge")).poll(device, proof_for(device, challenge))
-        assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
+def test_challenge_answered_at_another_server_process(ca, server):
+    """The challenge lives in the database: two servers on one PostgreSQL (or on one SQLite file
+    on one host) check each other's challenges. One is in this process, the other `pqscep serve`."""
+    device = KemDevice("two-processes")
+    challenge = challenge_of(kem_client(ca, "challenge").pkcs_req(device).result)
+    done = kem_client(server, "challenge").poll(device, proof_for(device, challenge))
+    assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
 
 
 # --------------------------------------------------------------------------------------------
@@ -727,11 +750,11 @@ def _openssl() -> str:
 
 @pytest.mark.parametrize("mode", ["challenge", "encrypted", "statement"])
 @pytest.mark.parametrize("kem_type", ["ml-kem-768", "ml-kem-1024"])
-def test_openssl_verifies_and_decrypts(server, tmp_path, mode, kem_type):
+def test_openssl_verifies_and_decrypts(ca, tmp_path, mode, kem_type):
     openssl = _openssl()
-    client = KemClient(server.url(f"/scep/{mode}"), cipher="aes256-gcm" if mode == "challenge" else "aes256-cbc")
+    client = kem_client(ca, mode, cipher="aes256-gcm" if mode == "challenge" else "aes256-cbc")
     if mode == "statement":  # signed by a device certificate of this CA
-        signer_key, signer_cert = identity_certificate(server, "statement", f"openssl-id-{kem_type}")
+        signer_key, signer_cert = identity_certificate(ca, "statement", f"openssl-id-{kem_type}")
         device = KemDevice(f"openssl-{mode}-{kem_type}", kem_type, signer_key=signer_key, signer_cert=signer_cert)
     else:
         device = KemDevice(f"openssl-{mode}-{kem_type}", kem_type)

@@ -1,15 +1,18 @@
-"""End-to-end SCEP behaviour over real HTTP, on SQLite and on PostgreSQL (the `db_url`
-fixture): enrollment, one-time challenges, approval, renewal, GetCert, revocation and GetCRL,
-idempotent retransmission; and two `pqscep serve` processes sharing one PostgreSQL."""
+"""SCEP service behaviour on SQLite and on PostgreSQL (the `db_url` fixture): enrollment,
+one-time challenges, approval, renewal and its window, GetCert, revocation and GetCRL,
+idempotent retransmission, in this process on a fake clock (tests/inprocess.py); and, over
+real HTTP, two `pqscep serve` processes sharing one PostgreSQL and the database going away."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import re
 
 import pytest
 import scep_client
 from cryptography import x509
+from inprocess import InProcessServer
 from scep_client import Device, Requester
 from server_proc import ServerProcess, init_data, pqscep
 
@@ -40,9 +43,11 @@ renewal_window_days = 30
 
 @pytest.fixture
 def server(db_url, tmp_path):
+    """The service in this process on a fake clock (the admin commands run as processes on its
+    data directory and database, as an operator runs them)."""
     data = init_data(tmp_path / "data", challenge="secret", config_text=CONFIG.format(database=db_url))
-    with ServerProcess(data) as proc:
-        yield proc
+    with InProcessServer(data) as ca:
+        yield ca
 
 
 def one_time_challenges(server, count=1, profile="default") -> list[str]:
@@ -53,7 +58,7 @@ def one_time_challenges(server, count=1, profile="default") -> list[str]:
 
 
 def test_enroll_static_and_one_time_challenge(server):
-    scep = Requester(server.url())
+    scep = Requester(server.url(), client=server.http)
     result = scep.enroll(Device("static-1"), "secret")
     assert result.status == PkiStatus.SUCCESS
     assert result.certificates[0].subject.rfc4514_string() == "CN=static-1"
@@ -67,7 +72,7 @@ def test_enroll_static_and_one_time_challenge(server):
 
 
 def test_retransmission_is_idempotent(server):
-    scep = Requester(server.url())
+    scep = Requester(server.url(), client=server.http)
     device = Device("again")
     first = scep.enroll(device, "secret")
     again = scep.enroll(device, "secret")  # same transaction, same CSR: the same certificate
@@ -75,7 +80,7 @@ def test_retransmission_is_idempotent(server):
 
 
 def test_transaction_id_with_another_key_is_refused(server):
-    scep = Requester(server.url())
+    scep = Requester(server.url(), client=server.http)
     first = Device("owner")
     assert scep.enroll(first, "secret").status == PkiStatus.SUCCESS
     thief = Device("thief", transaction_id=first.transaction_id)
@@ -85,7 +90,7 @@ def test_transaction_id_with_another_key_is_refused(server):
 
 
 def test_pending_approve_poll_and_reject(server):
-    scep = Requester(server.url("/scep/approval"))
+    scep = Requester(server.url("/scep/approval"), client=server.http)
     device = Device("waits")
     assert scep.enroll(device, "secret").status == PkiStatus.PENDING
     assert scep.poll(device).status == PkiStatus.PENDING
@@ -103,13 +108,22 @@ def test_pending_approve_poll_and_reject(server):
 
 
 def test_renewal_window_and_rekey(server):
-    scep = Requester(server.url("/scep/renewal"))
+    scep = Requester(server.url("/scep/renewal"), client=server.http)
     device = Device("renew-me")
     cert = scep.enroll(device, "secret").certificates[0]
-    # A fresh one-year certificate is outside the 30-day renewal window.
+    # A fresh one-year certificate is outside the 30-day renewal window; 31 days before it
+    # expires it still is, 29 days before it is inside.
     early = scep.renew(Device("renew-me"), cert, device.key)
     assert early.status == PkiStatus.FAILURE and "renewal" in early.fail_info_text
-    scep_any = Requester(server.url("/scep"))
+    server.clock.advance(seconds=(cert.not_valid_after_utc - datetime.timedelta(days=31)
+                                  - server.clock.now).total_seconds())
+    still_early = scep.renew(Device("renew-me"), cert, device.key)
+    assert still_early.status == PkiStatus.FAILURE and "renewal" in still_early.fail_info_text
+    server.clock.advance(days=2)
+    in_window = scep.renew(Device("renew-me"), cert, device.key)
+    assert in_window.status == PkiStatus.SUCCESS, in_window.fail_info_text
+    assert in_window.certificates[0].subject == cert.subject
+    scep_any = Requester(server.url("/scep"), client=server.http)
     device2 = Device("renew-any")
     cert2 = scep_any.enroll(device2, "secret").certificates[0]
     renewed = scep_any.renew(Device("renew-any"), cert2, device2.key)
@@ -119,7 +133,7 @@ def test_renewal_window_and_rekey(server):
 
 
 def test_get_cert_revoke_and_get_crl(server):
-    scep = Requester(server.url())
+    scep = Requester(server.url(), client=server.http)
     device = Device("revoked-soon")
     cert = scep.enroll(device, "secret").certificates[0]
     fetched = scep.get_cert(Device("fetcher"), cert.serial_number)
@@ -140,7 +154,7 @@ def test_get_cert_revoke_and_get_crl(server):
 
 
 def test_serials_are_random_and_unique(server):
-    scep = Requester(server.url())
+    scep = Requester(server.url(), client=server.http)
     serials = {scep.enroll(Device(f"serial-{i}"), "secret").certificates[0].serial_number for i in range(8)}
     assert len(serials) == 8
     assert all(s.bit_length() >= 64 for s in serials)
@@ -215,7 +229,7 @@ def test_database_out_of_reach_is_503_then_service_resumes(postgres_url, tmp_pat
 
         data = init_data(tmp_path / "data", challenge="secret", config_text=CONFIG.format(database=database))
         with ServerProcess(data) as server:
-            scep = Requester(server.url())
+            scep = Requester(server.url(), client=server.http)
             assert scep.enroll(Device("before-outage"), "secret").status == PkiStatus.SUCCESS
             admin(f'ALTER DATABASE "{url.database}" RENAME TO "{away}"')
             try:

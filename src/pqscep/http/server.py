@@ -12,10 +12,12 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
+from ..ca.policy import WebhookPoster
 from ..service.config import ServerConfig, load_config
 from ..service.scep import ScepService
 from ..service.setup import ensure_profile_keys, load_profiles
@@ -64,11 +66,20 @@ def _webhook_poster():
     return post
 
 
-def build_app(config: ServerConfig):
+def build_app(config: ServerConfig, *, clock: Callable[[], datetime.datetime] | None = None,
+              random_bytes: Callable[[int], bytes] | None = None,
+              webhook: WebhookPoster | None = None):
+    """The ASGI app and its ScepService for `config`. `clock`, `random_bytes` and `webhook`
+    replace the real ones (the in-process test harness pins time and randomness with them)."""
     store = open_store(config.database_url)
     for settings in config.profiles.values():
         ensure_profile_keys(config, settings)  # a profile added to the TOML file gets its CA here
-    service = ScepService(load_profiles(config), store, webhook=_webhook_poster())
+    overrides: dict = {}
+    if clock is not None:
+        overrides["clock"] = clock
+    if random_bytes is not None:
+        overrides["random_bytes"] = random_bytes
+    service = ScepService(load_profiles(config), store, webhook=webhook or _webhook_poster(), **overrides)
 
     def health_check() -> None:
         store.count_failures("health", datetime.datetime.now(datetime.UTC))
