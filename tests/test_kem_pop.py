@@ -706,6 +706,23 @@ def test_approval_then_challenge(ca):
     check_kem_certificate(done.result.certificates[0], device, client.bundle.ca)
 
 
+def test_operator_rejects_while_the_proof_is_awaited(ca):
+    """awaiting_approval -> approved -> awaiting_kem_proof, then the operator rejects: the
+    proof that follows gets the operator's reason, and a second approval is refused."""
+    client = kem_client(ca, "approvalchal")
+    device = KemDevice("approved-then-rejected")
+    assert client.pkcs_req(device).result.status == PkiStatus.PENDING
+    admin = ("--data", ca.data_dir, "--profile", "approvalchal", device.transaction_id)
+    pqscep("admin", "pending", "approve", *admin)
+    again = pqscep("admin", "pending", "approve", *admin, check=False)
+    assert again.returncode != 0 and "no pending request" in again.stderr.decode()
+    challenge = challenge_of(client.poll(device).result)
+    pqscep("admin", "pending", "reject", *admin, "--reason", "device reported lost")
+    refused = client.poll(device, proof_for(device, challenge)).result
+    assert refused.status == PkiStatus.FAILURE and "device reported lost" in refused.fail_info_text
+    assert "device reported lost" in client.pkcs_req(device).result.fail_info_text  # and stays so
+
+
 @pytest.mark.parametrize("profile", ["approval", "approvalchal"])
 def test_cli_pending_then_poll(server, tmp_path, profile):
     """A PENDING ML-KEM request (manual approval) is resumable from its state file: the transient
