@@ -773,6 +773,7 @@ def _load(tmp_path, profile_lines: str):
 def test_config_kem_pop(tmp_path):
     import datetime as dt
 
+    from pqscep.ca.profile import KemPopMode
     from pqscep.service.config import ConfigError
     from pqscep.service.setup import DEFAULT_CONFIG
 
@@ -781,9 +782,14 @@ def test_config_kem_pop(tmp_path):
     assert plain.kem_pop is None and "ml-kem" not in plain.issuance.allowed_key_families
     chosen = _load(tmp_path, 'kem_pop = "statement"\nkem_pop_ttl_minutes = 2')
     assert chosen.kem_pop == "statement" and "ml-kem" in chosen.issuance.allowed_key_families
+    assert chosen.kem_pop is KemPopMode.STATEMENT
     assert chosen.kem_pop_ttl == dt.timedelta(minutes=2)
     by_family = _load(tmp_path, 'key_types = ["ml-dsa", "ml-kem"]')
     assert by_family.kem_pop == "challenge" and by_family.kem_pop_ttl == dt.timedelta(minutes=10)
+    assert by_family.kem_pop is KemPopMode.CHALLENGE
+    with pytest.raises(ConfigError, match=r"^profile p: kem_pop 'trust-me' must be one of challenge, "
+                                          r"encrypted-cert, statement$"):
+        _load(tmp_path, 'kem_pop = "trust-me"')
     for bad in ('kem_pop = "trust-me"', 'kem_pop = "challenge"\nkem_pop_ttl_minutes = 0'):
         with pytest.raises(ConfigError):
             _load(tmp_path, bad)

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from peers import OpenSSL, openssl_pq_tool
 
 from pqscep.asn1 import cms, oids
+from pqscep.ca.profile import KemPopMode
 from pqscep.cms import enveloped, kem, signed
 from pqscep.crypto import pkcs8
 from pqscep.crypto.spki import public_key_from_spki
@@ -434,7 +435,7 @@ def test_openssl_verifies_the_self_signed_csrs_and_the_certificates(openssl, tmp
 # --- the service accepts the requests ----------------------------------------------------------
 
 
-def _service(tmp_path: Path, kem_pop: str, now: datetime.datetime):
+def _service(tmp_path: Path, kem_pop: KemPopMode, now: datetime.datetime):
     from dataclasses import replace
 
     from pqscep.ca.authority import Authority
@@ -485,7 +486,7 @@ def test_the_service_accepts_every_request_vector(tmp_path):
 
     now = mat.REQUEST_TIME + datetime.timedelta(minutes=1)
     # pq-enrollment: both PKCSReqs (the second resumes the transaction the first settled).
-    service, profile, store, clock, v = _service(tmp_path, "challenge", now)
+    service, profile, store, clock, v = _service(tmp_path, KemPopMode.CHALLENGE, now)
     for tag in ("cbc", "gcm"):
         req = next((VECTORS / "pq-enrollment").glob(f"*-PKCSReq-{tag}.der"))
         reply = _answer(service, profile, f"pq-enrollment/{req.name}")
@@ -520,10 +521,10 @@ def test_the_service_accepts_every_request_vector(tmp_path):
     assert reply.outcome == "success", reply.outcome
     assert _rid(reply.body)[0] == cms.PWRI_TAG
     # kem-pop-encrypted-cert and kem-pop-statement, each at a profile of that mode.
-    for mode in ("encrypted-cert", "statement"):
+    for mode in (KemPopMode.ENCRYPTED_CERT, KemPopMode.STATEMENT):
         service, profile, store, clock, v = _service(tmp_path, mode, now)
         flow = VECTORS / f"kem-pop-{mode}"
-        if mode == "statement":
+        if mode == KemPopMode.STATEMENT:
             identity = x509.load_der_x509_certificate(next(flow.glob("*-identity-certificate.der")).read_bytes())
             store.record_certificate("pq", identity.serial_number, identity.public_bytes(serialization.Encoding.DER),
                                      identity.subject.rfc4514_string(), identity.not_valid_before_utc,

@@ -131,7 +131,7 @@ def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, p
 
     bundle = proto.parse_ca_certs(*plan.ca_reply)
     now = utc_now()
-    kem = keymod.KEY_TYPES[plan.key_type].family == "ml-kem"
+    kem = keymod.KEY_TYPES[plan.key_type].family == keymod.KeyFamily.ML_KEM
     round_trip = plan.timed == "round-trip" and not kem
     # Every exchange of the worker goes over http.client (client/keepalive.py: about 30%
     # of httpx's CPU per request, which the server under test would otherwise lose). The

@@ -90,7 +90,7 @@ def enroll_kem(session: ScepSession, *, key: PrivateKey, subject: x509.Name, cha
                                    challenge_password=challenge, extensions=san_extensions(dns_names))
     transaction_id = key_transaction_id(key)
     recipients: list[enveloped.Recipient] = [kem_recipient(key)]
-    if signer.family == "rsa":
+    if signer.family == keymod.KeyFamily.RSA:
         recipients.append(signer.reply_recipient())
     result = session.transact(MessageType.PKCS_REQ, csr_der, transaction_id=transaction_id, signer=signer,
                               recipients=recipients, cipher=cipher, use_post=caps.post)

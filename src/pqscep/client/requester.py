@@ -67,7 +67,7 @@ def check_can_decrypt(key: PrivateKey, what: str = "the key", caps: CaCaps | Non
     """The CertRep is encrypted to the request signer's RSA key (RFC 8894), or, with a CA that
     lists ML-KEM, to the responseKey the client sends (design section 4), so any key type works."""
     family = keymod.key_family(key)
-    if family == "rsa" or (caps is not None and caps.ml_kem):
+    if family == keymod.KeyFamily.RSA or (caps is not None and caps.ml_kem):
         return
     raise UnusableKey(
         f"{what} is {family}: it cannot decrypt the CA's reply, which RFC 8894 encrypts with RSA key "
@@ -82,7 +82,7 @@ def check_kem_pop(caps: CaCaps) -> None:
     if "KEMPoP" not in caps:
         raise UnusableKey("the CA does not list KEMPoP: it does not certify ML-KEM keys (an ML-KEM key cannot "
                           "sign its own request; post-quantum SCEP proves possession another way)",
-                          reason=UnusableReason.NO_KEM_POP, family="ml-kem")
+                          reason=UnusableReason.NO_KEM_POP, family=keymod.KeyFamily.ML_KEM)
 
 
 def public_key_der(key: Any) -> bytes:

@@ -55,7 +55,7 @@ def enroll(
     section 5 says (`kem.enroll_kem`). Other keys sign their own request; `signer` is for
     ML-KEM keys only. `key_path` (the file `key` is in), `cert_out` and `cert_format` go into
     the pending state if the CA answers PENDING."""
-    if keymod.key_family(key) == "ml-kem":
+    if keymod.key_family(key) == keymod.KeyFamily.ML_KEM:
         return enroll_kem(session, key=key, subject=subject, challenge=challenge, dns_names=list(dns_names),
                           key_path=key_path, cert_out=cert_out, cert_format=cert_format, signer=signer)
     check_can_decrypt(key, caps=session.caps())
@@ -122,7 +122,7 @@ def renew(
             dns_names = san.get_values_for_type(x509.DNSName)
         except x509.ExtensionNotFound:
             dns_names = []
-    kem = keymod.key_family(key) == "ml-kem"
+    kem = keymod.key_family(key) == keymod.KeyFamily.ML_KEM
     if kem:
         # Design section 5: the CSR of the new ML-KEM key is signed by the current certificate's
         # key and names it in its RFC 9883 statement.

@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from ..asn1 import cms
+from ..ca.profile import KemPopMode
 from ..client.requester import key_transaction_id
 from ..cms import signed
 from ..cms.kem import KemRecipient
@@ -84,14 +85,18 @@ def pq_enrollment(v: Vectors) -> None:
     out.text(flow, "values.txt", values.render(), "intermediate values of every step", numbered=False)
 
 
-def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
+def _kem_flow(v: Vectors, flow: str, mode: KemPopMode, values: Values) -> None:
     """The ML-KEM enrollments of design section 5 (modes challenge, encrypted-cert, statement)."""
     out = v.out
     client = mat.stream(f"{flow}/requester")
-    kem_name = {"challenge": "challenge-kem", "encrypted-cert": "encrypted-kem", "statement": "statement-kem"}[mode]
+    kem_name = {
+        KemPopMode.CHALLENGE: "challenge-kem",
+        KemPopMode.ENCRYPTED_CERT: "encrypted-kem",
+        KemPopMode.STATEMENT: "statement-kem",
+    }[mode]
     kem_key = v.m.kem[kem_name]
     cn = f"pqscep vectors {mode} ML-KEM device"
-    if mode == "statement":
+    if mode == KemPopMode.STATEMENT:
         signer = "statement-identity"
         csr_template = proto.build_csr(v.m.real(signer), subject_name("pqscep vectors identity"))
         signer_cert = v.issue(x509.load_der_x509_csr(resign_csr(csr_template, v.m.dsa[signer])), mat.IDENTITY_TIME)
@@ -99,7 +104,7 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
                 "the device's ML-DSA-65 identity certificate, issued by the CA before: signs the request")
         password = None
     else:
-        signer = "challenge-signer" if mode == "challenge" else "encrypted-signer"
+        signer = "challenge-signer" if mode == KemPopMode.CHALLENGE else "encrypted-signer"
         signer_cert = v.self_signed(signer, f"pqscep vectors {mode} signer", mat.REQUEST_TIME, client)
         out.der(flow, "signer-certificate", certificate_der(signer_cert), "Certificate",
                 "the requester's transient self-signed ML-DSA-65 signer certificate")
@@ -125,7 +130,7 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
     assert request.csr.kem_statement is not None
     now = mat.REQUEST_TIME + MINUTE
     final_request = message
-    if mode == "challenge":
+    if mode == KemPopMode.CHALLENGE:
         # Design 5 a): the CA encapsulates to the CSR's key and answers PENDING.
         clog: list[Encapsulation] = []
         challenge, value = kempop.issue_challenge(v.kem_public(kem_name, clog, f"{flow}/challenge"))
@@ -197,12 +202,12 @@ def _success_for_poll(v: Vectors, flow: str, request: SignedRequest, csr: Csr, i
     return reply, request
 
 
-def kem_pop(v: Vectors, mode: str) -> None:
+def kem_pop(v: Vectors, mode: KemPopMode) -> None:
     flow = f"kem-pop-{mode}"
     titles = {
-        "challenge": "ML-KEM-768 key, challenge-response proof of possession (draft section 8.2)",
-        "encrypted-cert": "ML-KEM-768 key, encrypted-certificate proof of possession (draft section 8.3)",
-        "statement": "ML-KEM-768 key, RFC 9883 statement proof of possession (draft section 8.4)",
+        KemPopMode.CHALLENGE: "ML-KEM-768 key, challenge-response proof of possession (draft section 8.2)",
+        KemPopMode.ENCRYPTED_CERT: "ML-KEM-768 key, encrypted-certificate proof of possession (draft section 8.3)",
+        KemPopMode.STATEMENT: "ML-KEM-768 key, RFC 9883 statement proof of possession (draft section 8.4)",
     }
     _kem_flow(v, flow, mode, Values(f"{flow}: {titles[mode]}"))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives import serialization
 
+from ..ca.profile import KemPopMode
 from . import material as mat
 from .context import Vectors, spki_der
 from .flows import kem_pop, password_recipient, pq_enrollment
@@ -43,7 +44,7 @@ def generate() -> Output:
     v = Vectors()
     write_keys(v)
     pq_enrollment(v)
-    for mode in ("challenge", "encrypted-cert", "statement"):
+    for mode in KemPopMode:
         kem_pop(v, mode)
     password_recipient(v)
     v.out.text("", "README.md", readme(v), "how the vectors are made, laid out and regenerated", numbered=False)
