@@ -245,7 +245,7 @@ def test_values_txt_intermediates_follow_from_the_committed_files_and_keys():
 
     from cryptography.hazmat.primitives import keywrap
 
-    from pqscep.protocol import kempop
+    from pqscep.protocol import kem_pop
     from pqscep.protocol.messages import read_printable
 
     keys = _keys()
@@ -272,19 +272,19 @@ def test_values_txt_intermediates_follow_from_the_committed_files_and_keys():
     values = _values(flow, "KEM proof of possession")
     challenge = next((VECTORS / flow).glob("*-kemPopChallenge.der")).read_bytes()
     csr = next((VECTORS / flow).glob("*-csr.der")).read_bytes()
-    _, ct = kempop.read_challenge(challenge)
+    _, ct = kem_pop.read_challenge(challenge)
     ss = keys["challenge-kem"].decapsulate(ct)
     assert ss == values["ss (shared secret, kept by the CA, decapsulated by the requester)"]
     request = signed.parse_signed_data(next((VECTORS / flow).glob("*-PKCSReq.der")).read_bytes())
     tid = read_printable(request.signer_infos[0].single(oids.SCEP_TRANSACTION_ID), "transactionID")
-    info, key = kempop.derive_pop_key(ss, tid, csr)
+    info, key = kem_pop.derive_pop_key(ss, tid, csr)
     assert info == next((VECTORS / flow).glob("*-KemOtherInfo.der")).read_bytes() == values["info = DER(KemOtherInfo)"]
     assert key == values["K = HKDF-SHA256(ss, salt empty, info, 32)"]
     mac = hmac.new(key, csr, hashlib.sha256).digest()
     assert mac == values["mac = HMAC-SHA256(K, DER(CSR))"]
     proof = cms.decode_der(cms.KemPopProof, next((VECTORS / flow).glob("*-kemPopProof.der")).read_bytes())
     assert proof.mac == mac
-    kempop.verify_proof(ss, next((VECTORS / flow).glob("*-kemPopProof.der")).read_bytes(), tid, csr)
+    kem_pop.verify_proof(ss, next((VECTORS / flow).glob("*-kemPopProof.der")).read_bytes(), tid, csr)
 
 
 def test_no_secret_or_nonce_is_used_twice():
@@ -435,7 +435,7 @@ def test_openssl_verifies_the_self_signed_csrs_and_the_certificates(openssl, tmp
 # --- the service accepts the requests ----------------------------------------------------------
 
 
-def _service(tmp_path: Path, kem_pop: KemPopMode, now: datetime.datetime):
+def _service(tmp_path: Path, mode: KemPopMode, now: datetime.datetime):
     from dataclasses import replace
 
     from pqscep.ca.authority import Authority
@@ -448,14 +448,14 @@ def _service(tmp_path: Path, kem_pop: KemPopMode, now: datetime.datetime):
 
     v = Vectors()
     keys = _keys()
-    settings = replace(v.settings, kem_pop=kem_pop)
+    settings = replace(v.settings, kem_pop=mode)
     responder = Responder(ResponderKeys(
         signer_certificate=v.ca_cert, signer_key=keys["ca"],
         recipients=[KemRecipient(keys["kem-recipient"], certificate=v.recipient_cert),
                     PasswordRecipient(_password().encode())]), accept_aes_gcm=True)
     profile = Profile(settings, Authority(v.ca_cert, keys["ca"], settings.issuance), responder,
                       ra_certificates=[v.recipient_cert])
-    store = open_store(f"sqlite:///{tmp_path / f'{kem_pop}.db'}")
+    store = open_store(f"sqlite:///{tmp_path / f'{mode}.db'}")
     clock = {"now": now}
     service = ScepService({"pq": profile}, store, clock=lambda: clock["now"])
     return service, profile, store, clock, v

@@ -18,7 +18,7 @@ from ..crypto import keys as keymod
 from ..crypto.registry import ContentCipher
 from ..csr.pkcs10 import build_kem_csr
 from ..protocol import client as proto
-from ..protocol import kempop
+from ..protocol import kem_pop
 from ..protocol.messages import MessageType, PkiStatus
 from .errors import VerificationError
 from .outcome import Outcome, check_issuer, outcome_of
@@ -52,8 +52,8 @@ def answer_kem_challenge(session: ScepSession, result: proto.CertRepResult, mess
     if len(values) != 1:
         raise VerificationError("the CertRep has more than one kemPopChallenge")
     try:
-        proof = kempop.make_proof(key, values[0], transaction_id, csr_der)
-    except kempop.PopError as exc:
+        proof = kem_pop.make_proof(key, values[0], transaction_id, csr_der)
+    except kem_pop.PopError as exc:
         raise VerificationError(f"cannot answer the CA's kemPopChallenge: {exc.text}") from None
     session.kem_challenges_answered += 1
     result = session.transact(
@@ -64,7 +64,7 @@ def answer_kem_challenge(session: ScepSession, result: proto.CertRepResult, mess
         recipients=recipients,
         cipher=cipher,
         use_post=use_post,
-        extra_attributes=[kempop.proof_attribute(proof)],
+        extra_attributes=[kem_pop.proof_attribute(proof)],
     )
     return result, MessageType.CERT_POLL
 

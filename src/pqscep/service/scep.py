@@ -29,7 +29,7 @@ from ..cms.enveloped import Originator
 from ..cms.kem import KemOriginator, key_identifier
 from ..cms.password import PasswordOriginator
 from ..crypto.keys import KeyFamily, key_family
-from ..protocol import kempop
+from ..protocol import kem_pop
 from ..protocol.messages import FailInfo
 from ..protocol.requests import (
     CertificationRequest,
@@ -354,8 +354,8 @@ class ScepService:
         with the kemPopChallenge. The ciphertext is not kept, so a repeated request cannot get the
         same challenge again: it gets a fresh one, which replaces (and so kills) the earlier one."""
         try:
-            challenge, value = kempop.issue_challenge(csr.public_key)
-        except kempop.PopError as exc:
+            challenge, value = kem_pop.issue_challenge(csr.public_key)
+        except kem_pop.PopError as exc:
             return self._failure(profile, request, exc.fail_info, exc.text, now)
         self.store.put_kem_challenge(
             profile.name,
@@ -367,7 +367,7 @@ class ScepService:
             now,
         )
         reply = profile.responder.pending(request, now=now, random_bytes=self.random_bytes,
-                                          attributes=[kempop.challenge_attribute(value)])
+                                          attributes=[kem_pop.challenge_attribute(value)])
         return Reply(200, CONTENT_TYPES["pki"], reply, "pending:kem-challenge")
 
     def _spend_kem_challenge(self, profile: Profile, request: SignedRequest, csr: Csr, attempt: Attempt,
@@ -381,8 +381,8 @@ class ScepService:
         if taken.outcome == "ok":  # live, and spent by this call: the only case its secret is used
             assert request.kem_pop_proof is not None
             try:
-                kempop.verify_proof(taken.secret, request.kem_pop_proof, request.transaction_id, csr.der)
-            except kempop.PopError as exc:
+                kem_pop.verify_proof(taken.secret, request.kem_pop_proof, request.transaction_id, csr.der)
+            except kem_pop.PopError as exc:
                 mac_error = (exc.fail_info, exc.text)
         return KemChallengeView(
             expires_at=taken.expires_at,
