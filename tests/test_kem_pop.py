@@ -183,7 +183,8 @@ class KemClient:
             transaction_id=transaction_id,
             sender_nonce=nonce,
             content=content,
-            originator=KemOriginator(self.bundle.kem_recipient.public_key(), certificate=self.bundle.kem_recipient),
+            originator=KemOriginator(self.bundle.kem_recipient_cert.public_key(),
+                                     certificate=self.bundle.kem_recipient_cert),
             cipher=self.cipher,
             signer_key=signer_key,
             signer_cert=signer_cert,
@@ -330,7 +331,8 @@ def test_get_cert_of_an_ml_kem_certificate_goes_to_its_key_only(server):
     nonce, transaction_id = os.urandom(16), os.urandom(16).hex()
     body = scep.build_pki_message(
         message_type=MessageType.GET_CERT, transaction_id=transaction_id, sender_nonce=nonce, content=content,
-        originator=KemOriginator(client.bundle.kem_recipient.public_key(), certificate=client.bundle.kem_recipient),
+        originator=KemOriginator(client.bundle.kem_recipient_cert.public_key(),
+                                 certificate=client.bundle.kem_recipient_cert),
         cipher=client.cipher, signer_key=holder.signer_key, signer_cert=holder.signer_cert,
         digest=DIGESTS.by_name("sha512"), random_bytes=os.urandom)
     reply = httpx.post(client.url, params={"operation": "PKIOperation"}, content=body,

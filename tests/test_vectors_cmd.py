@@ -143,7 +143,7 @@ def _keys() -> dict[str, object]:
             for p in (VECTORS / "keys").glob("*.key.der")}
 
 
-def _kem_recipient_for(envelope: bytes):
+def _kem_key_named_by(envelope: bytes):
     """(key name, certificate path or None) of the ML-KEM key a KEMRecipientInfo names."""
     info = cms.decode(cms.ContentInfo, envelope)
     body_type = cms.AuthEnvelopedData if info.content_type == oids.AUTH_ENVELOPED_DATA else cms.EnvelopedData
@@ -251,7 +251,7 @@ def test_values_txt_intermediates_follow_from_the_committed_files_and_keys():
     keys = _keys()
     checked = 0
     for path in _envelopes():
-        name, _ = _kem_recipient_for((VECTORS / path).read_bytes())
+        name, _ = _kem_key_named_by((VECTORS / path).read_bytes())
         if name is None:
             continue
         flow, file = path.split("/")
@@ -402,7 +402,7 @@ def test_openssl_decrypts_every_envelope(openssl, tmp_path):
     kinds = set()
     for path in envelopes:
         data = (VECTORS / path).read_bytes()
-        name, cert_path = _kem_recipient_for(data)
+        name, cert_path = _kem_key_named_by(data)
         out = tmp_path / "plain.der"
         if name is None:
             kinds.add("pwri")

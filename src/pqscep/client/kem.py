@@ -23,7 +23,7 @@ from ..protocol.messages import MessageType, PkiStatus
 from .errors import VerificationError
 from .outcome import Outcome, check_issuer, outcome_of
 from .pending import PendingState
-from .requester import PrivateKey, check_kem_pop, kem_recipient, key_transaction_id
+from .requester import PrivateKey, check_kem_pop, key_transaction_id, reply_kem_recipient
 from .session import ScepSession
 from .signer import RequestSigner
 
@@ -89,7 +89,7 @@ def enroll_kem(session: ScepSession, *, key: PrivateKey, subject: x509.Name, cha
     csr_der = build_kem_csr(key.public_key(), subject, signer.private_key, signer.certificate,
                                    challenge_password=challenge, extensions=san_extensions(dns_names))
     transaction_id = key_transaction_id(key)
-    recipients: list[enveloped.Recipient] = [kem_recipient(key)]
+    recipients: list[enveloped.Recipient] = [reply_kem_recipient(key)]
     if signer.family == keymod.KeyFamily.RSA:
         recipients.append(signer.reply_recipient())
     result = session.transact(MessageType.PKCS_REQ, csr_der, transaction_id=transaction_id, signer=signer,

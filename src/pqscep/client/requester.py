@@ -27,7 +27,7 @@ __all__ = [
     "cert_pem",
     "check_can_decrypt",
     "check_kem_pop",
-    "kem_recipient",
+    "reply_kem_recipient",
     "key_transaction_id",
     "load_certificate_file",
     "load_private_key_file",
@@ -96,7 +96,7 @@ def key_transaction_id(key: Any) -> str:
     return hashlib.sha256(public_key_der(key)).hexdigest().upper()
 
 
-def kem_recipient(key: PrivateKey) -> KemRecipient:
+def reply_kem_recipient(key: PrivateKey) -> KemRecipient:
     """The new ML-KEM key opens the CertRep (design section 4, rule 1), named by its SKI (RFC
     5280 4.2.1.2 method 1, as the CA names it)."""
     return KemRecipient(key, subject_key_identifier=key_identifier(key.public_key()))

@@ -26,9 +26,9 @@ from .requester import (
     PrivateKey,
     check_can_decrypt,
     check_kem_pop,
-    kem_recipient,
     key_transaction_id,
     load_private_key_file,
+    reply_kem_recipient,
 )
 from .session import ScepSession
 from .signer import RequestSigner
@@ -139,7 +139,7 @@ def renew(
     )
     recipients: list[enveloped.Recipient] = [current.reply_recipient()]
     if kem:
-        recipients = [kem_recipient(key), *recipients]
+        recipients = [reply_kem_recipient(key), *recipients]
     result = session.transact(
         message_type,
         csr_der,
@@ -175,7 +175,7 @@ def poll_once(session: ScepSession, state: PendingState) -> Outcome:
     recipients: list[enveloped.Recipient] = [signer.reply_recipient()]
     kem_csr_der = state.kem_csr_der
     if kem_csr_der is not None:
-        recipients.insert(0, kem_recipient(key))
+        recipients.insert(0, reply_kem_recipient(key))
     cipher = CIPHERS.by_name(state.cipher)
     result = session.transact(
         MessageType.CERT_POLL,

@@ -59,7 +59,7 @@ class CaBundle:
     encipherer: x509.Certificate  # the request envelope's recipient: the CA or the RA encryption cert
     all: list[x509.Certificate] = field(default_factory=list)
     # The CA's ML-KEM recipient certificate (design section 2), found by its key type.
-    kem_recipient: x509.Certificate | None = None
+    kem_recipient_cert: x509.Certificate | None = None
 
 
 def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
@@ -106,10 +106,11 @@ def parse_ca_certs(content_type: str, body: bytes) -> CaBundle:
             signer = cert
         if usage.key_encipherment:
             encipherer = cert
-    return CaBundle(ca=ca, signer=signer, encipherer=encipherer, all=certs, kem_recipient=_kem_recipient(kem, ca))
+    return CaBundle(ca=ca, signer=signer, encipherer=encipherer, all=certs,
+                    kem_recipient_cert=_kem_recipient_cert(kem, ca))
 
 
-def _kem_recipient(candidates: list[x509.Certificate], ca: x509.Certificate) -> x509.Certificate | None:
+def _kem_recipient_cert(candidates: list[x509.Certificate], ca: x509.Certificate) -> x509.Certificate | None:
     """The CA's ML-KEM recipient certificate (design section 2): issued by the CA itself and
     for key encipherment only (RFC 9935 section 4). A bundle whose ML-KEM certificate fails
     that is refused rather than used: someone may have put their own key there."""

@@ -83,7 +83,7 @@ class Profile:
         return self.settings.name
 
     @property
-    def kem_recipient(self) -> x509.Certificate | None:
+    def kem_recipient_cert(self) -> x509.Certificate | None:
         """The ML-KEM recipient certificate of GetCACert (design section 2), if any."""
         for cert in self.ra_certificates:
             if key_family(cert.public_key()) == KeyFamily.ML_KEM:
@@ -100,7 +100,7 @@ class Profile:
             caps.append("GetNextCACert")
         if key_family(self.responder.keys.signer_key) == KeyFamily.ML_DSA:
             caps.append("ML-DSA")
-        if self.kem_recipient is not None:
+        if self.kem_recipient_cert is not None:
             caps.append("ML-KEM")
         if self.settings.aes_gcm:
             caps.append("AES-GCM")
