@@ -59,7 +59,7 @@ class Requester:
         reply = self.http.get(url, params={"operation": "GetCACert"})
         reply.raise_for_status()
         self.bundle = scep.parse_ca_certs(reply.headers["content-type"], reply.content)
-        self.response_key = self.bundle.kem_recipient is not None if response_key is None else response_key
+        self.response_key = self.bundle.kem_recipient_cert is not None if response_key is None else response_key
 
     def send(self, device: Device, message_type: MessageType, content: bytes, *, signer_key=None, signer_cert=None,
              nonce: bytes | None = None) -> scep.CertRepResult:
@@ -74,8 +74,9 @@ class Requester:
         if self.password is not None:
             originator = PasswordOriginator(self.password.encode(), 1000)
             recipients.append(PasswordRecipient(self.password.encode()))
-        elif self.bundle.kem_recipient is not None:
-            originator = KemOriginator(self.bundle.kem_recipient.public_key(), certificate=self.bundle.kem_recipient)
+        elif self.bundle.kem_recipient_cert is not None:
+            kem_cert = self.bundle.kem_recipient_cert
+            originator = KemOriginator(kem_cert.public_key(), certificate=kem_cert)
         else:
             originator = enveloped.KeyTransOriginator(self.bundle.encipherer)
         body = scep.build_pki_message(

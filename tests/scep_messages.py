@@ -41,7 +41,7 @@ __all__ = [
     "csr_der",
     "envelope",
     "kem_envelope",
-    "kem_recipient_info",
+    "build_kem_recipient_info",
     "name",
     "now",
     "pki_message",
@@ -192,7 +192,7 @@ def auth_envelope(
 _CERT_RID = object()
 
 
-def kem_recipient_info(
+def build_kem_recipient_info(
     cek: bytes,
     recipient: x509.Certificate,
     *,
@@ -254,10 +254,10 @@ def kem_envelope(
 ) -> bytes:
     """The post-quantum pkcsPKIEnvelope (design section 3): `content` in an AuthEnvelopedData
     (AES-GCM `cipher`) or an EnvelopedData (CBC `cipher`) with one KEMRecipientInfo for the
-    ML-KEM certificate `recipient`. `kemri` goes to `kem_recipient_info`, the rest to
+    ML-KEM certificate `recipient`. `kemri` goes to `build_kem_recipient_info`, the rest to
     `auth_envelope` (GCM only)."""
     def info(cek: bytes) -> bytes:
-        return kem_recipient_info(cek, recipient, **kemri)
+        return build_kem_recipient_info(cek, recipient, **kemri)
 
     algorithm = CIPHERS.by_name(cipher)
     if algorithm.aead:

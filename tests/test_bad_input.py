@@ -191,7 +191,7 @@ class Env:
         tid = self.tid() if tid is _ROW else tid
         nonce = os.urandom(16) if nonce is _ROW else nonce
         # The request envelope's recipient: the ML-KEM recipient certificate of a PQ profile.
-        recipient = self.bundles[profile].kem_recipient or self.bundles[profile].encipherer
+        recipient = self.bundles[profile].kem_recipient_cert or self.bundles[profile].encipherer
         if callable(pki_envelope):
             pki_envelope = pki_envelope(content, recipient)
         if callable(replace_e_content):

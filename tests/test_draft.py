@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from pqscep.asn1 import oids
-from pqscep.protocol import kempop
+from pqscep.protocol import kem_pop
 
 ROOT = Path(__file__).resolve().parent.parent
 DRAFT_DIR = ROOT / "docs" / "draft"
@@ -106,5 +106,5 @@ def test_draft_matches_the_code():
         arc = oid.dotted_string.rsplit(".", 1)
         assert arc[0] == "1.3.6.1.5.5.7.24"
         assert re.search(rf"id-scep-{name} OBJECT IDENTIFIER ::= \{{ id-scep {arc[1]} \}}", text), name
-    assert f'"{kempop.STATIC_STRING}"' in text
+    assert f'"{kem_pop.STATIC_STRING}"' in text
     assert re.search(r"^updates: *8894$", text, re.M)

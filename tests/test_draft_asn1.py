@@ -49,7 +49,7 @@ from pqscep.client.transport import ScepTransport
 from pqscep.client.workflows import enroll
 from pqscep.cms import enveloped, kem
 from pqscep.crypto.keys import generate_key
-from pqscep.protocol import kempop
+from pqscep.protocol import kem_pop
 from pqscep.protocol.messages import PkiStatus
 from pqscep.service.config import load_config
 from pqscep.service.scep import ScepService
@@ -147,7 +147,7 @@ def _proof_der(mac: bytes = b"\x11" * 32) -> bytes:
 
 
 def test_oracle_refuses_an_implicit_kem_context():
-    good = kempop.kem_other_info("ABC", b"csr")
+    good = kem_pop.kem_other_info("ABC", b"csr")
     d.der_round_trip(d.asn1_type(d.CMP_MODULE, "KemOtherInfo"), good)
     # [0] IMPLICIT OCTET STRING (80 20 ...) instead of [0] EXPLICIT (A0 22 04 20 ...)
     implicit = good[:-36] + b"\x80\x20" + good[-32:]
@@ -355,9 +355,9 @@ def test_certrep_pending_carries_the_kem_pop_challenge(kem_flow):
     assert [t for _, t, _, _ in walk.scep_attributes] == ["KemPopChallenge"]
     assert challenge["kem"] == {"algorithm": oids.ML_KEM_768.dotted_string}  # parameters absent
     assert len(challenge["ct"]) == 1088
-    # What the code reads from the same bytes (kempop.read_challenge) is what asn1tools read.
+    # What the code reads from the same bytes (kem_pop.read_challenge) is what asn1tools read.
     _, _, _, der = walk.scep_attributes[0]
-    assert kempop.read_challenge(der) == (oids.ML_KEM_768, challenge["ct"])
+    assert kem_pop.read_challenge(der) == (oids.ML_KEM_768, challenge["ct"])
     # KemPopChallenge ::= KemCiphertextInfo: the imported type gives the same value and bytes.
     assert d.der_round_trip(d.asn1_type(d.CMP_MODULE, "KemCiphertextInfo"), der) == challenge
     assert walk.envelopes == []  # PENDING has no pkcsPKIEnvelope
@@ -377,7 +377,7 @@ def test_certpoll_carries_the_kem_pop_proof(kem_flow, ca):
     (proof,) = poll.attribute(oids.SCEP_KEM_POP_PROOF.dotted_string)
     assert sorted(t for _, t, _, _ in poll.scep_attributes) == ["KemPopProof", "ResponseKey"]
     assert proof["macAlgorithm"] == {"algorithm": HMAC_SHA256, "parameters": NULL}
-    assert len(proof["mac"]) == kempop.MAC_LENGTH == 32
+    assert len(proof["mac"]) == kem_pop.MAC_LENGTH == 32
     # The MAC, recomputed from the draft's description alone (module comments and section on
     # the challenge): ss from the ciphertext asn1tools decoded, info = DER(KemOtherInfo) built
     # by asn1tools from the draft's definition, K = HKDF-SHA256(ss, empty salt, info, 32),
@@ -394,7 +394,7 @@ def test_certpoll_carries_the_kem_pop_proof(kem_flow, ca):
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared_secret)
     assert hmac.new(key, csr_der, hashlib.sha256).digest() == proof["mac"]
     # The code's own KemOtherInfo for this transaction is those very bytes, and round-trips.
-    code_info = kempop.kem_other_info(transaction_id, csr_der)
+    code_info = kem_pop.kem_other_info(transaction_id, csr_der)
     assert code_info == info
     assert d.der_round_trip(d.asn1_type(d.CMP_MODULE, "KemOtherInfo"), code_info) == {
         "staticString": ["SCEP-KEM-POP"],

@@ -60,10 +60,10 @@ def test_damaged_pkioperations_never_get_a_server_error(server, profile, kind):
     with httpx.Client(base_url=server.base, timeout=60) as http:
         reply = http.get(path, params={"operation": "GetCACert"})
         bundle = client.parse_ca_certs(reply.headers["content-type"], reply.content)
-        recipient = bundle.kem_recipient or bundle.encipherer
+        recipient = bundle.kem_recipient_cert or bundle.encipherer
 
         def seal(content: bytes) -> bytes:
-            return kem_envelope(content, recipient) if bundle.kem_recipient else envelope(content, recipient)
+            return kem_envelope(content, recipient) if bundle.kem_recipient_cert else envelope(content, recipient)
 
         identities = [Identity.new(f"fuzz-{profile}-{kind}-{i}") for i in range(3)]
         answers: dict[int, int] = {}

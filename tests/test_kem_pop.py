@@ -36,7 +36,7 @@ from pqscep.crypto.keys import generate_key, key_family
 from pqscep.crypto.registry import CIPHERS, DIGESTS
 from pqscep.csr.pkcs10 import build_kem_csr
 from pqscep.protocol import client as scep
-from pqscep.protocol import kempop
+from pqscep.protocol import kem_pop
 from pqscep.protocol.messages import FailInfo, MessageType, PkiStatus
 
 CONFIG = """
@@ -46,7 +46,7 @@ default_profile = "challenge"
 
 [profiles.challenge]
 ca_key_type = "ml-dsa-65"
-ca_subject = "CN=kempop challenge CA"
+ca_subject = "CN=kem_pop challenge CA"
 kem_recipient = "ml-kem-768"
 aes_gcm = true
 challenge_file = "secrets/challenge-default"
@@ -55,7 +55,7 @@ rate_limit_failures = 1000
 
 [profiles.shortttl]
 ca_key_type = "ml-dsa-65"
-ca_subject = "CN=kempop short CA"
+ca_subject = "CN=kem_pop short CA"
 kem_recipient = "ml-kem-768"
 challenge_file = "secrets/challenge-default"
 kem_pop = "challenge"
@@ -64,7 +64,7 @@ rate_limit_failures = 1000
 
 [profiles.encrypted]
 ca_key_type = "ml-dsa-65"
-ca_subject = "CN=kempop encrypted-cert CA"
+ca_subject = "CN=kem_pop encrypted-cert CA"
 kem_recipient = "ml-kem-1024"
 challenge_file = "secrets/challenge-default"
 kem_pop = "encrypted-cert"
@@ -72,7 +72,7 @@ rate_limit_failures = 1000
 
 [profiles.statement]
 ca_key_type = "ml-dsa-65"
-ca_subject = "CN=kempop statement CA"
+ca_subject = "CN=kem_pop statement CA"
 kem_recipient = "ml-kem-768"
 aes_gcm = true
 challenge_file = "secrets/challenge-default"
@@ -81,7 +81,7 @@ rate_limit_failures = 1000
 
 [profiles.approval]
 ca_key_type = "ml-dsa-65"
-ca_subject = "CN=kempop approval CA"
+ca_subject = "CN=kem_pop approval CA"
 kem_recipient = "ml-kem-768"
 challenge_file = "secrets/challenge-default"
 kem_pop = "encrypted-cert"
@@ -89,14 +89,14 @@ manual_approval = true
 
 [profiles.approvalchal]
 ca_key_type = "ml-dsa-65"
-ca_subject = "CN=kempop approval and challenge CA"
+ca_subject = "CN=kem_pop approval and challenge CA"
 kem_recipient = "ml-kem-768"
 challenge_file = "secrets/challenge-default"
 kem_pop = "challenge"
 manual_approval = true
 
 [profiles.classic]
-ca_subject = "CN=kempop classic CA"
+ca_subject = "CN=kem_pop classic CA"
 challenge_file = "secrets/challenge-default"
 """
 
@@ -111,7 +111,7 @@ def _now() -> datetime.datetime:
 def data(request, tmp_path_factory):
     """A data directory with every mode as a profile, per database (module scope: ML-DSA CAs are
     slow to set up; each test uses its own transactions)."""
-    tmp = tmp_path_factory.mktemp(f"kempop-{request.param}")
+    tmp = tmp_path_factory.mktemp(f"kem_pop-{request.param}")
     if request.param == "sqlite":
         databases = iter([f"sqlite:///{tmp / 'pqscep.sqlite3'}"])
     else:
@@ -196,7 +196,8 @@ class KemClient:
             transaction_id=transaction_id,
             sender_nonce=nonce,
             content=content,
-            originator=KemOriginator(self.bundle.kem_recipient.public_key(), certificate=self.bundle.kem_recipient),
+            originator=KemOriginator(self.bundle.kem_recipient_cert.public_key(),
+                                     certificate=self.bundle.kem_recipient_cert),
             cipher=self.cipher,
             signer_key=signer_key,
             signer_cert=signer_cert,
@@ -216,7 +217,7 @@ class KemClient:
         return self.send(device, MessageType.PKCS_REQ, device.csr_der, **kw)
 
     def poll(self, device: KemDevice, proof: bytes | None = None, **kw) -> Exchange:
-        extra = [kempop.proof_attribute(proof)] if proof is not None else []
+        extra = [kem_pop.proof_attribute(proof)] if proof is not None else []
         return self.send(device, MessageType.CERT_POLL, scep.poll_content(self.bundle.ca.subject, device.subject),
                          extra=extra, **kw)
 
@@ -233,7 +234,7 @@ def challenge_of(result: scep.CertRepResult) -> bytes:
 
 
 def proof_for(device: KemDevice, challenge: bytes, *, transaction_id: str | None = None) -> bytes:
-    return kempop.make_proof(device.kem_key, challenge, transaction_id or device.transaction_id, device.csr_der)
+    return kem_pop.make_proof(device.kem_key, challenge, transaction_id or device.transaction_id, device.csr_der)
 
 
 def check_kem_certificate(cert: x509.Certificate, device: KemDevice, ca: x509.Certificate) -> None:
@@ -274,7 +275,7 @@ def identity_certificate(server, profile: str, cn: str):
 # --------------------------------------------------------------------------------------------
 
 
-def test_kempop_capability(ca):
+def test_kem_pop_capability(ca):
     for profile in ("challenge", "encrypted", "statement"):
         caps = ca.http.get(ca.url(f"/scep/{profile}"), params={"operation": "GetCACaps"}).text.split()
         assert "KEMPoP" in caps
@@ -294,7 +295,7 @@ def test_challenge_mode(ca, kem_type, cipher):
     device = KemDevice(f"chal-{kem_type}-{cipher}", kem_type)
     first = client.pkcs_req(device).result
     challenge = challenge_of(first)
-    kem_oid, ciphertext = kempop.read_challenge(challenge)
+    kem_oid, ciphertext = kem_pop.read_challenge(challenge)
     assert kem_oid == (oids.ML_KEM_768 if kem_type == "ml-kem-768" else oids.ML_KEM_1024)
     done = client.poll(device, proof_for(device, challenge))
     assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
@@ -306,7 +307,7 @@ def test_challenge_answered_with_a_repeated_pkcsreq(ca):
     client = kem_client(ca, "challenge")
     device = KemDevice("chal-repeated-pkcsreq")
     challenge = challenge_of(client.pkcs_req(device).result)
-    done = client.pkcs_req(device, extra=[kempop.proof_attribute(proof_for(device, challenge))])
+    done = client.pkcs_req(device, extra=[kem_pop.proof_attribute(proof_for(device, challenge))])
     assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
     check_kem_certificate(done.result.certificates[0], device, client.bundle.ca)
 
@@ -348,7 +349,8 @@ def test_get_cert_of_an_ml_kem_certificate_goes_to_its_key_only(ca):
     nonce, transaction_id = os.urandom(16), os.urandom(16).hex()
     body = scep.build_pki_message(
         message_type=MessageType.GET_CERT, transaction_id=transaction_id, sender_nonce=nonce, content=content,
-        originator=KemOriginator(client.bundle.kem_recipient.public_key(), certificate=client.bundle.kem_recipient),
+        originator=KemOriginator(client.bundle.kem_recipient_cert.public_key(),
+                                 certificate=client.bundle.kem_recipient_cert),
         cipher=client.cipher, signer_key=holder.signer_key, signer_cert=holder.signer_cert,
         digest=DIGESTS.by_name("sha512"), random_bytes=os.urandom)
     reply = client.http.post(client.url, params={"operation": "PKIOperation"}, content=body,
@@ -447,7 +449,7 @@ def test_proof_for_another_transactions_challenge(ca):
     one, two = KemDevice("neg-cross-1"), KemDevice("neg-cross-2")
     challenge_one = challenge_of(client.pkcs_req(one).result)
     challenge_of(client.pkcs_req(two).result)
-    assert failure(client.poll(two, kempop.make_proof(two.kem_key, challenge_one, two.transaction_id, two.csr_der))) \
+    assert failure(client.poll(two, kem_pop.make_proof(two.kem_key, challenge_one, two.transaction_id, two.csr_der))) \
         == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
 
 
@@ -470,7 +472,7 @@ def test_proof_without_a_challenge(ca):
     device = KemDevice("neg-no-challenge")
     assert client.pkcs_req(device).result.status == PkiStatus.SUCCESS
     # Issued at once: a later "proof" changes nothing, the certificate is the same.
-    again = client.pkcs_req(device, extra=[kempop.proof_attribute(b"\x30\x00")])
+    again = client.pkcs_req(device, extra=[kem_pop.proof_attribute(b"\x30\x00")])
     assert again.result.status == PkiStatus.SUCCESS
 
 
@@ -482,7 +484,7 @@ def test_proof_signed_by_another_certificate(ca):
     other = (other_key, _self_signed(other_key, "someone else"))
     assert failure(client.poll(device, proof_for(device, challenge), signer=other)) == (
         PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
-    assert failure(client.pkcs_req(device, extra=[kempop.proof_attribute(proof_for(device, challenge))],
+    assert failure(client.pkcs_req(device, extra=[kem_pop.proof_attribute(proof_for(device, challenge))],
                                    signer=other)) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
     # Neither touched the challenge: the right signer still gets the certificate.
     done = client.poll(device, proof_for(device, challenge))
@@ -570,7 +572,7 @@ def test_pkcsreq_with_a_proof_before_any_challenge(ca):
     client = kem_client(ca, "challenge")
     device = KemDevice("proof-first")
     # A proof on the first PKCSReq answers nothing yet: the CA challenges as usual.
-    first = client.pkcs_req(device, extra=[kempop.proof_attribute(b"\x30\x00")])
+    first = client.pkcs_req(device, extra=[kem_pop.proof_attribute(b"\x30\x00")])
     challenge_of(first.result)
 
 
@@ -813,6 +815,7 @@ def _load(tmp_path, profile_lines: str):
 def test_config_kem_pop(tmp_path):
     import datetime as dt
 
+    from pqscep.ca.profile import KemPopMode
     from pqscep.service.config import ConfigError
     from pqscep.service.setup import DEFAULT_CONFIG
 
@@ -821,9 +824,14 @@ def test_config_kem_pop(tmp_path):
     assert plain.kem_pop is None and "ml-kem" not in plain.issuance.allowed_key_families
     chosen = _load(tmp_path, 'kem_pop = "statement"\nkem_pop_ttl_minutes = 2')
     assert chosen.kem_pop == "statement" and "ml-kem" in chosen.issuance.allowed_key_families
+    assert chosen.kem_pop is KemPopMode.STATEMENT
     assert chosen.kem_pop_ttl == dt.timedelta(minutes=2)
     by_family = _load(tmp_path, 'key_types = ["ml-dsa", "ml-kem"]')
     assert by_family.kem_pop == "challenge" and by_family.kem_pop_ttl == dt.timedelta(minutes=10)
+    assert by_family.kem_pop is KemPopMode.CHALLENGE
+    with pytest.raises(ConfigError, match=r"^profile p: kem_pop 'trust-me' must be one of challenge, "
+                                          r"encrypted-cert, statement$"):
+        _load(tmp_path, 'kem_pop = "trust-me"')
     for bad in ('kem_pop = "trust-me"', 'kem_pop = "challenge"\nkem_pop_ttl_minutes = 0'):
         with pytest.raises(ConfigError):
             _load(tmp_path, bad)

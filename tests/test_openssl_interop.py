@@ -175,7 +175,7 @@ def _pki_operation(pq, device: Device, *, cipher: str, response_key) -> tuple[by
         transaction_id=device.transaction_id,
         sender_nonce=nonce,
         content=csr.public_bytes(serialization.Encoding.DER),
-        originator=KemOriginator(None, certificate=bundle.kem_recipient),
+        originator=KemOriginator(None, certificate=bundle.kem_recipient_cert),
         cipher=CIPHERS.by_name(cipher),
         signer_key=device.key,
         signer_cert=device.cert,

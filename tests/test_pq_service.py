@@ -11,7 +11,7 @@ from scep_client import Device, Requester
 from server_proc import ServerProcess, init_data, pqscep
 
 from pqscep.cms import signed
-from pqscep.crypto.keys import key_family
+from pqscep.crypto.keys import KeyFamily, key_family
 from pqscep.protocol.messages import FailInfo, PkiStatus
 
 
@@ -64,6 +64,7 @@ def test_pq_enrollment_with_the_cli(server, tmp_path):
            "--out", tmp_path / "cert.pem", "--dump", dump)
     cert = x509.load_pem_x509_certificate((tmp_path / "cert.pem").read_bytes())
     assert key_family(cert.public_key()) == "ml-dsa"
+    assert key_family(cert.public_key()) is KeyFamily.ML_DSA
     request = signed.parse_signed_data((dump / "03-PKCSReq.der").read_bytes())
     reply = signed.parse_signed_data((dump / "04-CertRep.der").read_bytes())
     assert request.signer_infos[0].signature_algorithm.oid.dotted_string == "2.16.840.1.101.3.4.3.18"

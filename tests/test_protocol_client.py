@@ -36,7 +36,7 @@ def test_post_quantum_bundle_roles():
     kem = _kem_cert(ca_key, ca)
     for order in ((ca, kem), (kem, ca)):
         bundle = _bundle(*order)
-        assert bundle.ca == ca and bundle.signer == ca and bundle.kem_recipient == kem
+        assert bundle.ca == ca and bundle.signer == ca and bundle.kem_recipient_cert == kem
 
 
 def test_ml_kem_certificate_from_another_issuer_is_refused():
@@ -52,10 +52,10 @@ def test_ml_kem_certificate_with_signing_usage_is_refused():
         _bundle(ca, _kem_cert(ca_key, ca, purpose="sign"))
 
 
-def test_classic_bundle_has_no_kem_recipient():
+def test_classic_bundle_has_no_kem_recipient_cert():
     ca_key, ca = _ca(key_type="rsa-2048")
     enc_key = generate_key("rsa-2048")
     enc = issue_ra_certificate(ca_key, ca, enc_key.public_key(), name_from_common_name("RA enc"), purpose="encrypt",
                                now=NOW, days=10, serial=3)
     bundle = _bundle(enc, ca)
-    assert bundle.kem_recipient is None and bundle.encipherer == enc and bundle.ca == ca
+    assert bundle.kem_recipient_cert is None and bundle.encipherer == enc and bundle.ca == ca

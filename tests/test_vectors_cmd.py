@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from peers import OpenSSL, openssl_pq_tool
 
 from pqscep.asn1 import cms, oids
+from pqscep.ca.profile import KemPopMode
 from pqscep.cms import enveloped, kem, signed
 from pqscep.crypto import pkcs8
 from pqscep.crypto.spki import public_key_from_spki
@@ -142,7 +143,7 @@ def _keys() -> dict[str, object]:
             for p in (VECTORS / "keys").glob("*.key.der")}
 
 
-def _kem_recipient_for(envelope: bytes):
+def _kem_key_named_by(envelope: bytes):
     """(key name, certificate path or None) of the ML-KEM key a KEMRecipientInfo names."""
     info = cms.decode(cms.ContentInfo, envelope)
     body_type = cms.AuthEnvelopedData if info.content_type == oids.AUTH_ENVELOPED_DATA else cms.EnvelopedData
@@ -244,13 +245,13 @@ def test_values_txt_intermediates_follow_from_the_committed_files_and_keys():
 
     from cryptography.hazmat.primitives import keywrap
 
-    from pqscep.protocol import kempop
+    from pqscep.protocol import kem_pop
     from pqscep.protocol.messages import read_printable
 
     keys = _keys()
     checked = 0
     for path in _envelopes():
-        name, _ = _kem_recipient_for((VECTORS / path).read_bytes())
+        name, _ = _kem_key_named_by((VECTORS / path).read_bytes())
         if name is None:
             continue
         flow, file = path.split("/")
@@ -271,19 +272,19 @@ def test_values_txt_intermediates_follow_from_the_committed_files_and_keys():
     values = _values(flow, "KEM proof of possession")
     challenge = next((VECTORS / flow).glob("*-kemPopChallenge.der")).read_bytes()
     csr = next((VECTORS / flow).glob("*-csr.der")).read_bytes()
-    _, ct = kempop.read_challenge(challenge)
+    _, ct = kem_pop.read_challenge(challenge)
     ss = keys["challenge-kem"].decapsulate(ct)
     assert ss == values["ss (shared secret, kept by the CA, decapsulated by the requester)"]
     request = signed.parse_signed_data(next((VECTORS / flow).glob("*-PKCSReq.der")).read_bytes())
     tid = read_printable(request.signer_infos[0].single(oids.SCEP_TRANSACTION_ID), "transactionID")
-    info, key = kempop.derive_pop_key(ss, tid, csr)
+    info, key = kem_pop.derive_pop_key(ss, tid, csr)
     assert info == next((VECTORS / flow).glob("*-KemOtherInfo.der")).read_bytes() == values["info = DER(KemOtherInfo)"]
     assert key == values["K = HKDF-SHA256(ss, salt empty, info, 32)"]
     mac = hmac.new(key, csr, hashlib.sha256).digest()
     assert mac == values["mac = HMAC-SHA256(K, DER(CSR))"]
     proof = cms.decode_der(cms.KemPopProof, next((VECTORS / flow).glob("*-kemPopProof.der")).read_bytes())
     assert proof.mac == mac
-    kempop.verify_proof(ss, next((VECTORS / flow).glob("*-kemPopProof.der")).read_bytes(), tid, csr)
+    kem_pop.verify_proof(ss, next((VECTORS / flow).glob("*-kemPopProof.der")).read_bytes(), tid, csr)
 
 
 def test_no_secret_or_nonce_is_used_twice():
@@ -401,7 +402,7 @@ def test_openssl_decrypts_every_envelope(openssl, tmp_path):
     kinds = set()
     for path in envelopes:
         data = (VECTORS / path).read_bytes()
-        name, cert_path = _kem_recipient_for(data)
+        name, cert_path = _kem_key_named_by(data)
         out = tmp_path / "plain.der"
         if name is None:
             kinds.add("pwri")
@@ -434,7 +435,7 @@ def test_openssl_verifies_the_self_signed_csrs_and_the_certificates(openssl, tmp
 # --- the service accepts the requests ----------------------------------------------------------
 
 
-def _service(tmp_path: Path, kem_pop: str, now: datetime.datetime):
+def _service(tmp_path: Path, mode: KemPopMode, now: datetime.datetime):
     from dataclasses import replace
 
     from pqscep.ca.authority import Authority
@@ -447,14 +448,14 @@ def _service(tmp_path: Path, kem_pop: str, now: datetime.datetime):
 
     v = Vectors()
     keys = _keys()
-    settings = replace(v.settings, kem_pop=kem_pop)
+    settings = replace(v.settings, kem_pop=mode)
     responder = Responder(ResponderKeys(
         signer_certificate=v.ca_cert, signer_key=keys["ca"],
         recipients=[KemRecipient(keys["kem-recipient"], certificate=v.recipient_cert),
                     PasswordRecipient(_password().encode())]), accept_aes_gcm=True)
     profile = Profile(settings, Authority(v.ca_cert, keys["ca"], settings.issuance), responder,
                       ra_certificates=[v.recipient_cert])
-    store = open_store(f"sqlite:///{tmp_path / f'{kem_pop}.db'}")
+    store = open_store(f"sqlite:///{tmp_path / f'{mode}.db'}")
     clock = {"now": now}
     service = ScepService({"pq": profile}, store, clock=lambda: clock["now"])
     return service, profile, store, clock, v
@@ -485,7 +486,7 @@ def test_the_service_accepts_every_request_vector(tmp_path):
 
     now = mat.REQUEST_TIME + datetime.timedelta(minutes=1)
     # pq-enrollment: both PKCSReqs (the second resumes the transaction the first settled).
-    service, profile, store, clock, v = _service(tmp_path, "challenge", now)
+    service, profile, store, clock, v = _service(tmp_path, KemPopMode.CHALLENGE, now)
     for tag in ("cbc", "gcm"):
         req = next((VECTORS / "pq-enrollment").glob(f"*-PKCSReq-{tag}.der"))
         reply = _answer(service, profile, f"pq-enrollment/{req.name}")
@@ -520,10 +521,10 @@ def test_the_service_accepts_every_request_vector(tmp_path):
     assert reply.outcome == "success", reply.outcome
     assert _rid(reply.body)[0] == cms.PWRI_TAG
     # kem-pop-encrypted-cert and kem-pop-statement, each at a profile of that mode.
-    for mode in ("encrypted-cert", "statement"):
+    for mode in (KemPopMode.ENCRYPTED_CERT, KemPopMode.STATEMENT):
         service, profile, store, clock, v = _service(tmp_path, mode, now)
         flow = VECTORS / f"kem-pop-{mode}"
-        if mode == "statement":
+        if mode == KemPopMode.STATEMENT:
             identity = x509.load_der_x509_certificate(next(flow.glob("*-identity-certificate.der")).read_bytes())
             store.record_certificate("pq", identity.serial_number, identity.public_bytes(serialization.Encoding.DER),
                                      identity.subject.rfc4514_string(), identity.not_valid_before_utc,

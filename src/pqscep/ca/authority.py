@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ..crypto.keys import key_family
+from ..crypto.keys import KeyFamily, key_family
 
 __all__ = [
     "Authority",
@@ -42,7 +42,7 @@ class IssuanceError(ValueError):
 
 def _signature_hash(ca_key) -> hashes.SHA256 | None:
     # ML-DSA signs the message itself (RFC 9881); RSA and ECDSA CAs sign with SHA-256.
-    return None if key_family(ca_key) == "ml-dsa" else hashes.SHA256()
+    return None if key_family(ca_key) == KeyFamily.ML_DSA else hashes.SHA256()
 
 
 def random_serial(random_bytes) -> int:
@@ -70,10 +70,10 @@ def _key_usage(**enabled: bool) -> x509.KeyUsage:
 
 # keyUsage of an issued end-entity certificate, by the family of its public key.
 END_ENTITY_KEY_USAGE = {
-    "rsa": _key_usage(digital_signature=True, key_encipherment=True),
-    "ec": _key_usage(digital_signature=True, key_agreement=True),
-    "ml-dsa": _key_usage(digital_signature=True),  # RFC 9881 section 5
-    "ml-kem": _key_usage(key_encipherment=True),  # RFC 9935 section 4: keyEncipherment only
+    KeyFamily.RSA: _key_usage(digital_signature=True, key_encipherment=True),
+    KeyFamily.EC: _key_usage(digital_signature=True, key_agreement=True),
+    KeyFamily.ML_DSA: _key_usage(digital_signature=True),  # RFC 9881 section 5
+    KeyFamily.ML_KEM: _key_usage(key_encipherment=True),  # RFC 9935 section 4: keyEncipherment only
 }
 
 
@@ -90,7 +90,7 @@ def create_ca_certificate(
     digitalSignature and keyEncipherment, since it signs CertReps and opens request envelopes."""
     family = key_family(key)
     usage = dict(key_cert_sign=True, crl_sign=True, digital_signature=True)
-    if signs_scep_messages and family == "rsa":
+    if signs_scep_messages and family == KeyFamily.RSA:
         usage["key_encipherment"] = True
     public = key.public_key()
     builder = (
@@ -156,7 +156,7 @@ class IssuancePolicy:
     copy_subject_alt_names: bool = True
     crl_distribution_url: str | None = None
     # Key families the profile certifies (ML-KEM needs the proof-of-possession of issue #4).
-    allowed_key_families: tuple[str, ...] = ("rsa", "ec", "ml-dsa")
+    allowed_key_families: tuple[str, ...] = (KeyFamily.RSA, KeyFamily.EC, KeyFamily.ML_DSA)
     min_rsa_bits: int = 2048
 
 
@@ -191,7 +191,7 @@ class Authority:
             raise IssuanceError("the requested key type is not supported") from None
         if family not in self.policy.allowed_key_families:
             raise IssuanceError(f"this profile does not certify {family} keys")
-        if family == "rsa" and public.key_size < self.policy.min_rsa_bits:  # type: ignore[union-attr]
+        if family == KeyFamily.RSA and public.key_size < self.policy.min_rsa_bits:  # type: ignore[union-attr]
             raise IssuanceError(f"RSA keys must have at least {self.policy.min_rsa_bits} bits")
         if not subject.rdns and not self._requested_sans(csr):
             raise IssuanceError("the request has neither a subject nor subjectAltNames")
@@ -241,7 +241,7 @@ class Authority:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
             .add_extension(authority_key_id, critical=False)
         )
-        ekus = [EKU_NAMES[name] for name in self.policy.extended_key_usage if family != "ml-kem"]
+        ekus = [EKU_NAMES[name] for name in self.policy.extended_key_usage if family != KeyFamily.ML_KEM]
         if ekus:
             builder = builder.add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
         sans = self._requested_sans(csr) if self.policy.copy_subject_alt_names else None

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ..protocol.messages import FailInfo, MessageType
 from ..protocol.requests import CertificationRequest
-from .profile import ProfileSettings
+from .profile import KemPopMode, ProfileSettings
 from .transactions import PolicyVerdict
 
 log = logging.getLogger("pqscep.policy")
@@ -196,7 +196,7 @@ def check_kem_pop(ctx: Context) -> PolicyVerdict | None:
     """Design section 5 c): in statement mode the RFC 9883 statement alone is the proof, so the
     certificate it names (the pkiMessage signer) must be one this CA issued and that is valid and
     not revoked now (check_signer, which runs first, refused the others)."""
-    if ctx.request.csr.kem_statement is None or ctx.profile.kem_pop != "statement":
+    if ctx.request.csr.kem_statement is None or ctx.profile.kem_pop != KemPopMode.STATEMENT:
         return None
     if not _known_signer(ctx):
         return refuse(FailInfo.BAD_REQUEST, "statement proof of possession: the signer certificate must be "

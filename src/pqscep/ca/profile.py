@@ -6,14 +6,25 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from .authority import IssuancePolicy
 
-__all__ = ["ChallengeSettings", "ProfileSettings", "RateLimit", "KEM_POP_MODES"]
+__all__ = ["ChallengeSettings", "KemPopMode", "ProfileSettings", "RateLimit", "KEM_POP_MODES"]
+
 
 # Proof of possession for ML-KEM keys (design section 5): a) challenge-response, b) the certificate
 # encrypted to the new key, c) the RFC 9883 statement of a signer certificate this CA issued.
-KEM_POP_MODES = ("challenge", "encrypted-cert", "statement")
+class KemPopMode(StrEnum):
+    """How a profile has an ML-KEM key's possession proven. A member is its value as a string
+    (`str` equality, formatting and JSON), which is the profile's kem_pop setting."""
+
+    CHALLENGE = "challenge"
+    ENCRYPTED_CERT = "encrypted-cert"
+    STATEMENT = "statement"
+
+
+KEM_POP_MODES: tuple[KemPopMode, ...] = tuple(KemPopMode)
 
 
 @dataclass(frozen=True)
@@ -67,5 +78,5 @@ class ProfileSettings:
     max_message_size: int = 256 * 1024
     # ML-KEM certificates (design section 5): how possession of the key is proven; None = the
     # profile does not certify ML-KEM keys. The challenge's shared secret lives `kem_pop_ttl`.
-    kem_pop: str | None = None
+    kem_pop: KemPopMode | None = None
     kem_pop_ttl: datetime.timedelta = datetime.timedelta(minutes=10)

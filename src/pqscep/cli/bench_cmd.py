@@ -48,7 +48,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..client.errors import EnrollmentError, UnusableKey, VerificationError, describe_failure
 from ..client.keepalive import KeepAliveSender
 from ..client.kem import answer_kem_challenge
-from ..client.requester import kem_recipient
+from ..client.requester import reply_kem_recipient
 from ..client.session import ScepSession, utc_now
 from ..client.signer import RequestSigner
 from ..client.transport import DEFAULT_TIMEOUT, CaCaps, ScepTransport, TransportError
@@ -131,7 +131,7 @@ def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, p
 
     bundle = proto.parse_ca_certs(*plan.ca_reply)
     now = utc_now()
-    kem = keymod.KEY_TYPES[plan.key_type].family == "ml-kem"
+    kem = keymod.KEY_TYPES[plan.key_type].family == keymod.KeyFamily.ML_KEM
     round_trip = plan.timed == "round-trip" and not kem
     # Every exchange of the worker goes over http.client (client/keepalive.py: about 30%
     # of httpx's CPU per request, which the server under test would otherwise lose). The
@@ -154,7 +154,7 @@ def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, p
                 if plan.identity:
                     cert = _identity_certificate(plan, bundle, signer, subject)
                 csr = build_kem_csr(key.public_key(), subject, signer, cert, challenge_password=plan.challenge)
-                recipients: list[enveloped.Recipient] = [kem_recipient(key)]
+                recipients: list[enveloped.Recipient] = [reply_kem_recipient(key)]
             else:
                 signer = key
                 csr = proto.build_csr(key, subject, challenge=plan.challenge).public_bytes(serialization.Encoding.DER)

@@ -195,7 +195,7 @@ def enroll_cmd(url: str, challenge: str | None, cn: str | None, subject: str | N
         key = load_key(key_file)
         key_path = key_file
     if signer is not None and (keymod.key_family(key) if key_file is not None
-                                   else keymod.KEY_TYPES[key_type].family) != "ml-kem":
+                                   else keymod.KEY_TYPES[key_type].family) != keymod.KeyFamily.ML_KEM:
         raise click.UsageError("--signer-cert/--signer-key are for ML-KEM keys, which cannot sign their own request")
     if key_file is None:
         key_path = _new_key_path(key_out, out)

@@ -12,6 +12,7 @@ import enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..crypto.keys import KeyFamily
 from ..protocol.messages import FAIL_INFO_NAMES, FailInfo
 
 if TYPE_CHECKING:
@@ -47,10 +48,10 @@ class UnusableReason(enum.Enum):
 class UnusableKey(EnrollmentError):
     """The key cannot be used with this CA (e.g. it cannot decrypt the CA's reply)."""
 
-    def __init__(self, message: str, *, reason: UnusableReason, family: str | None = None) -> None:
+    def __init__(self, message: str, *, reason: UnusableReason, family: KeyFamily | None = None) -> None:
         super().__init__(message)
         self.reason = reason
-        self.family = family  # the key's family ("ec", "ml-dsa", ...), for CANNOT_DECRYPT
+        self.family = family  # the key's family (EC, ML-DSA, ...), for CANNOT_DECRYPT
 
 
 class KeyMismatch(EnrollmentError):

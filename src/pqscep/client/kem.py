@@ -18,12 +18,12 @@ from ..crypto import keys as keymod
 from ..crypto.registry import ContentCipher
 from ..csr.pkcs10 import build_kem_csr
 from ..protocol import client as proto
-from ..protocol import kempop
+from ..protocol import kem_pop
 from ..protocol.messages import MessageType, PkiStatus
 from .errors import VerificationError
 from .outcome import Outcome, check_issuer, outcome_of
 from .pending import PendingState
-from .requester import PrivateKey, check_kem_pop, kem_recipient, key_transaction_id
+from .requester import PrivateKey, check_kem_pop, key_transaction_id, reply_kem_recipient
 from .session import ScepSession
 from .signer import RequestSigner
 
@@ -52,8 +52,8 @@ def answer_kem_challenge(session: ScepSession, result: proto.CertRepResult, mess
     if len(values) != 1:
         raise VerificationError("the CertRep has more than one kemPopChallenge")
     try:
-        proof = kempop.make_proof(key, values[0], transaction_id, csr_der)
-    except kempop.PopError as exc:
+        proof = kem_pop.make_proof(key, values[0], transaction_id, csr_der)
+    except kem_pop.PopError as exc:
         raise VerificationError(f"cannot answer the CA's kemPopChallenge: {exc.text}") from None
     session.kem_challenges_answered += 1
     result = session.transact(
@@ -64,7 +64,7 @@ def answer_kem_challenge(session: ScepSession, result: proto.CertRepResult, mess
         recipients=recipients,
         cipher=cipher,
         use_post=use_post,
-        extra_attributes=[kempop.proof_attribute(proof)],
+        extra_attributes=[kem_pop.proof_attribute(proof)],
     )
     return result, MessageType.CERT_POLL
 
@@ -89,8 +89,8 @@ def enroll_kem(session: ScepSession, *, key: PrivateKey, subject: x509.Name, cha
     csr_der = build_kem_csr(key.public_key(), subject, signer.private_key, signer.certificate,
                                    challenge_password=challenge, extensions=san_extensions(dns_names))
     transaction_id = key_transaction_id(key)
-    recipients: list[enveloped.Recipient] = [kem_recipient(key)]
-    if signer.family == "rsa":
+    recipients: list[enveloped.Recipient] = [reply_kem_recipient(key)]
+    if signer.family == keymod.KeyFamily.RSA:
         recipients.append(signer.reply_recipient())
     result = session.transact(MessageType.PKCS_REQ, csr_der, transaction_id=transaction_id, signer=signer,
                               recipients=recipients, cipher=cipher, use_post=caps.post)

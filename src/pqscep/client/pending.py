@@ -156,7 +156,8 @@ def resume(state: PendingState, transport: ScepTransport, *, dumper: Dumper | No
         # Polls use the settings of the original request; GetCACaps is not asked again. A CA
         # with an ML-KEM recipient certificate said ML-KEM, and a GCM cipher means AES-GCM.
         caps=CaCaps(tuple(
-            word for word, yes in (("POSTPKIOperation", state.use_post), ("ML-KEM", bundle.kem_recipient is not None),
+            word for word, yes in (("POSTPKIOperation", state.use_post),
+                                   ("ML-KEM", bundle.kem_recipient_cert is not None),
                                    ("AES-GCM", CIPHERS.by_name(state.cipher).aead)) if yes)),
         bundle=bundle,
     )

@@ -27,7 +27,7 @@ __all__ = [
     "cert_pem",
     "check_can_decrypt",
     "check_kem_pop",
-    "kem_recipient",
+    "reply_kem_recipient",
     "key_transaction_id",
     "load_certificate_file",
     "load_private_key_file",
@@ -67,7 +67,7 @@ def check_can_decrypt(key: PrivateKey, what: str = "the key", caps: CaCaps | Non
     """The CertRep is encrypted to the request signer's RSA key (RFC 8894), or, with a CA that
     lists ML-KEM, to the responseKey the client sends (design section 4), so any key type works."""
     family = keymod.key_family(key)
-    if family == "rsa" or (caps is not None and caps.ml_kem):
+    if family == keymod.KeyFamily.RSA or (caps is not None and caps.ml_kem):
         return
     raise UnusableKey(
         f"{what} is {family}: it cannot decrypt the CA's reply, which RFC 8894 encrypts with RSA key "
@@ -82,7 +82,7 @@ def check_kem_pop(caps: CaCaps) -> None:
     if "KEMPoP" not in caps:
         raise UnusableKey("the CA does not list KEMPoP: it does not certify ML-KEM keys (an ML-KEM key cannot "
                           "sign its own request; post-quantum SCEP proves possession another way)",
-                          reason=UnusableReason.NO_KEM_POP, family="ml-kem")
+                          reason=UnusableReason.NO_KEM_POP, family=keymod.KeyFamily.ML_KEM)
 
 
 def public_key_der(key: Any) -> bytes:
@@ -96,7 +96,7 @@ def key_transaction_id(key: Any) -> str:
     return hashlib.sha256(public_key_der(key)).hexdigest().upper()
 
 
-def kem_recipient(key: PrivateKey) -> KemRecipient:
+def reply_kem_recipient(key: PrivateKey) -> KemRecipient:
     """The new ML-KEM key opens the CertRep (design section 4, rule 1), named by its SKI (RFC
     5280 4.2.1.2 method 1, as the CA names it)."""
     return KemRecipient(key, subject_key_identifier=key_identifier(key.public_key()))

@@ -26,7 +26,7 @@ from ..crypto.registry import CIPHERS, DIGESTS, ContentCipher, DigestAlgorithm, 
 from ..protocol import client as proto
 from ..protocol.messages import MESSAGE_TYPE_NAMES, MessageType, response_key_attribute
 from .errors import EnrollmentError, VerificationError
-from .requester import kem_recipient
+from .requester import reply_kem_recipient
 from .signer import RequestSigner
 from .transport import CaCaps, ScepTransport, TransportError
 
@@ -230,14 +230,14 @@ class ScepSession:
         sender_nonce = self.random_bytes(NONCE_SIZE)
         attributes = list(extra_attributes)
         originator: KemOriginator | enveloped.KeyTransOriginator
-        if caps.ml_kem and bundle.kem_recipient is not None:
+        if caps.ml_kem and bundle.kem_recipient_cert is not None:
             # Post-quantum SCEP (design sections 3 and 4): the envelope goes to the CA's ML-KEM
             # recipient certificate, and the reply to a fresh ML-KEM key of ours (responseKey),
             # whatever our signing key is, so that neither direction relies on RSA.
-            originator = KemOriginator(bundle.kem_recipient.public_key(), certificate=bundle.kem_recipient)
-            response_key = keymod.generate_key(_kem_key_type(bundle.kem_recipient))
+            originator = KemOriginator(bundle.kem_recipient_cert.public_key(), certificate=bundle.kem_recipient_cert)
+            response_key = keymod.generate_key(_kem_key_type(bundle.kem_recipient_cert))
             attributes.append(response_key_attribute(response_key.public_key()))
-            recipients = [*recipients, kem_recipient(response_key)]
+            recipients = [*recipients, reply_kem_recipient(response_key)]
         else:
             originator = enveloped.KeyTransOriginator(bundle.encipherer)
         message = proto.build_pki_message(

@@ -78,8 +78,8 @@ class RequestSigner:
             raise KeyMismatch("the request signer's private key is not the key of its certificate")
 
     @property
-    def family(self) -> str:
-        """The signing key's family: "rsa", "ec", "ml-dsa" (`crypto.keys.key_family`)."""
+    def family(self) -> keymod.KeyFamily:
+        """The signing key's family (`crypto.keys.key_family`): RSA, EC or ML-DSA."""
         return keymod.key_family(self.private_key)
 
     def reply_recipient(self) -> enveloped.KeyTransRecipient:

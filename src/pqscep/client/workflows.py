@@ -26,9 +26,9 @@ from .requester import (
     PrivateKey,
     check_can_decrypt,
     check_kem_pop,
-    kem_recipient,
     key_transaction_id,
     load_private_key_file,
+    reply_kem_recipient,
 )
 from .session import ScepSession
 from .signer import RequestSigner
@@ -55,7 +55,7 @@ def enroll(
     section 5 says (`kem.enroll_kem`). Other keys sign their own request; `signer` is for
     ML-KEM keys only. `key_path` (the file `key` is in), `cert_out` and `cert_format` go into
     the pending state if the CA answers PENDING."""
-    if keymod.key_family(key) == "ml-kem":
+    if keymod.key_family(key) == keymod.KeyFamily.ML_KEM:
         return enroll_kem(session, key=key, subject=subject, challenge=challenge, dns_names=list(dns_names),
                           key_path=key_path, cert_out=cert_out, cert_format=cert_format, signer=signer)
     check_can_decrypt(key, caps=session.caps())
@@ -122,7 +122,7 @@ def renew(
             dns_names = san.get_values_for_type(x509.DNSName)
         except x509.ExtensionNotFound:
             dns_names = []
-    kem = keymod.key_family(key) == "ml-kem"
+    kem = keymod.key_family(key) == keymod.KeyFamily.ML_KEM
     if kem:
         # Design section 5: the CSR of the new ML-KEM key is signed by the current certificate's
         # key and names it in its RFC 9883 statement.
@@ -139,7 +139,7 @@ def renew(
     )
     recipients: list[enveloped.Recipient] = [current.reply_recipient()]
     if kem:
-        recipients = [kem_recipient(key), *recipients]
+        recipients = [reply_kem_recipient(key), *recipients]
     result = session.transact(
         message_type,
         csr_der,
@@ -175,7 +175,7 @@ def poll_once(session: ScepSession, state: PendingState) -> Outcome:
     recipients: list[enveloped.Recipient] = [signer.reply_recipient()]
     kem_csr_der = state.kem_csr_der
     if kem_csr_der is not None:
-        recipients.insert(0, kem_recipient(key))
+        recipients.insert(0, reply_kem_recipient(key))
     cipher = CIPHERS.by_name(state.cipher)
     result = session.transact(
         MessageType.CERT_POLL,

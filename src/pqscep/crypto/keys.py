@@ -1,5 +1,6 @@
 """Key types by name (rsa-2048, ec-p256, ml-dsa-65, ml-kem-768, ...): generation, loading and
-storage. A key type is one entry in `KEY_TYPES`.
+storage. A key type is one entry in `KEY_TYPES`; each is of a `KeyFamily` (RSA, EC, ML-DSA,
+ML-KEM), which `key_family` also finds for a key object.
 
 Private keys at rest are PKCS#8 encrypted with a passphrase (`BestAvailableEncryption`, which is
 PBES2 with AES-256-CBC and a strong KDF in cryptography 50) and written with file mode 0600.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -17,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, mldsa, mlkem, rsa
 
 __all__ = [
     "KEY_TYPES",
+    "KeyFamily",
     "KeyType",
     "generate_key",
     "key_family",
@@ -26,10 +29,20 @@ __all__ = [
 ]
 
 
+class KeyFamily(StrEnum):
+    """The kinds of key this project handles. A member is its value as a string (`str`
+    equality, formatting and JSON), which is also how a profile's key_types names it."""
+
+    RSA = "rsa"
+    EC = "ec"
+    ML_DSA = "ml-dsa"
+    ML_KEM = "ml-kem"
+
+
 @dataclass(frozen=True)
 class KeyType:
     name: str
-    family: str  # "rsa" | "ec" | "ml-dsa" | "ml-kem"
+    family: KeyFamily
     generate: Callable[[], object]
     can_sign: bool
     can_decrypt: bool  # can open a KeyTransRecipientInfo (RSA) or a KEMRecipientInfo (ML-KEM)
@@ -46,17 +59,17 @@ def _ec(curve: type[ec.EllipticCurve]) -> Callable[[], object]:
 KEY_TYPES: dict[str, KeyType] = {
     t.name: t
     for t in [
-        KeyType("rsa-2048", "rsa", _rsa(2048), True, True),
-        KeyType("rsa-3072", "rsa", _rsa(3072), True, True),
-        KeyType("rsa-4096", "rsa", _rsa(4096), True, True),
-        KeyType("ec-p256", "ec", _ec(ec.SECP256R1), True, False),
-        KeyType("ec-p384", "ec", _ec(ec.SECP384R1), True, False),
-        KeyType("ec-p521", "ec", _ec(ec.SECP521R1), True, False),
-        KeyType("ml-dsa-44", "ml-dsa", mldsa.MLDSA44PrivateKey.generate, True, False),
-        KeyType("ml-dsa-65", "ml-dsa", mldsa.MLDSA65PrivateKey.generate, True, False),
-        KeyType("ml-dsa-87", "ml-dsa", mldsa.MLDSA87PrivateKey.generate, True, False),
-        KeyType("ml-kem-768", "ml-kem", mlkem.MLKEM768PrivateKey.generate, False, True),
-        KeyType("ml-kem-1024", "ml-kem", mlkem.MLKEM1024PrivateKey.generate, False, True),
+        KeyType("rsa-2048", KeyFamily.RSA, _rsa(2048), True, True),
+        KeyType("rsa-3072", KeyFamily.RSA, _rsa(3072), True, True),
+        KeyType("rsa-4096", KeyFamily.RSA, _rsa(4096), True, True),
+        KeyType("ec-p256", KeyFamily.EC, _ec(ec.SECP256R1), True, False),
+        KeyType("ec-p384", KeyFamily.EC, _ec(ec.SECP384R1), True, False),
+        KeyType("ec-p521", KeyFamily.EC, _ec(ec.SECP521R1), True, False),
+        KeyType("ml-dsa-44", KeyFamily.ML_DSA, mldsa.MLDSA44PrivateKey.generate, True, False),
+        KeyType("ml-dsa-65", KeyFamily.ML_DSA, mldsa.MLDSA65PrivateKey.generate, True, False),
+        KeyType("ml-dsa-87", KeyFamily.ML_DSA, mldsa.MLDSA87PrivateKey.generate, True, False),
+        KeyType("ml-kem-768", KeyFamily.ML_KEM, mlkem.MLKEM768PrivateKey.generate, False, True),
+        KeyType("ml-kem-1024", KeyFamily.ML_KEM, mlkem.MLKEM1024PrivateKey.generate, False, True),
     ]
 }
 
@@ -68,9 +81,9 @@ def generate_key(name: str):
         raise ValueError(f"unknown key type {name!r}; choose one of {', '.join(KEY_TYPES)}") from None
 
 
-_PUBLIC_FAMILIES: tuple[tuple[tuple[type, ...], str], ...] = (
-    ((rsa.RSAPrivateKey, rsa.RSAPublicKey), "rsa"),
-    ((ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey), "ec"),
+_PUBLIC_FAMILIES: tuple[tuple[tuple[type, ...], KeyFamily], ...] = (
+    ((rsa.RSAPrivateKey, rsa.RSAPublicKey), KeyFamily.RSA),
+    ((ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey), KeyFamily.EC),
     (
         (
             mldsa.MLDSA44PrivateKey,
@@ -80,20 +93,20 @@ _PUBLIC_FAMILIES: tuple[tuple[tuple[type, ...], str], ...] = (
             mldsa.MLDSA87PrivateKey,
             mldsa.MLDSA87PublicKey,
         ),
-        "ml-dsa",
+        KeyFamily.ML_DSA,
     ),
     (
         (mlkem.MLKEM768PrivateKey, mlkem.MLKEM768PublicKey, mlkem.MLKEM1024PrivateKey, mlkem.MLKEM1024PublicKey),
-        "ml-kem",
+        KeyFamily.ML_KEM,
     ),
 )
 
 
-_FAMILY_BY_TYPE: dict[type, str] = {}
+_FAMILY_BY_TYPE: dict[type, KeyFamily] = {}
 
 
-def key_family(key: object) -> str:
-    """"rsa", "ec", "ml-dsa" or "ml-kem" for a private or public key object."""
+def key_family(key: object) -> KeyFamily:
+    """The `KeyFamily` of a private or public key object."""
     # Cached by concrete type: the isinstance checks go through ABCs and are on the hot path.
     family = _FAMILY_BY_TYPE.get(type(key))
     if family is not None:

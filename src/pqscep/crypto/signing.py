@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509 import ObjectIdentifier
 
 from ..asn1 import oids
-from .keys import key_family
+from .keys import KeyFamily, key_family
 from .registry import DIGESTS, DigestAlgorithm, Registry, UnknownAlgorithm
 
 __all__ = ["SignatureError", "VERIFIERS", "SignatureVerifier", "sign", "signature_algorithm_for", "verify"]
@@ -36,7 +36,7 @@ class SignatureError(ValueError):
 class SignatureVerifier:
     name: str
     oid: ObjectIdentifier
-    family: str  # key family the public key must be
+    family: KeyFamily  # the public key must be of this family
     digest_oid: ObjectIdentifier | None  # fixed digest, or None: use SignerInfo.digestAlgorithm
     parameters: bytes | None = None  # what we write when signing with this entry
     legacy: bool = False
@@ -45,22 +45,22 @@ class SignatureVerifier:
 VERIFIERS: Registry[SignatureVerifier] = Registry(
     "signature algorithm",
     [
-        SignatureVerifier("rsaEncryption", oids.RSA_ENCRYPTION, "rsa", None, b"\x05\x00"),
-        SignatureVerifier("md5WithRSAEncryption", oids.MD5_WITH_RSA, "rsa", oids.MD5, b"\x05\x00", legacy=True),
-        SignatureVerifier("sha1WithRSAEncryption", oids.SHA1_WITH_RSA, "rsa", oids.SHA1, b"\x05\x00"),
-        SignatureVerifier("sha224WithRSAEncryption", oids.SHA224_WITH_RSA, "rsa", oids.SHA224, b"\x05\x00"),
-        SignatureVerifier("sha256WithRSAEncryption", oids.SHA256_WITH_RSA, "rsa", oids.SHA256, b"\x05\x00"),
-        SignatureVerifier("sha384WithRSAEncryption", oids.SHA384_WITH_RSA, "rsa", oids.SHA384, b"\x05\x00"),
-        SignatureVerifier("sha512WithRSAEncryption", oids.SHA512_WITH_RSA, "rsa", oids.SHA512, b"\x05\x00"),
-        SignatureVerifier("ecPublicKey", oids.EC_PUBLIC_KEY, "ec", None),
-        SignatureVerifier("ecdsa-with-SHA1", oids.ECDSA_WITH_SHA1, "ec", oids.SHA1),
-        SignatureVerifier("ecdsa-with-SHA224", oids.ECDSA_WITH_SHA224, "ec", oids.SHA224),
-        SignatureVerifier("ecdsa-with-SHA256", oids.ECDSA_WITH_SHA256, "ec", oids.SHA256),
-        SignatureVerifier("ecdsa-with-SHA384", oids.ECDSA_WITH_SHA384, "ec", oids.SHA384),
-        SignatureVerifier("ecdsa-with-SHA512", oids.ECDSA_WITH_SHA512, "ec", oids.SHA512),
-        SignatureVerifier("ML-DSA-44", oids.ML_DSA_44, "ml-dsa", None),
-        SignatureVerifier("ML-DSA-65", oids.ML_DSA_65, "ml-dsa", None),
-        SignatureVerifier("ML-DSA-87", oids.ML_DSA_87, "ml-dsa", None),
+        SignatureVerifier("rsaEncryption", oids.RSA_ENCRYPTION, KeyFamily.RSA, None, b"\x05\x00"),
+        SignatureVerifier("md5WithRSAEncryption", oids.MD5_WITH_RSA, KeyFamily.RSA, oids.MD5, b"\x05\x00", legacy=True),
+        SignatureVerifier("sha1WithRSAEncryption", oids.SHA1_WITH_RSA, KeyFamily.RSA, oids.SHA1, b"\x05\x00"),
+        SignatureVerifier("sha224WithRSAEncryption", oids.SHA224_WITH_RSA, KeyFamily.RSA, oids.SHA224, b"\x05\x00"),
+        SignatureVerifier("sha256WithRSAEncryption", oids.SHA256_WITH_RSA, KeyFamily.RSA, oids.SHA256, b"\x05\x00"),
+        SignatureVerifier("sha384WithRSAEncryption", oids.SHA384_WITH_RSA, KeyFamily.RSA, oids.SHA384, b"\x05\x00"),
+        SignatureVerifier("sha512WithRSAEncryption", oids.SHA512_WITH_RSA, KeyFamily.RSA, oids.SHA512, b"\x05\x00"),
+        SignatureVerifier("ecPublicKey", oids.EC_PUBLIC_KEY, KeyFamily.EC, None),
+        SignatureVerifier("ecdsa-with-SHA1", oids.ECDSA_WITH_SHA1, KeyFamily.EC, oids.SHA1),
+        SignatureVerifier("ecdsa-with-SHA224", oids.ECDSA_WITH_SHA224, KeyFamily.EC, oids.SHA224),
+        SignatureVerifier("ecdsa-with-SHA256", oids.ECDSA_WITH_SHA256, KeyFamily.EC, oids.SHA256),
+        SignatureVerifier("ecdsa-with-SHA384", oids.ECDSA_WITH_SHA384, KeyFamily.EC, oids.SHA384),
+        SignatureVerifier("ecdsa-with-SHA512", oids.ECDSA_WITH_SHA512, KeyFamily.EC, oids.SHA512),
+        SignatureVerifier("ML-DSA-44", oids.ML_DSA_44, KeyFamily.ML_DSA, None),
+        SignatureVerifier("ML-DSA-65", oids.ML_DSA_65, KeyFamily.ML_DSA, None),
+        SignatureVerifier("ML-DSA-87", oids.ML_DSA_87, KeyFamily.ML_DSA, None),
     ],
 )
 
@@ -86,11 +86,11 @@ def ml_dsa_oid(key) -> ObjectIdentifier:
 def signature_algorithm_for(key, digest: DigestAlgorithm) -> tuple[ObjectIdentifier, bytes | None, DigestAlgorithm]:
     """(signatureAlgorithm OID, its parameters, the digest to actually use) for a signing key."""
     family = key_family(key)
-    if family == "rsa":
+    if family == KeyFamily.RSA:
         return oids.RSA_ENCRYPTION, b"\x05\x00", digest
-    if family == "ec":
+    if family == KeyFamily.EC:
         return ECDSA_BY_DIGEST[digest.oid], None, digest
-    if family == "ml-dsa":
+    if family == KeyFamily.ML_DSA:
         # RFC 9882 section 3.3: SHA-512 is the digest for all ML-DSA parameter sets.
         return ml_dsa_oid(key), None, DIGESTS.by_oid(oids.SHA512)
     raise SignatureError(f"a {family} key cannot sign")
@@ -98,11 +98,11 @@ def signature_algorithm_for(key, digest: DigestAlgorithm) -> tuple[ObjectIdentif
 
 def sign(key, data: bytes, digest: DigestAlgorithm) -> bytes:
     family = key_family(key)
-    if family == "rsa":
+    if family == KeyFamily.RSA:
         return key.sign(data, padding.PKCS1v15(), digest.hash())
-    if family == "ec":
+    if family == KeyFamily.EC:
         return key.sign(data, ec.ECDSA(digest.hash()))
-    if family == "ml-dsa":
+    if family == KeyFamily.ML_DSA:
         return key.sign(data)  # pure ML-DSA, empty context (RFC 9882 section 3.3)
     raise SignatureError(f"a {family} key cannot sign")
 
@@ -124,9 +124,9 @@ def verify(
     if entry.digest_oid is not None:
         digest = DIGESTS.by_oid(entry.digest_oid, allow_legacy=allow_legacy)
     try:
-        if family == "rsa":
+        if family == KeyFamily.RSA:
             public_key.verify(signature, data, padding.PKCS1v15(), digest.hash())
-        elif family == "ec":
+        elif family == KeyFamily.EC:
             public_key.verify(signature, data, ec.ECDSA(digest.hash()))
         else:
             if entry.oid != ml_dsa_oid(public_key):

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 from cryptography.x509 import ObjectIdentifier
 
 from ..asn1 import ber, cms, oids
-from ..crypto.keys import key_family
+from ..crypto.keys import KeyFamily, key_family
 from ..crypto.registry import DIGESTS, DigestAlgorithm, UnknownAlgorithm, kem_for_key
 from ..crypto.signing import ECDSA_BY_DIGEST, VERIFIERS, SignatureError, ml_dsa_oid, sign, verify
 from .errors import CsrError
@@ -101,11 +101,11 @@ def _x509_signature_algorithm(key: PrivateKeyTypes, digest: DigestAlgorithm) -> 
     """The X.509 signatureAlgorithm for a signing key (unlike a CMS SignerInfo, it names the digest:
     sha256WithRSAEncryption with NULL parameters, ecdsa-with-SHA256 and ML-DSA without)."""
     family = key_family(key)
-    if family == "rsa":
+    if family == KeyFamily.RSA:
         return _RSA_BY_DIGEST[digest.oid], cms.NULL
-    if family == "ec":
+    if family == KeyFamily.EC:
         return ECDSA_BY_DIGEST[digest.oid], None
-    if family == "ml-dsa":
+    if family == KeyFamily.ML_DSA:
         return ml_dsa_oid(key), None  # RFC 9881: pure ML-DSA, parameters absent
     raise ValueError(f"a {family} key cannot sign a CSR")
 
@@ -188,18 +188,18 @@ def verify_csr_with(csr_der: bytes | CsrView, public_key: PublicKeyTypes) -> Non
     entry = VERIFIERS.get(algorithm.oid)
     if entry is None or entry.legacy:
         raise CsrError(f"CSR signature algorithm {algorithm.oid.dotted_string} is not supported", "algorithm")
-    if entry.digest_oid is None and entry.family != "ml-dsa":
+    if entry.digest_oid is None and entry.family != KeyFamily.ML_DSA:
         # rsaEncryption / ecPublicKey name a key, not a signature algorithm (fine in a CMS
         # SignerInfo, which carries the digest apart; not in an X.509 signatureAlgorithm).
         raise CsrError(f"{entry.name} is not an X.509 signature algorithm", "algorithm")
-    allowed = (None, cms.NULL) if entry.family == "rsa" else (None,)
+    allowed = (None, cms.NULL) if entry.family == KeyFamily.RSA else (None,)
     if algorithm.parameters not in allowed:
         raise CsrError(f"{entry.name} with unexpected parameters", "algorithm")
     try:
         family = key_family(public_key)
     except ValueError as exc:
         raise CsrError(str(exc), "algorithm") from None
-    if family != entry.family or (family == "ml-dsa" and ml_dsa_oid(public_key) != entry.oid):
+    if family != entry.family or (family == KeyFamily.ML_DSA and ml_dsa_oid(public_key) != entry.oid):
         raise CsrError(f"CSR signature algorithm {entry.name} does not fit the {family} key", "algorithm")
     digest = DIGESTS.by_oid(entry.digest_oid or oids.SHA512)
     try:

@@ -90,7 +90,7 @@ def _kem_csr_signature(csr: x509.CertificateSigningRequest, inspector: Inspector
 
 
 def csr_node(csr: x509.CertificateSigningRequest, inspector: Inspector) -> dict[str, Any]:
-    kem_key = _key_family_of(csr) == "ml-kem"
+    kem_key = _key_family_of(csr) == keymod.KeyFamily.ML_KEM
     how = "the request's own key"
     if kem_key:
         valid, how = _kem_csr_signature(csr, inspector)
@@ -143,7 +143,7 @@ def csr_node(csr: x509.CertificateSigningRequest, inspector: Inspector) -> dict[
     return node
 
 
-def _key_family_of(csr: x509.CertificateSigningRequest) -> str | None:
+def _key_family_of(csr: x509.CertificateSigningRequest) -> keymod.KeyFamily | None:
     try:
         return keymod.key_family(csr.public_key())
     except Exception:  # a key type this cryptography build cannot load

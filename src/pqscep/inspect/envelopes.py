@@ -66,8 +66,8 @@ def _kem_recipients(entry: KeyEntry, infos: list[bytes]) -> list[Any]:
 
 # key family -> recipients to try for one key, given the RecipientInfos (DER) of the envelope.
 RECIPIENT_FACTORIES: dict[str, Callable[[KeyEntry, list[bytes]], list[Any]]] = {
-    "rsa": _rsa_recipients,
-    "ml-kem": _kem_recipients,
+    keymod.KeyFamily.RSA: _rsa_recipients,
+    keymod.KeyFamily.ML_KEM: _kem_recipients,
 }
 
 
@@ -131,7 +131,7 @@ def _decrypt(inspector: Inspector, data: bytes, infos: SetOf[TLV], depth: int) -
     candidates: list[tuple[str, str, Any]] = []
     for entry in inspector.keys:
         try:
-            family = keymod.key_family(entry.key)
+            family: str = keymod.key_family(entry.key)
         except ValueError:
             family = type(entry.key).__name__
         factory = RECIPIENT_FACTORIES.get(family)

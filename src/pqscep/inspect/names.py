@@ -81,11 +81,11 @@ def name_string(der: bytes) -> str:
 def describe_public_key(public_key: Any) -> str:
     """"rsa-2048", "ec-secp256r1", "ML-DSA-65", else the key class's name."""
     family = keymod.key_family(public_key)
-    if family == "rsa":
+    if family == keymod.KeyFamily.RSA:
         return f"rsa-{public_key.key_size}"
-    if family == "ec":
+    if family == keymod.KeyFamily.EC:
         return f"ec-{public_key.curve.name}"
-    if family == "ml-dsa":
+    if family == keymod.KeyFamily.ML_DSA:
         return signing.VERIFIERS.by_oid(signing.ml_dsa_oid(public_key)).name
     return type(public_key).__name__.replace("PublicKey", "")
 

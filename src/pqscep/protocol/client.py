@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from ..asn1 import cms, oids
 from ..cms import enveloped, signed
-from ..crypto.keys import key_family
+from ..crypto.keys import KeyFamily, key_family
 from ..crypto.registry import ContentCipher, DigestAlgorithm
 from .messages import (
     FailInfo,
@@ -59,7 +59,7 @@ class CaBundle:
     encipherer: x509.Certificate  # the request envelope's recipient: the CA or the RA encryption cert
     all: list[x509.Certificate] = field(default_factory=list)
     # The CA's ML-KEM recipient certificate (design section 2), found by its key type.
-    kem_recipient: x509.Certificate | None = None
+    kem_recipient_cert: x509.Certificate | None = None
 
 
 def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
@@ -89,7 +89,7 @@ def parse_ca_certs(content_type: str, body: bytes) -> CaBundle:
     if not certs:
         raise ClientError("GetCACert reply holds no certificate")
     cas = [c for c in certs if _is_ca(c)]
-    kem = [c for c in certs if not _is_ca(c) and _family(c) == "ml-kem"]
+    kem = [c for c in certs if not _is_ca(c) and _family(c) == KeyFamily.ML_KEM]
     others = [c for c in certs if not _is_ca(c) and c not in kem]
     # The issuing CA is the one the RA or recipient certificates chain to, else the last CA.
     ca = cas[-1] if cas else certs[0]
@@ -106,10 +106,11 @@ def parse_ca_certs(content_type: str, body: bytes) -> CaBundle:
             signer = cert
         if usage.key_encipherment:
             encipherer = cert
-    return CaBundle(ca=ca, signer=signer, encipherer=encipherer, all=certs, kem_recipient=_kem_recipient(kem, ca))
+    return CaBundle(ca=ca, signer=signer, encipherer=encipherer, all=certs,
+                    kem_recipient_cert=_kem_recipient_cert(kem, ca))
 
 
-def _kem_recipient(candidates: list[x509.Certificate], ca: x509.Certificate) -> x509.Certificate | None:
+def _kem_recipient_cert(candidates: list[x509.Certificate], ca: x509.Certificate) -> x509.Certificate | None:
     """The CA's ML-KEM recipient certificate (design section 2): issued by the CA itself and
     for key encipherment only (RFC 9935 section 4). A bundle whose ML-KEM certificate fails
     that is refused rather than used: someone may have put their own key there."""
@@ -131,7 +132,7 @@ def _kem_recipient(candidates: list[x509.Certificate], ca: x509.Certificate) -> 
     raise ClientError("the ML-KEM certificate in GetCACert is not one the CA issued for key encipherment only")
 
 
-def _family(cert: x509.Certificate) -> str | None:
+def _family(cert: x509.Certificate) -> KeyFamily | None:
     try:
         return key_family(cert.public_key())
     except (ValueError, TypeError):  # a key type cryptography cannot load (e.g. ML-KEM-512)
@@ -177,7 +178,7 @@ def build_csr(
         )
     family = key_family(key)
     # cryptography's stubs name the concrete hash classes sign() takes; callers pass one of them.
-    algorithm: Any = None if family == "ml-dsa" else (digest or hashes.SHA256())
+    algorithm: Any = None if family == KeyFamily.ML_DSA else (digest or hashes.SHA256())
     return builder.sign(key, algorithm)
 
 
@@ -196,7 +197,7 @@ def self_signed_certificate(key, subject: x509.Name, *, now: datetime.datetime, 
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
     )
-    return builder.sign(key, None if family == "ml-dsa" else hashes.SHA256())
+    return builder.sign(key, None if family == KeyFamily.ML_DSA else hashes.SHA256())
 
 
 def poll_content(issuer: x509.Name, subject: x509.Name) -> bytes:

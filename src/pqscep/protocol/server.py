@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from ..asn1 import cms, der, oids
 from ..cms import enveloped, signed
 from ..cms.signed import SignedDataError
-from ..crypto.keys import key_family
+from ..crypto.keys import KeyFamily, key_family
 from ..crypto.registry import DIGESTS, ContentCipher, UnknownAlgorithm
 from .messages import (
     FailInfo,
@@ -320,10 +320,10 @@ def _response_key(signer: signed.SignerInfoView, partial: PartialRequest):
         raise RequestRejected("responseKey is not a SubjectPublicKeyInfo this CA can use", FailInfo.BAD_REQUEST,
                               partial=partial) from None
     try:
-        family = key_family(key)
+        family: str = key_family(key)
     except ValueError:
         family = type(key).__name__
-    if family != "ml-kem":
+    if family != KeyFamily.ML_KEM:
         raise RequestRejected(f"responseKey must be an ML-KEM key, not {family}", FailInfo.BAD_REQUEST,
                               partial=partial)
     return key
@@ -395,7 +395,7 @@ def _read_csr(data: bytes, signer: x509.Certificate, verified: PartialRequest) -
         raise RequestRejected("the PKCS#10 signature does not verify", FailInfo.BAD_MESSAGE_CHECK,
                               partial=verified) from None
     kem_statement = None
-    if _key_family_or_none(public_key) == "ml-kem":
+    if _key_family_or_none(public_key) == KeyFamily.ML_KEM:
         # A KEM key cannot sign its own request (design section 5): the CSR is signed by the
         # pkiMessage signer's key and names that certificate in its statement.
         kem_statement = _check_kem_csr(data, csr, signer, verified)
@@ -404,7 +404,7 @@ def _read_csr(data: bytes, signer: x509.Certificate, verified: PartialRequest) -
     return Csr(data, csr, public_key, subject, subject_text, read_csr(csr), kem_statement)
 
 
-def _key_family_or_none(public_key) -> str | None:
+def _key_family_or_none(public_key) -> KeyFamily | None:
     try:
         return key_family(public_key)
     except (ValueError, UnsupportedAlgorithm):

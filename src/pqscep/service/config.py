@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..ca.authority import EKU_NAMES, IssuancePolicy
-from ..ca.profile import KEM_POP_MODES, ChallengeSettings, ProfileSettings, RateLimit
-from ..crypto.keys import KEY_TYPES
+from ..ca.profile import KEM_POP_MODES, ChallengeSettings, KemPopMode, ProfileSettings, RateLimit
+from ..crypto.keys import KEY_TYPES, KeyFamily
 
 __all__ = ["ConfigError", "ServerConfig", "load_config", "CONFIG_NAME"]
 
@@ -100,7 +100,7 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
     if key_type not in KEY_TYPES or not KEY_TYPES[key_type].can_sign:
         raise ConfigError(f"profile {name}: ca_key_type {key_type!r} is not a signing key type")
     kem_type = table.get("kem_recipient") or None
-    if kem_type is not None and (kem_type not in KEY_TYPES or KEY_TYPES[kem_type].family != "ml-kem"):
+    if kem_type is not None and (kem_type not in KEY_TYPES or KEY_TYPES[kem_type].family != KeyFamily.ML_KEM):
         raise ConfigError(f"profile {name}: kem_recipient {kem_type!r} must be ml-kem-768 or ml-kem-1024")
     pwri_iterations = int(table.get("pwri_iterations", 100_000))
     if not 1000 <= pwri_iterations <= 10_000_000:
@@ -109,14 +109,15 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
     for eku in ekus:
         if eku not in EKU_NAMES:
             raise ConfigError(f"profile {name}: unknown extended_key_usage {eku!r}")
-    families = tuple(table.get("key_types", ["rsa", "ec", "ml-dsa"]))
-    kem_pop = table.get("kem_pop") or None
-    if kem_pop is not None and kem_pop not in KEM_POP_MODES:
-        raise ConfigError(f"profile {name}: kem_pop {kem_pop!r} must be one of {', '.join(KEM_POP_MODES)}")
-    if kem_pop is None and "ml-kem" in families:
-        kem_pop = "challenge"  # design section 5: the default proof
-    if kem_pop is not None and "ml-kem" not in families:
-        families = (*families, "ml-kem")
+    families = tuple(table.get("key_types", [KeyFamily.RSA, KeyFamily.EC, KeyFamily.ML_DSA]))
+    kem_pop_value = table.get("kem_pop") or None
+    if kem_pop_value is not None and kem_pop_value not in KEM_POP_MODES:
+        raise ConfigError(f"profile {name}: kem_pop {kem_pop_value!r} must be one of {', '.join(KEM_POP_MODES)}")
+    kem_pop = KemPopMode(kem_pop_value) if kem_pop_value is not None else None
+    if kem_pop is None and KeyFamily.ML_KEM in families:
+        kem_pop = KemPopMode.CHALLENGE  # design section 5: the default proof
+    if kem_pop is not None and KeyFamily.ML_KEM not in families:
+        families = (*families, KeyFamily.ML_KEM)
     kem_pop_ttl = float(table.get("kem_pop_ttl_minutes", 10))
     if not 0 < kem_pop_ttl <= 24 * 60:
         raise ConfigError(f"profile {name}: kem_pop_ttl_minutes must be more than 0 and at most 1440")

@@ -22,14 +22,14 @@ from cryptography.hazmat.primitives import serialization
 from ..asn1 import oids
 from ..ca import policy, transactions
 from ..ca.authority import Authority, IssuanceError, random_serial
-from ..ca.profile import ProfileSettings
+from ..ca.profile import KemPopMode, ProfileSettings
 from ..ca.transactions import ActionKind, Attempt, KemChallengeView, PolicyVerdict, Write
 from ..cms import enveloped, signed
 from ..cms.enveloped import Originator
 from ..cms.kem import KemOriginator, key_identifier
 from ..cms.password import PasswordOriginator
-from ..crypto.keys import key_family
-from ..protocol import kempop
+from ..crypto.keys import KeyFamily, key_family
+from ..protocol import kem_pop
 from ..protocol.messages import FailInfo
 from ..protocol.requests import (
     CertificationRequest,
@@ -83,10 +83,10 @@ class Profile:
         return self.settings.name
 
     @property
-    def kem_recipient(self) -> x509.Certificate | None:
+    def kem_recipient_cert(self) -> x509.Certificate | None:
         """The ML-KEM recipient certificate of GetCACert (design section 2), if any."""
         for cert in self.ra_certificates:
-            if key_family(cert.public_key()) == "ml-kem":
+            if key_family(cert.public_key()) == KeyFamily.ML_KEM:
                 return cert
         return None
 
@@ -98,9 +98,9 @@ class Profile:
                 "SCEPStandard"]
         if self.next_ca_certificates:
             caps.append("GetNextCACert")
-        if key_family(self.responder.keys.signer_key) == "ml-dsa":
+        if key_family(self.responder.keys.signer_key) == KeyFamily.ML_DSA:
             caps.append("ML-DSA")
-        if self.kem_recipient is not None:
+        if self.kem_recipient_cert is not None:
             caps.append("ML-KEM")
         if self.settings.aes_gcm:
             caps.append("AES-GCM")
@@ -214,12 +214,12 @@ class ScepService:
         key (`csr`: the request's, or for a CertPoll the stored one); else the requester's
         responseKey; else the signer's RSA key (RFC 8894 3.3.2); else, for a request that came
         in a PasswordRecipientInfo, the same challenge password."""
-        if csr is not None and key_family(csr.public_key) == "ml-kem":
+        if csr is not None and key_family(csr.public_key) == KeyFamily.ML_KEM:
             return KemOriginator(csr.public_key, subject_key_identifier=key_identifier(csr.public_key))
         if request.response_key is not None:
             key = request.response_key
             return KemOriginator(key, subject_key_identifier=key_identifier(key))
-        if key_family(request.signer_public_key) == "rsa":
+        if key_family(request.signer_public_key) == KeyFamily.RSA:
             return enveloped.KeyTransOriginator(request.signer_certificate)
         password = profile.settings.challenge.static_password
         if request.envelope_kind == "pwri" and password:
@@ -354,8 +354,8 @@ class ScepService:
         with the kemPopChallenge. The ciphertext is not kept, so a repeated request cannot get the
         same challenge again: it gets a fresh one, which replaces (and so kills) the earlier one."""
         try:
-            challenge, value = kempop.issue_challenge(csr.public_key)
-        except kempop.PopError as exc:
+            challenge, value = kem_pop.issue_challenge(csr.public_key)
+        except kem_pop.PopError as exc:
             return self._failure(profile, request, exc.fail_info, exc.text, now)
         self.store.put_kem_challenge(
             profile.name,
@@ -367,7 +367,7 @@ class ScepService:
             now,
         )
         reply = profile.responder.pending(request, now=now, random_bytes=self.random_bytes,
-                                          attributes=[kempop.challenge_attribute(value)])
+                                          attributes=[kem_pop.challenge_attribute(value)])
         return Reply(200, CONTENT_TYPES["pki"], reply, "pending:kem-challenge")
 
     def _spend_kem_challenge(self, profile: Profile, request: SignedRequest, csr: Csr, attempt: Attempt,
@@ -381,8 +381,8 @@ class ScepService:
         if taken.outcome == "ok":  # live, and spent by this call: the only case its secret is used
             assert request.kem_pop_proof is not None
             try:
-                kempop.verify_proof(taken.secret, request.kem_pop_proof, request.transaction_id, csr.der)
-            except kempop.PopError as exc:
+                kem_pop.verify_proof(taken.secret, request.kem_pop_proof, request.transaction_id, csr.der)
+            except kem_pop.PopError as exc:
                 mac_error = (exc.fail_info, exc.text)
         return KemChallengeView(
             expires_at=taken.expires_at,
@@ -438,7 +438,7 @@ class ScepService:
             return self._failure(profile, request, FailInfo.BAD_CERT_ID, "no certificate with that serial", now)
         cert = x509.load_der_x509_certificate(record.der)
         originator: Originator | None = None
-        if key_family(cert.public_key()) == "ml-kem":
+        if key_family(cert.public_key()) == KeyFamily.ML_KEM:
             # An ML-KEM certificate goes only to the holder of its key, whoever asks: in the
             # encrypted-certificate mode (design section 5 b) being able to read it IS the proof
             # of possession, which a GetCert answered to the asker's key would undo.
@@ -469,10 +469,10 @@ def _kem_challenge_mode(profile: Profile, csr: Csr) -> bool:
     """The request is for an ML-KEM key at a profile that wants the challenge-response proof.
     (The other modes need nothing here: encrypted-cert issues at once and the reply goes to the
     new key, rule 1 of `reply_originator`; statement is `policy.check_kem_pop`.)"""
-    if profile.settings.kem_pop != "challenge":
+    if profile.settings.kem_pop != KemPopMode.CHALLENGE:
         return False
     try:
-        return key_family(csr.public_key) == "ml-kem"
+        return key_family(csr.public_key) == KeyFamily.ML_KEM
     except ValueError:
         return False
 

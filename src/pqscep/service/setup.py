@@ -28,7 +28,7 @@ from ..ca.profile import ProfileSettings
 from ..cms import enveloped
 from ..cms.kem import KemRecipient
 from ..cms.password import PasswordRecipient
-from ..crypto.keys import generate_key, key_family, write_private_key
+from ..crypto.keys import KeyFamily, generate_key, key_family, write_private_key
 from ..crypto.pkcs8 import load_any_private_key
 from ..protocol.server import Responder, ResponderKeys
 from .config import CONFIG_NAME, ConfigError, ServerConfig, load_config
@@ -166,7 +166,7 @@ def ensure_profile_keys(config: ServerConfig, settings: ProfileSettings) -> None
         _write_cert(folder / "kem-recipient.pem", cert)
     # An RSA encryption certificate for KeyTransRecipientInfo: with an RA, or when nothing else
     # could open a classic request envelope.
-    ca_decrypts = key_family(ca_key) == "rsa"
+    ca_decrypts = key_family(ca_key) == KeyFamily.RSA
     needs_rsa_recipient = settings.use_ra or (not ca_decrypts and not settings.kem_recipient_key_type)
     purposes = (["sign"] if settings.use_ra else []) + (["encrypt"] if needs_rsa_recipient else [])
     for purpose in purposes:
@@ -207,7 +207,7 @@ def load_profiles(config: ServerConfig) -> dict[str, Profile]:
             enc_key, enc_cert = _load_pair(folder, "ra-encrypt", config.ca_passphrase)
             ra_certs.append(enc_cert)
             recipients.append(enveloped.KeyTransRecipient(enc_cert, enc_key))
-        if key_family(ca_key) == "rsa":
+        if key_family(ca_key) == KeyFamily.RSA:
             # Also open envelopes addressed to the CA itself (clients that ignore RA certificates).
             recipients.append(enveloped.KeyTransRecipient(ca_cert, ca_key))
         kem_certs: list[x509.Certificate] = []

@@ -15,10 +15,11 @@ from cryptography.x509.oid import NameOID
 
 from ..asn1 import cms, oids
 from ..ca.authority import Authority, IssuancePolicy, create_ca_certificate, issue_ra_certificate, random_serial
-from ..ca.profile import ChallengeSettings, ProfileSettings
+from ..ca.profile import ChallengeSettings, KemPopMode, ProfileSettings
 from ..cms import signed
 from ..cms.kem import KemOriginator, KemRecipient, derive_kek, parse_kem_recipient_info
 from ..cms.password import PasswordRecipient
+from ..crypto.keys import KeyFamily
 from ..crypto.registry import CIPHERS, DIGESTS
 from ..protocol import client as proto
 from ..protocol.messages import MessageType
@@ -77,10 +78,10 @@ class Vectors:
             ca_key_type="ml-dsa-65",
             kem_recipient_key_type="ml-kem-768",
             aes_gcm=True,
-            kem_pop="challenge",
+            kem_pop=KemPopMode.CHALLENGE,
             challenge=ChallengeSettings(static_password=mat.CHALLENGE_PASSWORD),
             pwri_iterations=mat.PWRI_ITERATIONS,
-            issuance=IssuancePolicy(allowed_key_families=("rsa", "ec", "ml-dsa", "ml-kem")),
+            issuance=IssuancePolicy(allowed_key_families=tuple(KeyFamily)),
         )
         self.authority = Authority(self.ca_cert, ca_real, self.settings.issuance)
         self.responder = Responder(

@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from ..asn1 import cms
+from ..ca.profile import KemPopMode
 from ..client.requester import key_transaction_id
 from ..cms import signed
 from ..cms.kem import KemRecipient
@@ -19,7 +20,7 @@ from ..cms.password import PasswordOriginator, PasswordRecipient, pwri_kek_unwra
 from ..crypto.registry import PBKDF2_PRFS
 from ..csr.pkcs10 import build_kem_csr
 from ..protocol import client as proto
-from ..protocol import kempop
+from ..protocol import kem_pop
 from ..protocol.messages import MessageType, response_key_attribute
 from ..protocol.requests import CertificationRequest, Csr, PkiRequest, SignedRequest
 from . import material as mat
@@ -27,7 +28,7 @@ from .context import CBC, GCM, MINUTE, Vectors, certificate_der, check_certrep, 
 from .keys import Encapsulation, resign_csr
 from .output import Values
 
-__all__ = ["kem_pop", "password_recipient", "pq_enrollment"]
+__all__ = ["kem_pop_flow", "password_recipient", "pq_enrollment"]
 
 def pq_enrollment(v: Vectors) -> None:
     flow, out = "pq-enrollment", v.out
@@ -84,14 +85,18 @@ def pq_enrollment(v: Vectors) -> None:
     out.text(flow, "values.txt", values.render(), "intermediate values of every step", numbered=False)
 
 
-def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
+def _kem_flow(v: Vectors, flow: str, mode: KemPopMode, values: Values) -> None:
     """The ML-KEM enrollments of design section 5 (modes challenge, encrypted-cert, statement)."""
     out = v.out
     client = mat.stream(f"{flow}/requester")
-    kem_name = {"challenge": "challenge-kem", "encrypted-cert": "encrypted-kem", "statement": "statement-kem"}[mode]
+    kem_name = {
+        KemPopMode.CHALLENGE: "challenge-kem",
+        KemPopMode.ENCRYPTED_CERT: "encrypted-kem",
+        KemPopMode.STATEMENT: "statement-kem",
+    }[mode]
     kem_key = v.m.kem[kem_name]
     cn = f"pqscep vectors {mode} ML-KEM device"
-    if mode == "statement":
+    if mode == KemPopMode.STATEMENT:
         signer = "statement-identity"
         csr_template = proto.build_csr(v.m.real(signer), subject_name("pqscep vectors identity"))
         signer_cert = v.issue(x509.load_der_x509_csr(resign_csr(csr_template, v.m.dsa[signer])), mat.IDENTITY_TIME)
@@ -99,7 +104,7 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
                 "the device's ML-DSA-65 identity certificate, issued by the CA before: signs the request")
         password = None
     else:
-        signer = "challenge-signer" if mode == "challenge" else "encrypted-signer"
+        signer = "challenge-signer" if mode == KemPopMode.CHALLENGE else "encrypted-signer"
         signer_cert = v.self_signed(signer, f"pqscep vectors {mode} signer", mat.REQUEST_TIME, client)
         out.der(flow, "signer-certificate", certificate_der(signer_cert), "Certificate",
                 "the requester's transient self-signed ML-DSA-65 signer certificate")
@@ -125,19 +130,19 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
     assert request.csr.kem_statement is not None
     now = mat.REQUEST_TIME + MINUTE
     final_request = message
-    if mode == "challenge":
+    if mode == KemPopMode.CHALLENGE:
         # Design 5 a): the CA encapsulates to the CSR's key and answers PENDING.
         clog: list[Encapsulation] = []
-        challenge, value = kempop.issue_challenge(v.kem_public(kem_name, clog, f"{flow}/challenge"))
+        challenge, value = kem_pop.issue_challenge(v.kem_public(kem_name, clog, f"{flow}/challenge"))
         out.der(flow, "kemPopChallenge", value, "KemCiphertextInfo",
                 "kemPopChallenge attribute value: KemCiphertextInfo { id-alg-ml-kem-768, ct }")
         pending, _ = v.reply(flow, "CertRep-PENDING", message, now, None, [], status="PENDING",
-                             attributes=[kempop.challenge_attribute(value)])
+                             attributes=[kem_pop.challenge_attribute(value)])
         out.der(flow, "CertRep-PENDING", pending, "ContentInfo", "CertRep PENDING with the kemPopChallenge")
         v.signed_values(values, "CertRep-PENDING", pending)
-        # The requester: decapsulate, derive K, MAC the CSR (kempop.make_proof).
-        proof = kempop.make_proof(kem_key, value, transaction_id, csr)
-        other_info, pop_key = kempop.derive_pop_key(challenge.shared_secret, transaction_id, csr)
+        # The requester: decapsulate, derive K, MAC the CSR (kem_pop.make_proof).
+        proof = kem_pop.make_proof(kem_key, value, transaction_id, csr)
+        other_info, pop_key = kem_pop.derive_pop_key(challenge.shared_secret, transaction_id, csr)
         mac = hmac.new(pop_key, csr, hashlib.sha256).digest()
         out.der(flow, "KemOtherInfo", other_info, "KemOtherInfo",
                 "DER(KemOtherInfo): the HKDF info of the proof-of-possession key K")
@@ -155,13 +160,13 @@ def _kem_flow(v: Vectors, flow: str, mode: str, values: Values) -> None:
         log = []
         poll = v.request(message_type=MessageType.CERT_POLL, content=content, transaction_id=transaction_id,
                          signer=signer, signer_cert=signer_cert, cipher=GCM, random=client, log=log,
-                         flow=f"{flow}/certpoll", extra=[kempop.proof_attribute(proof)])
+                         flow=f"{flow}/certpoll", extra=[kem_pop.proof_attribute(proof)])
         v.kem_message(flow, values, "CertPoll", poll, log[-1], content, "the CA's recipient certificate",
                       envelope_text="pkcsPKIEnvelope of the CertPoll; plaintext: IssuerAndSubject (in values.txt)",
                       message_text="CertPoll (GetCertInitial) with the kemPopProof")
         polled = v.responder.receive(poll)
         assert polled.kem_pop_proof is not None
-        kempop.verify_proof(challenge.shared_secret, polled.kem_pop_proof, transaction_id, csr)  # the CA's check
+        kem_pop.verify_proof(challenge.shared_secret, polled.kem_pop_proof, transaction_id, csr)  # the CA's check
         final_request = poll
         now = now + MINUTE
     issued = v.issue(request.csr.parsed, now)
@@ -197,12 +202,12 @@ def _success_for_poll(v: Vectors, flow: str, request: SignedRequest, csr: Csr, i
     return reply, request
 
 
-def kem_pop(v: Vectors, mode: str) -> None:
+def kem_pop_flow(v: Vectors, mode: KemPopMode) -> None:
     flow = f"kem-pop-{mode}"
     titles = {
-        "challenge": "ML-KEM-768 key, challenge-response proof of possession (draft section 8.2)",
-        "encrypted-cert": "ML-KEM-768 key, encrypted-certificate proof of possession (draft section 8.3)",
-        "statement": "ML-KEM-768 key, RFC 9883 statement proof of possession (draft section 8.4)",
+        KemPopMode.CHALLENGE: "ML-KEM-768 key, challenge-response proof of possession (draft section 8.2)",
+        KemPopMode.ENCRYPTED_CERT: "ML-KEM-768 key, encrypted-certificate proof of possession (draft section 8.3)",
+        KemPopMode.STATEMENT: "ML-KEM-768 key, RFC 9883 statement proof of possession (draft section 8.4)",
     }
     _kem_flow(v, flow, mode, Values(f"{flow}: {titles[mode]}"))
 

@@ -4,7 +4,7 @@ project's own code with fixed keys, times and random streams, so every run gives
 What runs is what pqscep runs: `protocol.client` builds the requests, `protocol.server.Responder`
 opens and checks them and builds the CertReps, `service.scep.ScepService` answers GetCACaps and
 GetCACert and chooses the reply's recipient, `ca.authority` makes every certificate, and
-`protocol.kempop` makes and checks the KEM proof of possession. The only differences from a
+`protocol.kem_pop` makes and checks the KEM proof of possession. The only differences from a
 server run are the deterministic keys of `vectors.keys` (signatures and encapsulations) and the
 `DeterministicRandom` streams of `vectors.material` where os.urandom would be.
 
@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives import serialization
 
+from ..ca.profile import KemPopMode
 from . import material as mat
 from .context import Vectors, spki_der
-from .flows import kem_pop, password_recipient, pq_enrollment
+from .flows import kem_pop_flow, password_recipient, pq_enrollment
 from .output import Output
 
 __all__ = ["generate", "write_keys"]
@@ -43,8 +44,8 @@ def generate() -> Output:
     v = Vectors()
     write_keys(v)
     pq_enrollment(v)
-    for mode in ("challenge", "encrypted-cert", "statement"):
-        kem_pop(v, mode)
+    for mode in KemPopMode:
+        kem_pop_flow(v, mode)
     password_recipient(v)
     v.out.text("", "README.md", readme(v), "how the vectors are made, laid out and regenerated", numbered=False)
     return v.out

@@ -1,4 +1,4 @@
-"""KEM proof of possession (design section 5): protocol.kempop and its ASN.1 in asn1.cms; the
+"""KEM proof of possession (design section 5): protocol.kem_pop and its ASN.1 in asn1.cms; the
 CSR it covers (csr.pkcs10, csr.possession) and how the responder turns a refused CSR into failInfo.
 
 Cross-checks against independent parsers: pyasn1-alt-modules' RFC 9810 (KemCiphertextInfo,
@@ -29,8 +29,8 @@ from pyasn1_alt_modules import rfc2986, rfc5280, rfc9810, rfc9883
 from pqscep.asn1 import ber, cms, oids
 from pqscep.csr import pkcs10, possession
 from pqscep.csr.errors import CsrError
-from pqscep.protocol import kempop
-from pqscep.protocol.kempop import PopError
+from pqscep.protocol import kem_pop
+from pqscep.protocol.kem_pop import PopError
 from pqscep.protocol.messages import FailInfo
 
 KEMS = {"ml-kem-768": (mlkem.MLKEM768PrivateKey, oids.ML_KEM_768, 1088),
@@ -93,8 +93,8 @@ def flows(kem_keys, csrs):
     """{kem name: (KemChallenge, challenge attribute, proof attribute)} for transactionID TX."""
     result = {}
     for name, key in kem_keys.items():
-        challenge, attr = kempop.issue_challenge(key.public_key())
-        result[name] = (challenge, attr, kempop.make_proof(key, attr, TX, csrs[name]))
+        challenge, attr = kem_pop.issue_challenge(key.public_key())
+        result[name] = (challenge, attr, kem_pop.make_proof(key, attr, TX, csrs[name]))
     return result
 
 
@@ -123,15 +123,15 @@ def _proof(mac: bytes, oid=oids.HMAC_WITH_SHA256, params: bytes | None = cms.NUL
 def test_challenge_response_round_trip(kem_name, kem_keys, csrs):
     key, csr = kem_keys[kem_name], csrs[kem_name]
     _, oid, ct_size = KEMS[kem_name]
-    challenge, attr = kempop.issue_challenge(key.public_key())
+    challenge, attr = kem_pop.issue_challenge(key.public_key())
     assert challenge.kem_oid == oid and len(challenge.ciphertext) == ct_size
     assert len(challenge.shared_secret) == 32
-    assert kempop.read_challenge(attr) == (oid, challenge.ciphertext)
-    proof = kempop.make_proof(key, attr, TX, csr)
-    assert kempop.verify_proof(challenge.shared_secret, proof, TX, csr) is None
+    assert kem_pop.read_challenge(attr) == (oid, challenge.ciphertext)
+    proof = kem_pop.make_proof(key, attr, TX, csr)
+    assert kem_pop.verify_proof(challenge.shared_secret, proof, TX, csr) is None
     # the client's K (from decapsulation) and the CA's K (from encapsulation) are the same
-    assert (kempop.derive_pop_key(key.decapsulate(challenge.ciphertext), TX, csr)
-            == kempop.derive_pop_key(challenge.shared_secret, TX, csr))
+    assert (kem_pop.derive_pop_key(key.decapsulate(challenge.ciphertext), TX, csr)
+            == kem_pop.derive_pop_key(challenge.shared_secret, TX, csr))
     assert challenge.shared_secret.hex() not in repr(challenge) and str(challenge.shared_secret) not in repr(challenge)
 
 
@@ -139,14 +139,14 @@ def test_challenge_response_round_trip(kem_name, kem_keys, csrs):
 def test_challenge_from_the_csr_spki(kem_name, kem_keys, csrs):
     """The CA can encapsulate straight to the SubjectPublicKeyInfo it read out of the CSR."""
     view = pkcs10.parse_csr(csrs[kem_name])
-    challenge, attr = kempop.issue_challenge(view.spki_der)
-    proof = kempop.make_proof(kem_keys[kem_name], attr, TX, csrs[kem_name])
-    kempop.verify_proof(challenge.shared_secret, proof, TX, csrs[kem_name])
+    challenge, attr = kem_pop.issue_challenge(view.spki_der)
+    proof = kem_pop.make_proof(kem_keys[kem_name], attr, TX, csrs[kem_name])
+    kem_pop.verify_proof(challenge.shared_secret, proof, TX, csrs[kem_name])
 
 
 def test_every_challenge_encapsulates_afresh(kem_keys):
     public = kem_keys["ml-kem-768"].public_key()
-    (a, _), (b, _) = kempop.issue_challenge(public), kempop.issue_challenge(public)
+    (a, _), (b, _) = kem_pop.issue_challenge(public), kem_pop.issue_challenge(public)
     assert a.ciphertext != b.ciphertext and a.shared_secret != b.shared_secret
 
 
@@ -161,7 +161,7 @@ def test_key_derivation_follows_the_design(flows, csrs):
     info["kemContext"] = hashlib.sha256(csr).digest()
     info_der = der_encoder.encode(info)
     assert info_der[-34:-32] == b"\x04\x20" and info_der[-36] == 0xA0  # [0] EXPLICIT OCTET STRING
-    other_info, key = kempop.derive_pop_key(challenge.shared_secret, TX, csr)
+    other_info, key = kem_pop.derive_pop_key(challenge.shared_secret, TX, csr)
     assert other_info == info_der
     assert key == HKDF(hashes.SHA256(), 32, b"", info_der).derive(challenge.shared_secret)
     decoded, rest = der_decoder.decode(proof, asn1Spec=_PyKemPopProof())
@@ -201,7 +201,7 @@ def test_kem_ciphertext_info_matches_rfc9810_module(kem_name, flows):
 
 
 def test_kem_other_info_decodes_with_rfc9810_module(csrs):
-    info_der, _ = kempop.derive_pop_key(b"\x00" * 32, TX, csrs["ml-kem-1024"])
+    info_der, _ = kem_pop.derive_pop_key(b"\x00" * 32, TX, csrs["ml-kem-1024"])
     decoded, rest = der_decoder.decode(info_der, asn1Spec=rfc9810.KemOtherInfo())
     assert rest == b""
     assert [str(s) for s in decoded["staticString"]] == ["SCEP-KEM-POP"]
@@ -222,7 +222,7 @@ def test_wrong_mac_is_bad_message_check(flows, csrs):
     for i in (0, 13, 31):
         flipped = bytearray(mac)
         flipped[i] ^= 0x80
-        errors.append(_pop_error(kempop.verify_proof, challenge.shared_secret, _proof(bytes(flipped)), TX,
+        errors.append(_pop_error(kem_pop.verify_proof, challenge.shared_secret, _proof(bytes(flipped)), TX,
                                  csrs["ml-kem-768"]))
     assert {e.fail_info for e in errors} == {FailInfo.BAD_MESSAGE_CHECK}
     assert len({str(e) for e in errors}) == 1  # the text does not say where the MAC differs
@@ -231,7 +231,7 @@ def test_wrong_mac_is_bad_message_check(flows, csrs):
 @pytest.mark.parametrize("mac", [b"", b"\x00" * 32, b"\x00" * 31, b"\x00" * 33])
 def test_mac_of_any_other_value_or_length_is_bad_message_check(mac, flows, csrs):
     challenge, _, _ = flows["ml-kem-768"]
-    err = _pop_error(kempop.verify_proof, challenge.shared_secret, _proof(mac), TX, csrs["ml-kem-768"])
+    err = _pop_error(kem_pop.verify_proof, challenge.shared_secret, _proof(mac), TX, csrs["ml-kem-768"])
     assert err.fail_info == FailInfo.BAD_MESSAGE_CHECK
 
 
@@ -239,14 +239,14 @@ def test_right_mac_truncated_or_extended_is_bad_message_check(flows, csrs):
     challenge, _, proof = flows["ml-kem-768"]
     mac = cms.decode_der(cms.KemPopProof, proof).mac
     for candidate in (mac[:-1], mac + b"\x00", mac[:16]):
-        err = _pop_error(kempop.verify_proof, challenge.shared_secret, _proof(candidate), TX, csrs["ml-kem-768"])
+        err = _pop_error(kem_pop.verify_proof, challenge.shared_secret, _proof(candidate), TX, csrs["ml-kem-768"])
         assert err.fail_info == FailInfo.BAD_MESSAGE_CHECK
 
 
 def test_mac_for_another_transaction_id_is_bad_message_check(kem_keys, flows, csrs):
     challenge, attr, _ = flows["ml-kem-768"]
-    other = kempop.make_proof(kem_keys["ml-kem-768"], attr, TX + "X", csrs["ml-kem-768"])
-    err = _pop_error(kempop.verify_proof, challenge.shared_secret, other, TX, csrs["ml-kem-768"])
+    other = kem_pop.make_proof(kem_keys["ml-kem-768"], attr, TX + "X", csrs["ml-kem-768"])
+    err = _pop_error(kem_pop.verify_proof, challenge.shared_secret, other, TX, csrs["ml-kem-768"])
     assert err.fail_info == FailInfo.BAD_MESSAGE_CHECK
 
 
@@ -254,20 +254,20 @@ def test_mac_over_another_csr_is_bad_message_check(kem_keys, flows, csrs, signer
     challenge, attr, _ = flows["ml-kem-768"]
     key, cert = signers["ml-dsa"]
     other_csr = pkcs10.build_kem_csr(kem_keys["ml-kem-768"].public_key(), _name("device-1"), key, cert)
-    other = kempop.make_proof(kem_keys["ml-kem-768"], attr, TX, other_csr)
-    err = _pop_error(kempop.verify_proof, challenge.shared_secret, other, TX, csrs["ml-kem-768"])
+    other = kem_pop.make_proof(kem_keys["ml-kem-768"], attr, TX, other_csr)
+    err = _pop_error(kem_pop.verify_proof, challenge.shared_secret, other, TX, csrs["ml-kem-768"])
     assert err.fail_info == FailInfo.BAD_MESSAGE_CHECK
     # and the proof for the CSR the CA holds is not accepted for another CSR either
     _, _, right = flows["ml-kem-768"]
-    err = _pop_error(kempop.verify_proof, challenge.shared_secret, right, TX, other_csr)
+    err = _pop_error(kem_pop.verify_proof, challenge.shared_secret, right, TX, other_csr)
     assert err.fail_info == FailInfo.BAD_MESSAGE_CHECK
 
 
 def test_proof_for_another_challenge_is_bad_message_check(kem_keys, flows, csrs):
     """A proof answers one encapsulation: the next challenge's shared secret rejects it."""
     _, _, proof = flows["ml-kem-768"]
-    fresh, _ = kempop.issue_challenge(kem_keys["ml-kem-768"].public_key())
-    err = _pop_error(kempop.verify_proof, fresh.shared_secret, proof, TX, csrs["ml-kem-768"])
+    fresh, _ = kem_pop.issue_challenge(kem_keys["ml-kem-768"].public_key())
+    err = _pop_error(kem_pop.verify_proof, fresh.shared_secret, proof, TX, csrs["ml-kem-768"])
     assert err.fail_info == FailInfo.BAD_MESSAGE_CHECK
 
 
@@ -277,7 +277,7 @@ def test_proof_for_another_challenge_is_bad_message_check(kem_keys, flows, csrs)
 def test_unknown_mac_algorithm_is_bad_alg(oid, flows, csrs):
     challenge, _, proof = flows["ml-kem-768"]
     mac = cms.decode_der(cms.KemPopProof, proof).mac
-    err = _pop_error(kempop.verify_proof, challenge.shared_secret, _proof(mac, oid), TX, csrs["ml-kem-768"])
+    err = _pop_error(kem_pop.verify_proof, challenge.shared_secret, _proof(mac, oid), TX, csrs["ml-kem-768"])
     assert err.fail_info == FailInfo.BAD_ALG
 
 
@@ -285,8 +285,8 @@ def test_hmac_parameters(flows, csrs):
     challenge, _, proof = flows["ml-kem-768"]
     mac = cms.decode_der(cms.KemPopProof, proof).mac
     # absent is accepted like NULL (RFC 4231 / RFC 8018 writers differ)
-    kempop.verify_proof(challenge.shared_secret, _proof(mac, params=None), TX, csrs["ml-kem-768"])
-    err = _pop_error(kempop.verify_proof, challenge.shared_secret, _proof(mac, params=b"\x02\x01\x20"), TX,
+    kem_pop.verify_proof(challenge.shared_secret, _proof(mac, params=None), TX, csrs["ml-kem-768"])
+    err = _pop_error(kem_pop.verify_proof, challenge.shared_secret, _proof(mac, params=b"\x02\x01\x20"), TX,
                      csrs["ml-kem-768"])
     assert err.fail_info == FailInfo.BAD_ALG
 
@@ -310,20 +310,20 @@ def _malformed_proofs(proof: bytes) -> list[bytes]:
 def test_malformed_proof_is_bad_request(flows, csrs):
     challenge, _, proof = flows["ml-kem-768"]
     for bad in _malformed_proofs(proof):
-        err = _pop_error(kempop.verify_proof, challenge.shared_secret, bad, TX, csrs["ml-kem-768"])
+        err = _pop_error(kem_pop.verify_proof, challenge.shared_secret, bad, TX, csrs["ml-kem-768"])
         assert err.fail_info == FailInfo.BAD_REQUEST, bad.hex()
 
 
 @pytest.mark.parametrize("tx", ["", "caf\u00e9", "a\nb"])
 def test_bad_transaction_id_is_bad_request(tx, flows, csrs):
     challenge, _, proof = flows["ml-kem-768"]
-    err = _pop_error(kempop.verify_proof, challenge.shared_secret, proof, tx, csrs["ml-kem-768"])
+    err = _pop_error(kem_pop.verify_proof, challenge.shared_secret, proof, tx, csrs["ml-kem-768"])
     assert err.fail_info == FailInfo.BAD_REQUEST
 
 
 def test_derive_refuses_a_shared_secret_of_the_wrong_size(csrs):
     with pytest.raises(ValueError):
-        kempop.derive_pop_key(b"\x00" * 31, TX, csrs["ml-kem-768"])
+        kem_pop.derive_pop_key(b"\x00" * 31, TX, csrs["ml-kem-768"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,15 +340,15 @@ def test_truncated_ciphertext_is_bad_request(kem_name, kem_keys, flows, csrs):
     challenge, _, _ = flows[kem_name]
     oid = KEMS[kem_name][1]
     for ct in (challenge.ciphertext[:-1], challenge.ciphertext + b"\x00", b""):
-        err = _pop_error(kempop.read_challenge, _challenge(oid, ct))
+        err = _pop_error(kem_pop.read_challenge, _challenge(oid, ct))
         assert err.fail_info == FailInfo.BAD_REQUEST
-        err = _pop_error(kempop.make_proof, kem_keys[kem_name], _challenge(oid, ct), TX, csrs[kem_name])
+        err = _pop_error(kem_pop.make_proof, kem_keys[kem_name], _challenge(oid, ct), TX, csrs[kem_name])
         assert err.fail_info == FailInfo.BAD_REQUEST
 
 
 def test_ciphertext_of_the_other_kem_size_is_bad_request(flows):
     ct_1024 = flows["ml-kem-1024"][0].ciphertext
-    err = _pop_error(kempop.read_challenge, _challenge(oids.ML_KEM_768, ct_1024))
+    err = _pop_error(kem_pop.read_challenge, _challenge(oids.ML_KEM_768, ct_1024))
     assert err.fail_info == FailInfo.BAD_REQUEST
 
 
@@ -356,20 +356,20 @@ def test_ciphertext_of_the_other_kem_size_is_bad_request(flows):
     "oid", [oids.ML_KEM_512, oids.ML_DSA_65, oids.RSA_ENCRYPTION, x509.ObjectIdentifier("1.2.3.4")]
 )
 def test_wrong_kem_oid_is_bad_alg(oid, flows):
-    err = _pop_error(kempop.read_challenge, _challenge(oid, flows["ml-kem-768"][0].ciphertext))
+    err = _pop_error(kem_pop.read_challenge, _challenge(oid, flows["ml-kem-768"][0].ciphertext))
     assert err.fail_info == FailInfo.BAD_ALG
 
 
 def test_kem_parameters_are_bad_alg(flows):
-    err = _pop_error(kempop.read_challenge, _challenge(oids.ML_KEM_768, flows["ml-kem-768"][0].ciphertext, cms.NULL))
+    err = _pop_error(kem_pop.read_challenge, _challenge(oids.ML_KEM_768, flows["ml-kem-768"][0].ciphertext, cms.NULL))
     assert err.fail_info == FailInfo.BAD_ALG
 
 
 def test_challenge_for_another_kem_than_the_key_is_bad_alg(kem_keys, flows, csrs):
     _, attr_1024, _ = flows["ml-kem-1024"]
-    err = _pop_error(kempop.make_proof, kem_keys["ml-kem-768"], attr_1024, TX, csrs["ml-kem-768"])
+    err = _pop_error(kem_pop.make_proof, kem_keys["ml-kem-768"], attr_1024, TX, csrs["ml-kem-768"])
     assert err.fail_info == FailInfo.BAD_ALG
-    err = _pop_error(kempop.make_proof, ec.generate_private_key(ec.SECP256R1()), attr_1024, TX, csrs["ml-kem-768"])
+    err = _pop_error(kem_pop.make_proof, ec.generate_private_key(ec.SECP256R1()), attr_1024, TX, csrs["ml-kem-768"])
     assert err.fail_info == FailInfo.BAD_ALG
 
 
@@ -377,15 +377,15 @@ def test_malformed_challenge_is_bad_request(flows):
     _, attr, _ = flows["ml-kem-768"]
     for bad in (b"", b"\x30\x00", attr[:-1], attr + b"\x00", b"\x04\x03abc",
                 ber.encode_tlv(0x30, cms.encode(b"ct") + cms.encode_algorithm(oids.ML_KEM_768))):
-        err = _pop_error(kempop.read_challenge, bad)
+        err = _pop_error(kem_pop.read_challenge, bad)
         assert err.fail_info == FailInfo.BAD_REQUEST, bad[:8].hex()
 
 
 def test_challenge_to_a_key_that_is_not_ml_kem_is_bad_alg(signers):
     key, _ = signers["ec"]
-    assert _pop_error(kempop.issue_challenge, key.public_key()).fail_info == FailInfo.BAD_ALG
+    assert _pop_error(kem_pop.issue_challenge, key.public_key()).fail_info == FailInfo.BAD_ALG
     spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    assert _pop_error(kempop.issue_challenge, spki).fail_info == FailInfo.BAD_ALG
+    assert _pop_error(kem_pop.issue_challenge, spki).fail_info == FailInfo.BAD_ALG
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,17 +402,17 @@ def _right_mac(flows, kem_name="ml-kem-768") -> bytes:
 def test_property_random_macs_are_refused(mac, flows, csrs):
     assume(mac != _right_mac(flows))
     challenge = flows["ml-kem-768"][0]
-    err = _pop_error(kempop.verify_proof, challenge.shared_secret, _proof(mac), TX, csrs["ml-kem-768"])
+    err = _pop_error(kem_pop.verify_proof, challenge.shared_secret, _proof(mac), TX, csrs["ml-kem-768"])
     assert err.fail_info == FailInfo.BAD_MESSAGE_CHECK
 
 
 @PROFILE
-@given(bit=st.integers(min_value=0, max_value=8 * kempop.MAC_LENGTH - 1), kem_name=st.sampled_from(sorted(KEMS)))
+@given(bit=st.integers(min_value=0, max_value=8 * kem_pop.MAC_LENGTH - 1), kem_name=st.sampled_from(sorted(KEMS)))
 def test_property_single_bit_flips_are_refused(bit, kem_name, flows, csrs):
     mac = bytearray(_right_mac(flows, kem_name))
     mac[bit // 8] ^= 1 << (bit % 8)
     challenge = flows[kem_name][0]
-    err = _pop_error(kempop.verify_proof, challenge.shared_secret, _proof(bytes(mac)), TX, csrs[kem_name])
+    err = _pop_error(kem_pop.verify_proof, challenge.shared_secret, _proof(bytes(mac)), TX, csrs[kem_name])
     assert err.fail_info == FailInfo.BAD_MESSAGE_CHECK
 
 
@@ -421,9 +421,9 @@ def test_property_single_bit_flips_are_refused(bit, kem_name, flows, csrs):
 def test_property_proofs_for_other_transaction_ids_are_refused(tx, kem_keys, flows, csrs):
     assume(tx != TX)
     challenge, attr, _ = flows["ml-kem-768"]
-    proof = kempop.make_proof(kem_keys["ml-kem-768"], attr, tx, csrs["ml-kem-768"])
-    kempop.verify_proof(challenge.shared_secret, proof, tx, csrs["ml-kem-768"])  # right for its own tx
-    err = _pop_error(kempop.verify_proof, challenge.shared_secret, proof, TX, csrs["ml-kem-768"])
+    proof = kem_pop.make_proof(kem_keys["ml-kem-768"], attr, tx, csrs["ml-kem-768"])
+    kem_pop.verify_proof(challenge.shared_secret, proof, tx, csrs["ml-kem-768"])  # right for its own tx
+    err = _pop_error(kem_pop.verify_proof, challenge.shared_secret, proof, TX, csrs["ml-kem-768"])
     assert err.fail_info == FailInfo.BAD_MESSAGE_CHECK
 
 
@@ -432,10 +432,10 @@ def test_property_proofs_for_other_transaction_ids_are_refused(tx, kem_keys, flo
 def test_property_proofs_over_other_csrs_are_refused(other_csr, kem_keys, flows, csrs):
     assume(other_csr != csrs["ml-kem-768"])
     challenge, attr, right = flows["ml-kem-768"]
-    proof = kempop.make_proof(kem_keys["ml-kem-768"], attr, TX, other_csr)
-    err = _pop_error(kempop.verify_proof, challenge.shared_secret, proof, TX, csrs["ml-kem-768"])
+    proof = kem_pop.make_proof(kem_keys["ml-kem-768"], attr, TX, other_csr)
+    err = _pop_error(kem_pop.verify_proof, challenge.shared_secret, proof, TX, csrs["ml-kem-768"])
     assert err.fail_info == FailInfo.BAD_MESSAGE_CHECK
-    err = _pop_error(kempop.verify_proof, challenge.shared_secret, right, TX, other_csr)
+    err = _pop_error(kem_pop.verify_proof, challenge.shared_secret, right, TX, other_csr)
     assert err.fail_info == FailInfo.BAD_MESSAGE_CHECK
 
 
@@ -445,7 +445,7 @@ def test_property_arbitrary_attributes_are_refused(attribute, flows, csrs):
     assume(attribute != flows["ml-kem-768"][2])
     challenge = flows["ml-kem-768"][0]
     with pytest.raises(PopError):
-        kempop.verify_proof(challenge.shared_secret, attribute, TX, csrs["ml-kem-768"])
+        kem_pop.verify_proof(challenge.shared_secret, attribute, TX, csrs["ml-kem-768"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,10 +478,10 @@ def test_possession_statement_round_trip(include, signers):
 
 def test_signed_attributes_use_the_provisional_oids(flows):
     _, attr, proof = flows["ml-kem-768"]
-    challenge = kempop.challenge_attribute(attr)
+    challenge = kem_pop.challenge_attribute(attr)
     assert challenge.attr_type.dotted_string == "1.3.6.1.5.5.7.24.2"
     assert [cms.tlv_bytes(v) for v in challenge.attr_values.as_list()] == [attr]
-    response = kempop.proof_attribute(proof)
+    response = kem_pop.proof_attribute(proof)
     assert response.attr_type.dotted_string == "1.3.6.1.5.5.7.24.3"
     assert [cms.tlv_bytes(v) for v in response.attr_values.as_list()] == [proof]
 
