@@ -11,7 +11,6 @@ result itself. The pieces are cryptography's: PBKDF2HMAC, AES-CBC and the PKCS#7
 from __future__ import annotations
 
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-from cryptography.x509 import ObjectIdentifier
 
 from ..asn1 import cms, oids
 from .key_errors import InvalidPrivateKey
@@ -19,7 +18,6 @@ from .registry import CIPHERS, PBKDF2_PRFS, DecryptionError
 
 __all__ = ["decrypt_pkcs8"]
 
-_PBES2 = ObjectIdentifier("1.2.840.113549.1.5.13")
 _CIPHERS = frozenset({oids.AES128_CBC, oids.AES192_CBC, oids.AES256_CBC})
 _MAX_ITERATIONS = 10_000_000  # a key file must not make a load take minutes
 
@@ -32,7 +30,7 @@ def decrypt_pkcs8(der: bytes, passphrase: bytes) -> bytes:
     the PKCS#7 padding of the plaintext is wrong, which is what a wrong passphrase gives."""
     epki = cms.decode(cms.EncryptedPrivateKeyInfo, der)
     scheme = cms.parse_algorithm(epki.encryption_algorithm)
-    if scheme.oid != _PBES2 or scheme.parameters is None:
+    if scheme.oid != oids.PBES2 or scheme.parameters is None:
         raise InvalidPrivateKey(f"encrypted key scheme {scheme.oid.dotted_string} is not supported (PBES2 is)")
     pbes2 = cms.decode_der(cms.PBES2Params, scheme.parameters)
     kdf = cms.parse_algorithm(pbes2.key_derivation_func)

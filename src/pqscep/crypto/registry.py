@@ -1,6 +1,7 @@
 """The algorithm registry: every digest, content cipher, key wrap, KDF, KEM and PBKDF2 PRF the
 project knows, by OID and by name. Adding an algorithm is adding one entry to a table in this
-module (signature schemes are in `signing.py`, key types in `keys.py`, built the same way).
+module (signature schemes are in `signing.py`, key types in `keys.py`, built the same way), with
+its OID in `asn1.oids` and its name in `asn1.oid_names`.
 
 Each entry says whether it is *legacy* (single DES, MD5): legacy algorithms are refused unless
 a profile opts in (RFC 8894 section 3.5.2 lets a CA advertise what it supports; MD5 and single
@@ -23,11 +24,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509 import ObjectIdentifier
 
 from ..asn1 import oids
+from ..asn1.oid_names import oid_name
 
 __all__ = [
     "ContentCipher",
     "DigestAlgorithm",
     "KeyWrap",
+    "NamedByOid",
     "Registry",
     "UnknownAlgorithm",
     "CIPHERS",
@@ -49,6 +52,17 @@ class UnknownAlgorithm(ValueError):
 
 class DecryptionError(ValueError):
     """Content could not be decrypted (wrong key, bad padding, tampered tag)."""
+
+
+class NamedByOid:
+    """A registry entry, named by its OID: the name is the one `asn1.oid_names` gives the OID, so
+    the registries, configuration and `pqscep inspect` spell an algorithm alike."""
+
+    oid: ObjectIdentifier
+
+    @property
+    def name(self) -> str:
+        return oid_name(self.oid)
 
 
 E = TypeVar("E")
@@ -87,8 +101,7 @@ class Registry(Generic[E]):
 
 
 @dataclass(frozen=True)
-class DigestAlgorithm:
-    name: str
+class DigestAlgorithm(NamedByOid):
     oid: ObjectIdentifier
     hash_factory: Callable[[], hashes.HashAlgorithm]
     legacy: bool = False
@@ -105,14 +118,14 @@ class DigestAlgorithm:
 DIGESTS: Registry[DigestAlgorithm] = Registry(
     "digest algorithm",
     [
-        DigestAlgorithm("md5", oids.MD5, hashes.MD5, legacy=True),
+        DigestAlgorithm(oids.MD5, hashes.MD5, legacy=True),
         # SHA-1 is weak but still what most deployed SCEP clients send (RFC 8894 section 3.5.2
         # keeps it as the default when a CA does not advertise SHA-256): accepted by default.
-        DigestAlgorithm("sha1", oids.SHA1, hashes.SHA1),
-        DigestAlgorithm("sha224", oids.SHA224, hashes.SHA224),
-        DigestAlgorithm("sha256", oids.SHA256, hashes.SHA256),
-        DigestAlgorithm("sha384", oids.SHA384, hashes.SHA384),
-        DigestAlgorithm("sha512", oids.SHA512, hashes.SHA512),
+        DigestAlgorithm(oids.SHA1, hashes.SHA1),
+        DigestAlgorithm(oids.SHA224, hashes.SHA224),
+        DigestAlgorithm(oids.SHA256, hashes.SHA256),
+        DigestAlgorithm(oids.SHA384, hashes.SHA384),
+        DigestAlgorithm(oids.SHA512, hashes.SHA512),
     ],
 )
 
@@ -121,8 +134,7 @@ DIGESTS: Registry[DigestAlgorithm] = Registry(
 
 
 @dataclass(frozen=True)
-class ContentCipher:
-    name: str
+class ContentCipher(NamedByOid):
     oid: ObjectIdentifier
     key_size: int  # bytes
     iv_size: int  # bytes: the CBC IV or the GCM nonce
@@ -183,14 +195,14 @@ def _des3(key: bytes) -> object:
 CIPHERS: Registry[ContentCipher] = Registry(
     "content encryption algorithm",
     [
-        ContentCipher("des-cbc", oids.DES_CBC, 8, 8, False, _des3, legacy=True, expand_key=lambda k: k * 3),
-        ContentCipher("des3-cbc", oids.DES_EDE3_CBC, 24, 8, False, _des3),
-        ContentCipher("aes128-cbc", oids.AES128_CBC, 16, 16, False, _aes),
-        ContentCipher("aes192-cbc", oids.AES192_CBC, 24, 16, False, _aes),
-        ContentCipher("aes256-cbc", oids.AES256_CBC, 32, 16, False, _aes),
-        ContentCipher("aes128-gcm", oids.AES128_GCM, 16, 12, True, AESGCM),
-        ContentCipher("aes192-gcm", oids.AES192_GCM, 24, 12, True, AESGCM),
-        ContentCipher("aes256-gcm", oids.AES256_GCM, 32, 12, True, AESGCM),
+        ContentCipher(oids.DES_CBC, 8, 8, False, _des3, legacy=True, expand_key=lambda k: k * 3),
+        ContentCipher(oids.DES_EDE3_CBC, 24, 8, False, _des3),
+        ContentCipher(oids.AES128_CBC, 16, 16, False, _aes),
+        ContentCipher(oids.AES192_CBC, 24, 16, False, _aes),
+        ContentCipher(oids.AES256_CBC, 32, 16, False, _aes),
+        ContentCipher(oids.AES128_GCM, 16, 12, True, AESGCM),
+        ContentCipher(oids.AES192_GCM, 24, 12, True, AESGCM),
+        ContentCipher(oids.AES256_GCM, 32, 12, True, AESGCM),
     ],
 )
 
@@ -199,8 +211,7 @@ CIPHERS: Registry[ContentCipher] = Registry(
 
 
 @dataclass(frozen=True)
-class KeyWrap:
-    name: str
+class KeyWrap(NamedByOid):
     oid: ObjectIdentifier
     kek_size: int
     legacy: bool = False
@@ -209,9 +220,9 @@ class KeyWrap:
 KEY_WRAPS: Registry[KeyWrap] = Registry(
     "key wrap algorithm",
     [
-        KeyWrap("aes128-wrap", oids.AES128_WRAP, 16),
-        KeyWrap("aes192-wrap", oids.AES192_WRAP, 24),
-        KeyWrap("aes256-wrap", oids.AES256_WRAP, 32),
+        KeyWrap(oids.AES128_WRAP, 16),
+        KeyWrap(oids.AES192_WRAP, 24),
+        KeyWrap(oids.AES256_WRAP, 32),
     ],
 )
 
@@ -220,8 +231,7 @@ KEY_WRAPS: Registry[KeyWrap] = Registry(
 
 
 @dataclass(frozen=True)
-class KeyDerivation:
-    name: str
+class KeyDerivation(NamedByOid):
     oid: ObjectIdentifier
     hash_factory: Callable[[], hashes.HashAlgorithm]
     legacy: bool = False
@@ -234,9 +244,9 @@ class KeyDerivation:
 KDFS: Registry[KeyDerivation] = Registry(
     "key derivation function",
     [
-        KeyDerivation("hkdf-sha256", oids.HKDF_SHA256, hashes.SHA256),
-        KeyDerivation("hkdf-sha384", oids.HKDF_SHA384, hashes.SHA384),
-        KeyDerivation("hkdf-sha512", oids.HKDF_SHA512, hashes.SHA512),
+        KeyDerivation(oids.HKDF_SHA256, hashes.SHA256),
+        KeyDerivation(oids.HKDF_SHA384, hashes.SHA384),
+        KeyDerivation(oids.HKDF_SHA512, hashes.SHA512),
     ],
 )
 
@@ -245,8 +255,7 @@ KDFS: Registry[KeyDerivation] = Registry(
 
 
 @dataclass(frozen=True)
-class KemAlgorithm:
-    name: str
+class KemAlgorithm(NamedByOid):
     oid: ObjectIdentifier
     public_key_size: int  # bytes of ek
     ciphertext_size: int
@@ -269,11 +278,9 @@ KEMS: Registry[KemAlgorithm] = Registry(
     "KEM algorithm",
     [
         # ML-KEM-512 is known (so messages and keys can name it) but cryptography 50 lacks it.
-        KemAlgorithm("ml-kem-512", oids.ML_KEM_512, 800, 768, 32, None, None),
-        KemAlgorithm("ml-kem-768", oids.ML_KEM_768, 1184, 1088, 32, mlkem.MLKEM768PrivateKey, mlkem.MLKEM768PublicKey),
-        KemAlgorithm(
-            "ml-kem-1024", oids.ML_KEM_1024, 1568, 1568, 32, mlkem.MLKEM1024PrivateKey, mlkem.MLKEM1024PublicKey
-        ),
+        KemAlgorithm(oids.ML_KEM_512, 800, 768, 32, None, None),
+        KemAlgorithm(oids.ML_KEM_768, 1184, 1088, 32, mlkem.MLKEM768PrivateKey, mlkem.MLKEM768PublicKey),
+        KemAlgorithm(oids.ML_KEM_1024, 1568, 1568, 32, mlkem.MLKEM1024PrivateKey, mlkem.MLKEM1024PublicKey),
     ],
 )
 
@@ -290,8 +297,7 @@ def kem_for_key(key) -> KemAlgorithm:
 
 
 @dataclass(frozen=True)
-class Pbkdf2Prf:
-    name: str
+class Pbkdf2Prf(NamedByOid):
     oid: ObjectIdentifier
     hash_factory: Callable[[], hashes.HashAlgorithm]
     legacy: bool = False
@@ -301,10 +307,10 @@ PBKDF2_PRFS: Registry[Pbkdf2Prf] = Registry(
     "PBKDF2 PRF",
     [
         # hmacWithSHA1 is PBKDF2's DEFAULT (an absent prf means it): read, never written.
-        Pbkdf2Prf("hmac-sha1", oids.HMAC_WITH_SHA1, hashes.SHA1),
-        Pbkdf2Prf("hmac-sha256", oids.HMAC_WITH_SHA256, hashes.SHA256),
-        Pbkdf2Prf("hmac-sha384", oids.HMAC_WITH_SHA384, hashes.SHA384),
-        Pbkdf2Prf("hmac-sha512", oids.HMAC_WITH_SHA512, hashes.SHA512),
+        Pbkdf2Prf(oids.HMAC_WITH_SHA1, hashes.SHA1),
+        Pbkdf2Prf(oids.HMAC_WITH_SHA256, hashes.SHA256),
+        Pbkdf2Prf(oids.HMAC_WITH_SHA384, hashes.SHA384),
+        Pbkdf2Prf(oids.HMAC_WITH_SHA512, hashes.SHA512),
     ],
 )
 

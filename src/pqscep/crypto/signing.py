@@ -4,7 +4,8 @@ Verification looks the SignerInfo's signatureAlgorithm up in `VERIFIERS`; signin
 scheme for the key's family in `SIGNERS`. RSA signatures are written with signatureAlgorithm
 rsaEncryption (RFC 8894 section 3.1 and what strongSwan insists on: it refuses
 sha1WithRSAEncryption), ECDSA with ecdsa-with-SHAxxx (RFC 5753), ML-DSA in pure mode with an
-empty context and SHA-512 as the digest algorithm (RFC 9882 section 3).
+empty context and SHA-512 as the digest algorithm (RFC 9882 section 3). Each scheme's name is
+its OID's in `asn1.oid_names`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from cryptography.x509 import ObjectIdentifier
 
 from ..asn1 import oids
 from .keys import KeyFamily, key_family
-from .registry import DIGESTS, DigestAlgorithm, Registry, UnknownAlgorithm
+from .registry import DIGESTS, DigestAlgorithm, NamedByOid, Registry, UnknownAlgorithm
 
 __all__ = ["SignatureError", "VERIFIERS", "SignatureVerifier", "sign", "signature_algorithm_for", "verify"]
 
@@ -33,8 +34,7 @@ class SignatureError(ValueError):
 
 
 @dataclass(frozen=True)
-class SignatureVerifier:
-    name: str
+class SignatureVerifier(NamedByOid):
     oid: ObjectIdentifier
     family: KeyFamily  # the public key must be of this family
     digest_oid: ObjectIdentifier | None  # fixed digest, or None: use SignerInfo.digestAlgorithm
@@ -45,22 +45,22 @@ class SignatureVerifier:
 VERIFIERS: Registry[SignatureVerifier] = Registry(
     "signature algorithm",
     [
-        SignatureVerifier("rsaEncryption", oids.RSA_ENCRYPTION, KeyFamily.RSA, None, b"\x05\x00"),
-        SignatureVerifier("md5WithRSAEncryption", oids.MD5_WITH_RSA, KeyFamily.RSA, oids.MD5, b"\x05\x00", legacy=True),
-        SignatureVerifier("sha1WithRSAEncryption", oids.SHA1_WITH_RSA, KeyFamily.RSA, oids.SHA1, b"\x05\x00"),
-        SignatureVerifier("sha224WithRSAEncryption", oids.SHA224_WITH_RSA, KeyFamily.RSA, oids.SHA224, b"\x05\x00"),
-        SignatureVerifier("sha256WithRSAEncryption", oids.SHA256_WITH_RSA, KeyFamily.RSA, oids.SHA256, b"\x05\x00"),
-        SignatureVerifier("sha384WithRSAEncryption", oids.SHA384_WITH_RSA, KeyFamily.RSA, oids.SHA384, b"\x05\x00"),
-        SignatureVerifier("sha512WithRSAEncryption", oids.SHA512_WITH_RSA, KeyFamily.RSA, oids.SHA512, b"\x05\x00"),
-        SignatureVerifier("ecPublicKey", oids.EC_PUBLIC_KEY, KeyFamily.EC, None),
-        SignatureVerifier("ecdsa-with-SHA1", oids.ECDSA_WITH_SHA1, KeyFamily.EC, oids.SHA1),
-        SignatureVerifier("ecdsa-with-SHA224", oids.ECDSA_WITH_SHA224, KeyFamily.EC, oids.SHA224),
-        SignatureVerifier("ecdsa-with-SHA256", oids.ECDSA_WITH_SHA256, KeyFamily.EC, oids.SHA256),
-        SignatureVerifier("ecdsa-with-SHA384", oids.ECDSA_WITH_SHA384, KeyFamily.EC, oids.SHA384),
-        SignatureVerifier("ecdsa-with-SHA512", oids.ECDSA_WITH_SHA512, KeyFamily.EC, oids.SHA512),
-        SignatureVerifier("ML-DSA-44", oids.ML_DSA_44, KeyFamily.ML_DSA, None),
-        SignatureVerifier("ML-DSA-65", oids.ML_DSA_65, KeyFamily.ML_DSA, None),
-        SignatureVerifier("ML-DSA-87", oids.ML_DSA_87, KeyFamily.ML_DSA, None),
+        SignatureVerifier(oids.RSA_ENCRYPTION, KeyFamily.RSA, None, b"\x05\x00"),
+        SignatureVerifier(oids.MD5_WITH_RSA, KeyFamily.RSA, oids.MD5, b"\x05\x00", legacy=True),
+        SignatureVerifier(oids.SHA1_WITH_RSA, KeyFamily.RSA, oids.SHA1, b"\x05\x00"),
+        SignatureVerifier(oids.SHA224_WITH_RSA, KeyFamily.RSA, oids.SHA224, b"\x05\x00"),
+        SignatureVerifier(oids.SHA256_WITH_RSA, KeyFamily.RSA, oids.SHA256, b"\x05\x00"),
+        SignatureVerifier(oids.SHA384_WITH_RSA, KeyFamily.RSA, oids.SHA384, b"\x05\x00"),
+        SignatureVerifier(oids.SHA512_WITH_RSA, KeyFamily.RSA, oids.SHA512, b"\x05\x00"),
+        SignatureVerifier(oids.EC_PUBLIC_KEY, KeyFamily.EC, None),
+        SignatureVerifier(oids.ECDSA_WITH_SHA1, KeyFamily.EC, oids.SHA1),
+        SignatureVerifier(oids.ECDSA_WITH_SHA224, KeyFamily.EC, oids.SHA224),
+        SignatureVerifier(oids.ECDSA_WITH_SHA256, KeyFamily.EC, oids.SHA256),
+        SignatureVerifier(oids.ECDSA_WITH_SHA384, KeyFamily.EC, oids.SHA384),
+        SignatureVerifier(oids.ECDSA_WITH_SHA512, KeyFamily.EC, oids.SHA512),
+        SignatureVerifier(oids.ML_DSA_44, KeyFamily.ML_DSA, None),
+        SignatureVerifier(oids.ML_DSA_65, KeyFamily.ML_DSA, None),
+        SignatureVerifier(oids.ML_DSA_87, KeyFamily.ML_DSA, None),
     ],
 )
 

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ObjectIdentifier
 
 from ..asn1 import ber, cms, oids
+from ..asn1.oid_names import attribute_name
 from ..cms import signed
 from ..crypto.registry import KEMS
 from ..crypto.spki import spki_raw_public_key
@@ -124,22 +125,26 @@ def _fail_info_name(number: int) -> str:
     return FAIL_INFO_NAMES[FailInfo(number)]
 
 
-ATTRIBUTES: dict[ObjectIdentifier, tuple[str, Callable[[bytes], object]]] = {
-    oids.CONTENT_TYPE: ("contentType", _oid_value),
-    oids.MESSAGE_DIGEST: ("messageDigest", _octets_value),
-    oids.SIGNING_TIME: ("signingTime", _time_value),
-    oids.CMS_ALGORITHM_PROTECTION: ("cmsAlgorithmProtection", _protection_value),
-    oids.SCEP_MESSAGE_TYPE: ("messageType", _enum_value(_message_type_name)),
-    oids.SCEP_PKI_STATUS: ("pkiStatus", _enum_value(_status_name)),
-    oids.SCEP_FAIL_INFO: ("failInfo", _enum_value(_fail_info_name)),
-    oids.SCEP_FAIL_INFO_TEXT: ("failInfoText", _string_value),
-    oids.SCEP_TRANSACTION_ID: ("transactionID", _string_value),
-    oids.SCEP_SENDER_NONCE: ("senderNonce", _octets_value),
-    oids.SCEP_RECIPIENT_NONCE: ("recipientNonce", _octets_value),
+_DECODERS: dict[ObjectIdentifier, Callable[[bytes], object]] = {
+    oids.CONTENT_TYPE: _oid_value,
+    oids.MESSAGE_DIGEST: _octets_value,
+    oids.SIGNING_TIME: _time_value,
+    oids.CMS_ALGORITHM_PROTECTION: _protection_value,
+    oids.SCEP_MESSAGE_TYPE: _enum_value(_message_type_name),
+    oids.SCEP_PKI_STATUS: _enum_value(_status_name),
+    oids.SCEP_FAIL_INFO: _enum_value(_fail_info_name),
+    oids.SCEP_FAIL_INFO_TEXT: _string_value,
+    oids.SCEP_TRANSACTION_ID: _string_value,
+    oids.SCEP_SENDER_NONCE: _octets_value,
+    oids.SCEP_RECIPIENT_NONCE: _octets_value,
     # The post-quantum SCEP attributes (PROVISIONAL OIDs, see asn1.oids).
-    oids.SCEP_KEM_POP_CHALLENGE: ("kemPopChallenge", _kem_pop_challenge_value),
-    oids.SCEP_KEM_POP_PROOF: ("kemPopProof", _kem_pop_proof_value),
-    oids.SCEP_RESPONSE_KEY: ("responseKey", _response_key_value),
+    oids.SCEP_KEM_POP_CHALLENGE: _kem_pop_challenge_value,
+    oids.SCEP_KEM_POP_PROOF: _kem_pop_proof_value,
+    oids.SCEP_RESPONSE_KEY: _response_key_value,
+}
+# Each attribute under its name in asn1.oid_names.
+ATTRIBUTES: dict[ObjectIdentifier, tuple[str, Callable[[bytes], object]]] = {
+    oid: (attribute_name(oid), decoder) for oid, decoder in _DECODERS.items()
 }
 
 

@@ -1,5 +1,5 @@
-"""Readable names for what the inspector shows: algorithms and content types by OID, X.509
-Names, public key types, and times in one UTC form."""
+"""Readable names for what the inspector shows: algorithms and content types by OID (their
+names are those of `asn1.oid_names`), X.509 Names, public key types, and times in one UTC form."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from cryptography import x509
 from cryptography.hazmat.asn1 import TLV
 from cryptography.x509 import ObjectIdentifier
 
-from ..asn1 import cms, oids
+from ..asn1 import cms
+from ..asn1.oid_names import oid_name
 from ..crypto import keys as keymod
 from ..crypto import pkcs8, signing
-from ..crypto.registry import CIPHERS, DIGESTS, KDFS, KEMS, KEY_WRAPS, PBKDF2_PRFS
 
 __all__ = [
     "algorithm_label",
@@ -26,26 +26,6 @@ __all__ = [
     "oid_name",
     "utc_time",
 ]
-
-# Every OID constant of asn1.oids under a readable name, as a fallback for the registries.
-_OID_NAMES: dict[ObjectIdentifier, str] = {
-    value: name.lower().replace("_", "-") for name, value in vars(oids).items() if isinstance(value, ObjectIdentifier)
-}
-_OID_NAMES.update({
-    oids.DATA: "data", oids.SIGNED_DATA: "signedData", oids.ENVELOPED_DATA: "envelopedData",
-    oids.AUTH_ENVELOPED_DATA: "authEnvelopedData", oids.ORI_KEM: "id-ori-kem",
-    oids.RSA_ENCRYPTION: "rsaEncryption", oids.RSAES_OAEP: "RSAES-OAEP",
-    oids.PBKDF2: "PBKDF2", oids.PWRI_KEK: "id-alg-PWRI-KEK",
-})
-
-
-def oid_name(oid: ObjectIdentifier) -> str:
-    """The registry name of an algorithm or content type, else its dotted form."""
-    for registry in (DIGESTS, CIPHERS, KEY_WRAPS, KDFS, KEMS, PBKDF2_PRFS, signing.VERIFIERS):
-        entry = registry.get(oid)
-        if entry is not None:
-            return entry.name
-    return _OID_NAMES.get(oid, oid.dotted_string)
 
 
 def key_name(oid: ObjectIdentifier) -> str:

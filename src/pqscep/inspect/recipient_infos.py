@@ -69,7 +69,7 @@ def pwri(inspector: Inspector, der: bytes) -> dict[str, Any]:
                     notes.append(f"iteration count outside {MIN_ITERATIONS}..{MAX_ITERATIONS:,}: "
                                  "a pqscep CA refuses it")
                 node["prf"] = (oid_name(params.prf.algorithm) if params.prf is not None
-                               else "hmac-sha1 (PBKDF2's DEFAULT: prf absent)")
+                               else f"{oid_name(oids.HMAC_WITH_SHA1)} (PBKDF2's DEFAULT: prf absent)")
                 node["salt_length"] = len(params.salt)
                 if params.key_length is not None:
                     node["key_length"] = params.key_length
@@ -77,8 +77,9 @@ def pwri(inspector: Inspector, der: bytes) -> dict[str, Any]:
         kea = cms.parse_algorithm(info.key_encryption_algorithm)
         if kea.oid == oids.PWRI_KEK:
             inner = cms.parse_algorithm(kea.parameters) if kea.parameters is not None else None
-            node["key_encryption_algorithm"] = (f"id-alg-PWRI-KEK with {oid_name(inner.oid)}" if inner
-                                                else "id-alg-PWRI-KEK without its KEK cipher")
+            kek = oid_name(oids.PWRI_KEK)
+            node["key_encryption_algorithm"] = (f"{kek} with {oid_name(inner.oid)}" if inner
+                                                else f"{kek} without its KEK cipher")
         else:
             node["key_encryption_algorithm"] = oid_name(kea.oid)
     except cms.Asn1Error as exc:
@@ -106,7 +107,7 @@ def kemri(inspector: Inspector, der: bytes) -> dict[str, Any]:
     wrap = cms.parse_algorithm(info.wrap)
     node: dict[str, Any] = {
         "type": "KEMRecipientInfo",
-        "ori_type": "id-ori-kem",
+        "ori_type": oid_name(oids.ORI_KEM),
         "version": info.version,
         "rid": rid_node(info.rid),
         "kem": key_name(kem.oid),

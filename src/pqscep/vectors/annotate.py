@@ -16,61 +16,31 @@ from typing import Any
 
 from cryptography.x509 import ObjectIdentifier
 
-from ..asn1 import ber, cms
+from ..asn1 import ber, cms, oids
+from ..asn1.oid_names import asn1_name
 
-__all__ = ["annotate", "OID_NAMES"]
+__all__ = ["annotate"]
 
-# Names of the OIDs in pqscep.asn1.oids, as the RFCs spell them, plus X.500/X.509 ones.
-OID_NAMES: dict[str, str] = {
-    "1.2.840.113549.1.7.1": "data",
-    "1.2.840.113549.1.7.2": "signedData",
-    "1.2.840.113549.1.7.3": "envelopedData",
-    "1.2.840.113549.1.9.16.1.23": "id-ct-authEnvelopedData",
-    "1.2.840.113549.1.9.3": "contentType",
-    "1.2.840.113549.1.9.4": "messageDigest",
-    "1.2.840.113549.1.9.5": "signingTime",
-    "1.2.840.113549.1.9.52": "id-aa-CMSAlgorithmProtection",
-    "1.2.840.113549.1.9.7": "challengePassword",
-    "1.2.840.113549.1.9.14": "extensionRequest",
-    "2.16.840.1.113733.1.9.2": "messageType (SCEP)",
-    "2.16.840.1.113733.1.9.3": "pkiStatus (SCEP)",
-    "2.16.840.1.113733.1.9.4": "failInfo (SCEP)",
-    "2.16.840.1.113733.1.9.5": "senderNonce (SCEP)",
-    "2.16.840.1.113733.1.9.6": "recipientNonce (SCEP)",
-    "2.16.840.1.113733.1.9.7": "transactionID (SCEP)",
-    "1.3.6.1.5.5.7.24.1": "id-scep-failInfoText",
-    "1.3.6.1.5.5.7.24.2": "id-scep-kemPopChallenge (provisional)",
-    "1.3.6.1.5.5.7.24.3": "id-scep-kemPopProof (provisional)",
-    "1.3.6.1.5.5.7.24.4": "id-scep-responseKey (provisional)",
-    "2.16.840.1.101.3.4.2.1": "sha256",
-    "2.16.840.1.101.3.4.2.3": "sha512",
-    "1.2.840.10045.2.1": "id-ecPublicKey",
-    "1.2.840.10045.3.1.7": "prime256v1",
-    "1.2.840.10045.4.3.2": "ecdsa-with-SHA256",
-    "2.16.840.1.101.3.4.3.17": "id-ml-dsa-44",
-    "2.16.840.1.101.3.4.3.18": "id-ml-dsa-65",
-    "2.16.840.1.101.3.4.3.19": "id-ml-dsa-87",
-    "2.16.840.1.101.3.4.4.2": "id-alg-ml-kem-768",
-    "2.16.840.1.101.3.4.4.3": "id-alg-ml-kem-1024",
-    "2.16.840.1.101.3.4.1.42": "id-aes256-CBC",
-    "2.16.840.1.101.3.4.1.46": "id-aes256-GCM",
-    "2.16.840.1.101.3.4.1.45": "id-aes256-wrap",
-    "1.2.840.113549.1.5.12": "id-PBKDF2",
-    "1.2.840.113549.1.9.16.3.9": "id-alg-PWRI-KEK",
-    "1.2.840.113549.2.9": "hmacWithSHA256",
-    "1.2.840.113549.1.9.16.3.28": "id-alg-hkdf-with-sha256",
-    "1.2.840.113549.1.9.16.13.3": "id-ori-kem",
-    "1.3.6.1.4.1.22112.2.1": "id-at-statementOfPossession",
-    "2.5.4.3": "commonName",
-    "2.5.4.10": "organizationName",
-    "2.5.29.14": "subjectKeyIdentifier",
-    "2.5.29.15": "keyUsage",
-    "2.5.29.17": "subjectAltName",
-    "2.5.29.19": "basicConstraints",
-    "2.5.29.35": "authorityKeyIdentifier",
-    "2.5.29.37": "extKeyUsage",
-    "1.3.6.1.5.5.7.3.2": "id-kp-clientAuth",
-}
+# The listing names an OID by its ASN.1 name (asn1.oid_names), and says more where that name
+# alone does not: RFC 8894's Verisign-arc attribute names are bare words ("messageType"), and the
+# post-quantum SCEP OIDs are provisional.
+_VERISIGN_SCEP = frozenset({
+    oids.SCEP_MESSAGE_TYPE, oids.SCEP_PKI_STATUS, oids.SCEP_FAIL_INFO, oids.SCEP_SENDER_NONCE,
+    oids.SCEP_RECIPIENT_NONCE, oids.SCEP_TRANSACTION_ID,
+})
+
+
+def _oid_label(dotted: str) -> str | None:
+    if dotted == "?":
+        return None
+    oid = ObjectIdentifier(dotted)
+    name = asn1_name(oid)
+    if name is None:
+        return None
+    if oid in oids.PROVISIONAL:
+        return f"{name} (provisional)"
+    return f"{name} (SCEP)" if oid in _VERISIGN_SCEP else name
+
 
 _UNIVERSAL = {
     0x01: "BOOLEAN", 0x02: "INTEGER", 0x03: "BIT STRING", 0x04: "OCTET STRING", 0x05: "NULL",
@@ -88,28 +58,28 @@ _UNIVERSAL = {
 #   ("by", field, {dotted OID: T}, default)  chosen by an OID read earlier in the same SEQUENCE.
 
 _ALG_PARAMS = {
-    "2.16.840.1.101.3.4.1.42": "IV",
-    "2.16.840.1.101.3.4.1.46": "GCMParameters",
-    "1.2.840.113549.1.5.12": "PBKDF2-params",
-    "1.2.840.113549.1.9.16.3.9": "AlgorithmIdentifier",
-    "1.2.840.10045.2.1": "OID",
+    oids.AES256_CBC.dotted_string: "IV",
+    oids.AES256_GCM.dotted_string: "GCMParameters",
+    oids.PBKDF2.dotted_string: "PBKDF2-params",
+    oids.PWRI_KEK.dotted_string: "AlgorithmIdentifier",
+    oids.EC_PUBLIC_KEY.dotted_string: "OID",
 }
 
 _ATTR_VALUES = {
-    "1.2.840.113549.1.9.3": "OID",
-    "1.2.840.113549.1.9.4": "OCTETS",
-    "1.2.840.113549.1.9.52": "CMSAlgorithmProtection",
-    "1.2.840.113549.1.9.14": "Extensions",
-    "1.3.6.1.5.5.7.24.2": "KemCiphertextInfo",
-    "1.3.6.1.5.5.7.24.3": "KemPopProof",
-    "1.3.6.1.5.5.7.24.4": "SubjectPublicKeyInfo",
-    "1.3.6.1.4.1.22112.2.1": "PrivateKeyPossessionStatement",
+    oids.CONTENT_TYPE.dotted_string: "OID",
+    oids.MESSAGE_DIGEST.dotted_string: "OCTETS",
+    oids.CMS_ALGORITHM_PROTECTION.dotted_string: "CMSAlgorithmProtection",
+    oids.EXTENSION_REQUEST.dotted_string: "Extensions",
+    oids.SCEP_KEM_POP_CHALLENGE.dotted_string: "KemCiphertextInfo",
+    oids.SCEP_KEM_POP_PROOF.dotted_string: "KemPopProof",
+    oids.SCEP_RESPONSE_KEY.dotted_string: "SubjectPublicKeyInfo",
+    oids.PRIVATE_KEY_POSSESSION_STATEMENT.dotted_string: "PrivateKeyPossessionStatement",
 }
 
 _CONTENT = {
-    "1.2.840.113549.1.7.2": "SignedData",
-    "1.2.840.113549.1.7.3": "EnvelopedData",
-    "1.2.840.113549.1.9.16.1.23": "AuthEnvelopedData",
+    oids.SIGNED_DATA.dotted_string: "SignedData",
+    oids.ENVELOPED_DATA.dotted_string: "EnvelopedData",
+    oids.AUTH_ENVELOPED_DATA.dotted_string: "AuthEnvelopedData",
 }
 
 
@@ -164,7 +134,7 @@ TYPES: dict[str, Any] = {
         ("keyEncryptionAlgorithm", "AlgorithmIdentifier"), ("encryptedKey", "OCTETS")),
     "OtherRecipientInfo": _seq(
         ("oriType", "OID"),
-        ("oriValue", ("by", "oriType", {"1.2.840.113549.1.9.16.13.3": "KEMRecipientInfo"}, "ANY"))),
+        ("oriValue", ("by", "oriType", {oids.ORI_KEM.dotted_string: "KEMRecipientInfo"}, "ANY"))),
     "KEMRecipientInfo": _seq(
         ("version", "INT"), ("rid", _SID), ("kem", "AlgorithmIdentifier"), ("kemct", "OCTETS"),
         ("kdf", "AlgorithmIdentifier"), ("kekLength", "INT"), ("ukm", ("explicit", "OCTETS"), 0xA0, True),
@@ -331,7 +301,7 @@ class _Writer:
             return None
         if tag == 0x06:
             dotted = _oid(content)
-            name = OID_NAMES.get(dotted)
+            name = _oid_label(dotted)
             self._line(pos, depth, start, stop, tag, f":{dotted}" + (f" ({name})" if name else ""), label)
             return dotted
         if tag == 0x02:

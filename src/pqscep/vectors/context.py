@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import keywrap, serialization
 from cryptography.x509.oid import NameOID
 
 from ..asn1 import cms, oids
+from ..asn1.oid_names import asn1_name
 from ..ca.authority import Authority, IssuancePolicy, create_ca_certificate, issue_ra_certificate, random_serial
 from ..ca.profile import ChallengeSettings, KemPopMode, ProfileSettings
 from ..cms import signed
@@ -188,7 +189,7 @@ class Vectors:
         kdf_path = self.out.der(flow, f"{what}-kdf-input", kdf_input, "CMSORIforKEMOtherInfo",
                                 f"DER(CMSORIforKEMOtherInfo) of the {what} KEMRecipientInfo: the HKDF info")
         values.section(f"{what}: KEMRecipientInfo (RFC 9629, RFC 9936) to {recipient}")
-        values.text("kem", "id-alg-ml-kem-768")
+        values.text("kem", asn1_name(view.kem.oid))
         if view.rid_ski is not None:
             values.hex("rid subjectKeyIdentifier", view.rid_ski)
         else:
@@ -196,12 +197,13 @@ class Vectors:
         values.hex("m (FIPS 203 ML-KEM.Encaps randomness)", enc.m)
         values.hex("ss (ML-KEM shared secret)", enc.shared_secret)
         values.hex("kemct (ML-KEM ciphertext)", enc.ciphertext)
-        values.text("kdf", "id-alg-hkdf-with-sha256, salt empty")
+        values.text("kdf", f"{asn1_name(view.kdf.oid)}, salt empty")
         values.hex(f"KDF input info = DER(CMSORIforKEMOtherInfo), also {kdf_path}", kdf_input)
         values.hex("KEK = HKDF-SHA256(ss, salt empty, info, kekLength 32)", kek)
         values.hex("CEK (content-encryption key)", cek)
         values.hex("encryptedKey = AES-256-KW(KEK, CEK) (RFC 3394)", view.encrypted_key)
-        values.text("content encryption", "id-aes256-GCM (AuthEnvelopedData)" if auth else "id-aes256-CBC")
+        content_encryption = asn1_name(algorithm.oid)
+        values.text("content encryption", f"{content_encryption} (AuthEnvelopedData)" if auth else content_encryption)
         values.hex("GCM nonce" if auth else "CBC IV", nonce)
         values.hex("encryptedContent", ciphertext)
         if auth:

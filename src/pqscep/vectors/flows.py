@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from ..asn1 import cms
+from ..asn1.oid_names import asn1_name
 from ..ca.profile import KemPopMode
 from ..client.requester import key_transaction_id
 from ..cms import signed
@@ -284,11 +285,11 @@ def _pwri_values(v: Vectors, values: Values, what: str, envelope: bytes, plainte
     values.text("iterationCount", params.iteration_count, "decimal")
     values.text("prf", prf.name)
     values.hex("KEK = PBKDF2-HMAC-SHA256(password, salt, iterationCount, 32)", kek)
-    values.text("keyEncryptionAlgorithm", "id-alg-PWRI-KEK with id-aes256-CBC")
+    values.text("keyEncryptionAlgorithm", f"{asn1_name(kea.oid)} with {asn1_name(kek_cipher.oid)}")
     values.hex("PWRI-KEK IV", kek_iv)
     values.hex("CEK (content-encryption key)", cek)
     values.hex("encryptedKey (RFC 3211 section 2.3 wrap of the CEK)", pwri.encrypted_key)
-    values.text("content encryption", "id-aes256-CBC")
+    values.text("content encryption", asn1_name(content_algorithm.oid))
     values.hex("CBC IV", iv)
     values.hex("encryptedContent", ciphertext)
     v.plaintext(values, plaintext)
