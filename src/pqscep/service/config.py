@@ -114,7 +114,7 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
     if kem_pop is not None and kem_pop not in KEM_POP_MODES:
         raise ConfigError(f"profile {name}: kem_pop {kem_pop!r} must be one of {', '.join(KEM_POP_MODES)}")
     if kem_pop is None and "ml-kem" in families:
-        kem_pop = "challenge"  # design section 5: the default proof
+        kem_pop = "challenge"  # the RECOMMENDED default proof (draft Section 7.1)
     if kem_pop is not None and "ml-kem" not in families:
         families = (*families, "ml-kem")
     kem_pop_ttl = float(table.get("kem_pop_ttl_minutes", 10))
