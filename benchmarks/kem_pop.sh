@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ML-KEM enrollments/s per proof-of-possession mode (issue #4): `pqscep serve` with three profiles
+# ML-KEM enrollments/s per proof-of-possession mode: `pqscep serve` with three profiles
 # on an ML-DSA-65 CA with an ML-KEM-768 recipient and AES-GCM, kem_pop = "challenge",
 # "encrypted-cert" and "statement"; `pqscep bench --key-type ml-kem-768|1024` against each (the
 # challenge mode's extra round trip, decapsulation and proof are inside the timed enrollment;

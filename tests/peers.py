@@ -365,7 +365,7 @@ getcert list -s -i req
 
 def run_certmonger_session(url: str, workdir: Path | str, challenge: str, cn: str,
                            ca_cert: Path | str, timeout: float = 90) -> Path:
-    """Enroll with certmonger as the issue asks: the daemon in session mode (`certmonger -s
+    """Enroll with certmonger apart from any system service: the daemon in session mode (`certmonger -s
     -n`) under `dbus-run-session`, driven by `getcert add-scep-ca -s` and `getcert request -s
     ... -w`. State directories are private (never /var/lib/certmonger). Returns the PEM cert."""
     workdir = Path(workdir).resolve()

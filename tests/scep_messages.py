@@ -6,7 +6,7 @@ messageDigest was computed, drop the signer certificate, add a second signer, an
 `envelope` does the same for the pkcsPKIEnvelope (unknown cipher OID, odd encryptedContent),
 `kem_envelope` for the post-quantum one (a KEMRecipientInfo, RFC 9629, in an AuthEnvelopedData
 or EnvelopedData) with every field of the KEMRecipientInfo and of the AES-GCM envelope open to
-damage. ML-DSA signers get CMSAlgorithmProtection (RFC 6211), as the design asks; a test may
+damage. ML-DSA signers get CMSAlgorithmProtection (RFC 6211), as draft Section 4 asks; a test may
 replace it or the signatureAlgorithm. Keys and certificates are made with
 `pqscep.protocol.client`, as a real requester would.
 """
@@ -67,7 +67,7 @@ class Identity:
 
     key: object
     cert: x509.Certificate
-    # An ML-KEM-768 key for the responseKey attribute (design section 4), when the signer key
+    # An ML-KEM-768 key for the responseKey attribute (draft Section 6.2), when the signer key
     # cannot decrypt the reply.
     response_key: object | None = None
 
@@ -252,7 +252,7 @@ def kem_envelope(
     icv_len: int = 16,
     **kemri,
 ) -> bytes:
-    """The post-quantum pkcsPKIEnvelope (design section 3): `content` in an AuthEnvelopedData
+    """The post-quantum pkcsPKIEnvelope (draft Section 5.1): `content` in an AuthEnvelopedData
     (AES-GCM `cipher`) or an EnvelopedData (CBC `cipher`) with one KEMRecipientInfo for the
     ML-KEM certificate `recipient`. `kemri` goes to `build_kem_recipient_info`, the rest to
     `auth_envelope` (GCM only)."""
@@ -332,7 +332,7 @@ def _signer_info(identity: Identity, e_content: bytes, digest_name: str, scep_at
     sig_oid, sig_params, digest = signing.signature_algorithm_for(identity.key, DIGESTS.by_name(digest_name))
     sig_oid = signature_oid or sig_oid
     if protection is _DEFAULT:
-        # RFC 9882 section 3.4 / design section 3: ML-DSA SignerInfos carry CMSAlgorithmProtection.
+        # RFC 9882 section 3.4 / draft Section 4: ML-DSA SignerInfos carry CMSAlgorithmProtection.
         protection = algorithm_protection(digest.oid, sig_oid) if key_family(identity.key) == "ml-dsa" else None
     attrs = [
         attribute(oids.CONTENT_TYPE, cms.encode(oids.DATA)),

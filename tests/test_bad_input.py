@@ -10,10 +10,11 @@ Every request of a row carries the row id: its CN is "bad-<row>" and its transac
 "<row>.<random>", so that after the table the database can be checked: no certificate for a
 "bad-" subject, and no transaction left half-way (state 'received').
 
-The "pq" profile is the post-quantum one of design ../shared/design/pq-scep.md (ML-DSA-65 CA,
+The "pq" profile is a post-quantum profile of the draft (docs/draft), Section 3 (ML-DSA-65 CA,
 ML-KEM-768 recipient certificate, AES-GCM): its rows are ML-DSA-signed PKCSReqs with a
 responseKey and a KEMRecipientInfo envelope (tests/scep_messages.py `kem_envelope`), each
-damaged in one place. failInfo (RFC 8894 section 3.2.1.4) as the design uses it: badAlg for an
+damaged in one place. failInfo (RFC 8894 section 3.2.1.4) as the server answers it, following
+the draft where it decides (Sections 4, 5.1, 6.1, 6.2 and 10.6): badAlg for an
 algorithm the CA does not implement or that does not fit (KEM, KDF, wrap, kekLength, cipher),
 badMessageCheck for what fails an integrity or decryption check (signature, CMSAlgorithmProtection,
 GCM tag and AAD, a KEMRecipientInfo for no key of the CA, a KEM ciphertext of the wrong size),
@@ -99,7 +100,7 @@ rate_limit_failures = 1000
 challenge_file = "secrets/challenge-default"
 rate_limit_failures = {RATE_LIMIT}
 
-# Post-quantum (design section 2): ML-DSA-65 CA, ML-KEM-768 recipient certificate, AES-GCM.
+# Post-quantum (draft Section 3): ML-DSA-65 CA, ML-KEM-768 recipient certificate, AES-GCM.
 [profiles.pq]
 ca_key_type = "ml-dsa-65"
 kem_recipient = "ml-kem-768"
@@ -359,7 +360,8 @@ class _RawCertificate:
 def _damage_name(der: bytes, name_der: bytes) -> bytes:
     """`der` with the first string value inside its first copy of `name_der` retagged as a
     BOOLEAN: the lengths stay right, so cryptography loads it and fails only when it reads
-    that Name (found by random mutation: it used to reach the policy code as a 500)."""
+    that Name (a case random mutation found: read only later, in the policy code, it would end
+    in a 500)."""
     start = der.index(name_der)
     damaged = bytearray(name_der)
     damaged[next(i for i, b in enumerate(damaged) if b in (0x0C, 0x13))] = 0x01
@@ -550,7 +552,8 @@ def _flip_last(data: bytes) -> bytes:
 
 def _slh_dsa_signer(e: Env) -> Req:
     """A PKCSReq signed by a certificate whose key is SLH-DSA-SHA2-128s (FIPS 205): a signature
-    algorithm the design leaves out (section 7) and cryptography cannot load."""
+    algorithm outside the ML-DSA, RSA and ECDSA signers of draft Section 4, and one cryptography
+    cannot load."""
     identity = Identity.new(e.cn())
     slh_dsa = x509.ObjectIdentifier("2.16.840.1.101.3.4.3.20")  # id-slh-dsa-sha2-128s
     cert = with_public_key_info(identity.cert, identity.key, _raw_spki(slh_dsa, os.urandom(32)))
@@ -690,7 +693,7 @@ TABLE = [
       Failure(F.BAD_CERT_ID, "no such transaction"), id="certpoll-unknown-transaction"),
     P(poll_other_key, Failure(F.BAD_REQUEST, "not signed by the key of the original request"),
       id="certpoll-signed-by-other-key"),
-    # --- post-quantum profile (design sections 3 and 4) ---
+    # --- post-quantum profile (draft Sections 4 to 6) ---
     # Positive controls: each thing the damaged rows below change is accepted when right.
     P(lambda e: e.pq("ok-pq-gcm"), Success("ok-pq-gcm"), id="pq-ml-dsa-65-kemri-gcm-accepted"),
     P(lambda e: e.pq("ok-pq-cbc", cipher="aes256-cbc"), Success("ok-pq-cbc"), id="pq-kemri-cbc-accepted"),
@@ -743,7 +746,7 @@ TABLE = [
     P(lambda e: e.pq(protection=cms.encode(b"not a CMSAlgorithmProtection")),
       Failure(F.BAD_REQUEST, "CMSAlgorithmProtection"), id="pq-algorithm-protection-malformed"),
     P(_slh_dsa_signer, Failure(F.BAD_ALG), id="pq-signer-certificate-slh-dsa-key"),
-    # responseKey (design section 4, PROVISIONAL OID 1.3.6.1.5.5.7.24.4)
+    # responseKey (draft Section 6.2, PROVISIONAL OID 1.3.6.1.5.5.7.24.4)
     P(lambda e: e.pq(response_key=[_spki(Identity.new().key)]),
       Failure(F.BAD_REQUEST, "responseKey must be an ML-KEM key, not rsa"), id="pq-response-key-rsa"),
     P(lambda e: e.pq(response_key=[_spki(Identity.new(kind="ec").key)]),

@@ -1,6 +1,6 @@
-"""The draft's ASN.1 module against the bytes the code produces (issue #5, must-show 3).
+"""The draft's ASN.1 module (Appendix A) against the bytes the code produces.
 
-"Every ASN.1 definition in the draft's module matches the structures the code encodes": the
+Every ASN.1 definition in the draft's module matches the structures the code encodes. The
 module PQ-SCEP-2026 and the RFC 9810 types it imports are read from the draft's ``~~~ asn.1``
 blocks at run time and compiled by asn1tools (an ASN.1 compiler independent of the project's
 cryptography-based classes), with the CMS, PKCS #10 and RFC 5280 types of tests/draft_asn1.py
@@ -8,7 +8,7 @@ around them. Then:
 
 - the draft's three attribute OIDs are the code's (src/pqscep/asn1/oids.py);
 - the ``asn.1`` fragments in the draft's body say what the module says;
-- a whole enrolment of an ML-KEM-768 key (challenge mode, design section 5 a) and one of an
+- a whole enrolment of an ML-KEM-768 key (challenge mode, draft Section 7.2) and one of an
   ML-DSA key, run in-process through the real client (client.workflows over
   client.transport) and the real service (service.scep), are walked message by message:
   PKCSReq with responseKey, CertRep PENDING with kemPopChallenge, CertPoll with kemPopProof,
@@ -268,7 +268,7 @@ def kem_flow(request, ca, tmp_path_factory):
 @pytest.fixture(scope="module")
 def mldsa_flow(ca, tmp_path_factory):
     """An ML-DSA-65 key enrolled: a PKCSReq with a responseKey, and the CertRep SUCCESS
-    encrypted to that responseKey (design section 4, rule 2)."""
+    encrypted to that responseKey (draft Section 6.1, rule 2)."""
     key = generate_key("ml-dsa-65")
     session = ca.session(tmp_path_factory.mktemp("dump"), "aes256-cbc")
     outcome = enroll(session, key=key, subject=x509.Name.from_rfc4514_string("CN=asn1 ml-dsa device"),

@@ -5,9 +5,10 @@ pins chosen cases; this looks for the ones nobody chose).
 Three kinds, on the classic and the post-quantum profile: the whole pkiMessage damaged; the
 CSR damaged inside a correctly signed and encrypted message; the envelope damaged inside a
 correctly signed message. The damage is seeded (the same edits at the same places on every
-run); keys, nonces and IDs are fresh, so a failure names the message by its number. A first
-run of this kind (3,000 messages) found signer certificates whose issuer cryptography only
-fails to parse when it is read: they got a 500 until parse_signed_data read those fields.
+run); keys, nonces and IDs are fresh, so a failure names the message by its number. Among what
+it reaches are signer certificates whose issuer cryptography fails to parse only when it is
+read: parse_signed_data reads those fields at once, so that such a message is refused as bad
+input rather than answered with a 500.
 """
 
 from __future__ import annotations

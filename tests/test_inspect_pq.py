@@ -153,7 +153,7 @@ def signer(kind: str = "ml-dsa-65"):
 
 def pq_request(originator, *, cipher: str = "aes256-gcm", kind: str = "ml-dsa-65", response_key=None,
                cn: str = "inspect-pq") -> bytes:
-    """A PKCSReq as a post-quantum client sends it (design section 3)."""
+    """A PKCSReq as a post-quantum client sends it (draft Sections 4 and 5)."""
     key, cert = signer(kind)
     csr = client.build_csr(key, x509.Name.from_rfc4514_string(f"CN={cn}"), challenge=PASSWORD)
     extra = [response_key_attribute(response_key.public_key())] if response_key is not None else []
@@ -377,7 +377,7 @@ def _kem_ciphertext_info(kem_oid, ct: bytes) -> bytes:
 
 def test_kem_pop_attributes_are_decoded(tmp_path):
     """Hand-built kemPopChallenge (RFC 9810 KemCiphertextInfo) in a CertRep PENDING and
-    kemPopProof (SEQUENCE { macAlgorithm, mac }) in a CertPoll (design section 5 a)."""
+    kemPopProof (SEQUENCE { macAlgorithm, mac }) in a CertPoll (draft Section 7.2)."""
     _, ct = generate_key("ml-kem-768").public_key().encapsulate()
     challenge = _kem_ciphertext_info(oids.ML_KEM_768, ct)
     mac = hashlib.sha256(b"stand-in for HMAC-SHA256(K, DER(CSR))").digest()
@@ -530,7 +530,7 @@ def test_server_serves_with_ca_and_kem_keys_in_the_rfc_both_form(tmp_path, monke
         path = data / "profiles" / "pq" / f"{stem}.key"
         _rewrite_both_encrypted(path, passphrase)
         assert pkcs8.inspect_private_key(pbes2.decrypt_pkcs8(pem_der(path), passphrase)).form == "both"
-        with pytest.raises(ValueError):  # what the old loader (cryptography alone) did with it
+        with pytest.raises(ValueError):  # cryptography alone cannot load the 'both' form
             serialization.load_pem_private_key(path.read_bytes(), passphrase)
     with ServerProcess(data) as server:
         scep = Requester(server.url("/scep/pq"), cipher="aes256-gcm", digest="sha512")

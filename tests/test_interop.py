@@ -1,4 +1,4 @@
-"""Real SCEP clients from Debian packages enroll against `pqscep serve` (issue #2, must-show 1).
+"""Real SCEP clients from Debian packages enroll against `pqscep serve`.
 
 micromdm scepclient 2.1.0, strongSwan `pki --scep` 5.9.8 and certmonger 0.79.17 (session
 mode under dbus-run-session) each get a certificate that `openssl verify` accepts; strongSwan

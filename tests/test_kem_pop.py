@@ -1,4 +1,4 @@
-"""Certifying ML-KEM keys with proof of possession (issue #4, design section 5) over real HTTP,
+"""Certifying ML-KEM keys with proof of possession (draft Section 7) over real HTTP,
 on SQLite and PostgreSQL: challenge-response (kemPopChallenge / kemPopProof), the certificate
 encrypted to the new key, and the RFC 9883 statement; ML-KEM-768 and -1024; the refusals with
 their failInfo; and, when PQSCEP_OPENSSL is set, OpenSSL 3.6 verifying the certificates and

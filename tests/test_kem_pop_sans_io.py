@@ -1,10 +1,10 @@
-"""KEM proof of possession (design section 5): protocol.kem_pop and its ASN.1 in asn1.cms; the
+"""KEM proof of possession (draft Section 7, docs/draft): protocol.kem_pop and its ASN.1 in asn1.cms; the
 CSR it covers (csr.pkcs10, csr.possession) and how the responder turns a refused CSR into failInfo.
 
 Cross-checks against independent parsers: pyasn1-alt-modules' RFC 9810 (KemCiphertextInfo,
 KemOtherInfo, PKIFreeText), RFC 9883 (PrivateKeyPossessionStatement) and RFC 2986
 (CertificationRequest) modules; KemPopProof, which no RFC defines, against a pyasn1 spec written
-here from the design.
+here from the draft's ASN.1 module (Appendix A).
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def test_key_derivation_follows_the_design(flows, csrs):
 
 
 class _PyKemPopProof(univ.Sequence):
-    """KemPopProof ::= SEQUENCE { macAlgorithm AlgorithmIdentifier, mac OCTET STRING } (design 5)."""
+    """KemPopProof ::= SEQUENCE { macAlgorithm AlgorithmIdentifier, mac OCTET STRING } (draft Appendix A)."""
 
     componentType = namedtype.NamedTypes(
         namedtype.NamedType("macAlgorithm", rfc5280.AlgorithmIdentifier()),

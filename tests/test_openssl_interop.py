@@ -1,5 +1,5 @@
-"""Post-quantum CMS against OpenSSL 3.6 (issue #3, must-show 2): an independent implementation
-reads what pqscep writes and pqscep reads what OpenSSL writes.
+"""Post-quantum CMS against OpenSSL 3.6, an independent implementation: OpenSSL reads what
+pqscep writes and pqscep reads what OpenSSL writes.
 
 1. The SCEP messages of a real `pqscep serve` + `pqscep enroll`: OpenSSL verifies the ML-DSA
    SignedData of a PKCSReq and of its CertRep, opens the request's pkcsPKIEnvelope (KEMRecipientInfo
@@ -198,7 +198,7 @@ def _get_ca_cert(url: str) -> tuple[str, bytes]:
 @pytest.mark.parametrize(
     "key_type, cipher, reply_key",
     [
-        ("ml-dsa-65", "aes256-gcm", "ml-kem-768"),  # design section 4 rule 2: KEMRecipientInfo to responseKey
+        ("ml-dsa-65", "aes256-gcm", "ml-kem-768"),  # draft Section 6.1, rule 2: KEMRecipientInfo to responseKey
         ("ec-p256", "aes256-cbc", "ml-kem-1024"),
         ("rsa-2048", "aes256-cbc", None),  # rule 3: KeyTransRecipientInfo to the RSA signer
     ],

@@ -149,7 +149,7 @@ def test_every_call_encapsulates_afresh(recipients):
 
 
 def test_originator_defaults_follow_the_design(recipients):
-    """Design section 3: HKDF-SHA256, aes256-wrap, kekLength 32; no certificate: rid = SKI."""
+    """Draft Section 5.1: HKDF-SHA256, aes256-wrap, kekLength 32; no certificate: rid = SKI."""
     key, _ = recipients["ml-kem-1024"]
     originator = kem.KemOriginator(key.public_key())
     assert originator.version_needed == 3

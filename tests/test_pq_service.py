@@ -1,7 +1,7 @@
-"""Post-quantum SCEP over real HTTP (issue #3, must-show 3): `pqscep init` makes a classic and a
+"""Post-quantum SCEP over real HTTP: `pqscep init` makes a classic and a
 post-quantum profile side by side; ML-DSA, RSA and ECDSA requesters enroll at the ML-DSA-65 CA
-with ML-KEM-768 envelopes both ways, with and without AES-GCM; the reply rules of design
-section 4; classic clients keep working at the classic profile of the same server."""
+with ML-KEM-768 envelopes both ways, with and without AES-GCM; the reply rules of draft
+Section 6.1; classic clients keep working at the classic profile of the same server."""
 
 from __future__ import annotations
 

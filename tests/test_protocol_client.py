@@ -1,5 +1,5 @@
 """The client's reading of a GetCACert bundle: which certificate is the CA, the CertRep signer,
-the RSA recipient and the ML-KEM recipient (design section 2), and what it refuses."""
+the RSA recipient and the ML-KEM recipient (draft Section 3), and what it refuses."""
 
 from __future__ import annotations
 

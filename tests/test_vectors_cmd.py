@@ -1,4 +1,4 @@
-"""`pqscep vectors` (issue #5): the committed docs/vectors are what the command regenerates, and the
+"""`pqscep vectors` (the draft's Appendix B): the committed docs/vectors are what the command regenerates, and the
 messages in them are real: OpenSSL >= 3.6 verifies and decrypts them, pqscep's own parsers open
 them, and pqscep's SCEP service accepts each request and answers it as the vectors say.
 

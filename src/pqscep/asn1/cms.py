@@ -333,7 +333,7 @@ def sequence_to_implicit(der: bytes, tag: int) -> bytes:
     return bytes((tag,)) + der[1:]
 
 
-# --- KEM proof of possession (design section 5): RFC 9810, RFC 9883, RFC 2986 ---
+# --- KEM proof of possession (draft Section 7): RFC 9810, RFC 9883, RFC 2986 ---
 #
 # RFC 9810's module (PKIXCMP-2023, Appendix F) has EXPLICIT TAGS, so kemContext [0] is EXPLICIT.
 #   PKIFreeText ::= SEQUENCE SIZE (1..MAX) OF UTF8String            -- RFC 9810 section 5.1.1
@@ -351,7 +351,7 @@ class KemCiphertextInfo:  # RFC 9810 section 5.3.19.18 (and Appendix F)
 @asn1.sequence
 class KemOtherInfo:  # RFC 9810 section 5.1.3.4 (and Appendix F): the KDF's info input
     # KemOtherInfo ::= SEQUENCE {
-    #    staticString      PKIFreeText,          -- CMP: "CMP-KEM"; SCEP (design 5): "SCEP-KEM-POP"
+    #    staticString      PKIFreeText,          -- CMP: "CMP-KEM"; SCEP (draft Section 7.2): "SCEP-KEM-POP"
     #    transactionID     OCTET STRING,
     #    kemContext    [0] OCTET STRING OPTIONAL }
     # SCEP's transactionID is a PrintableString: transactionID here holds its ASCII bytes (the
@@ -362,7 +362,7 @@ class KemOtherInfo:  # RFC 9810 section 5.1.3.4 (and Appendix F): the KDF's info
 
 
 @asn1.sequence
-class KemPopProof:  # design section 5 a) 3: the kemPopProof attribute value (PROVISIONAL OID)
+class KemPopProof:  # draft Appendix A and Section 7.2, step 4: the kemPopProof attribute value (PROVISIONAL OID)
     # KemPopProof ::= SEQUENCE {
     #    macAlgorithm  AlgorithmIdentifier,     -- hmacWithSHA256 (RFC 8018 / RFC 4231)
     #    mac           OCTET STRING }            -- HMAC-SHA256(K, DER(CSR))

@@ -2,7 +2,7 @@
 
 The values of the post-quantum SCEP attributes (kemPopChallenge, kemPopProof, responseKey) are
 PROVISIONAL: an RFC would get them from IANA's "SMI Security for SCEP" registry (id-scep,
-1.3.6.1.5.5.7.24, where failInfoText is .1). See docs/ and ../shared/design/pq-scep.md section 6.
+1.3.6.1.5.5.7.24, where failInfoText is .1). See the draft (docs/draft), Sections 8 and 11.1.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ SCEP_RECIPIENT_NONCE = OID("2.16.840.1.113733.1.9.6")
 SCEP_TRANSACTION_ID = OID("2.16.840.1.113733.1.9.7")
 # id-scep (RFC 8894 section 3.2.1.5 and IANA "SMI Security for SCEP").
 SCEP_FAIL_INFO_TEXT = OID("1.3.6.1.5.5.7.24.1")
-# PROVISIONAL values of the post-quantum update (design section 6), until IANA assigns them.
+# PROVISIONAL values of the post-quantum update (draft Section 8), until IANA assigns them.
 SCEP_KEM_POP_CHALLENGE = OID("1.3.6.1.5.5.7.24.2")
 SCEP_KEM_POP_PROOF = OID("1.3.6.1.5.5.7.24.3")
 SCEP_RESPONSE_KEY = OID("1.3.6.1.5.5.7.24.4")

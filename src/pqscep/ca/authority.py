@@ -155,7 +155,7 @@ class IssuancePolicy:
     extended_key_usage: tuple[str, ...] = ("clientAuth",)
     copy_subject_alt_names: bool = True
     crl_distribution_url: str | None = None
-    # Key families the profile certifies (ML-KEM needs the proof-of-possession of issue #4).
+    # Key families the profile certifies (ML-KEM needs the proof of possession of draft Section 7).
     allowed_key_families: tuple[str, ...] = (KeyFamily.RSA, KeyFamily.EC, KeyFamily.ML_DSA)
     min_rsa_bits: int = 2048
 

@@ -193,7 +193,7 @@ def _known_signer(ctx: Context) -> bool:
 
 
 def check_kem_pop(ctx: Context) -> PolicyVerdict | None:
-    """Design section 5 c): in statement mode the RFC 9883 statement alone is the proof, so the
+    """Draft Section 7.4: in statement mode the RFC 9883 statement alone is the proof, so the
     certificate it names (the pkiMessage signer) must be one this CA issued and that is valid and
     not revoked now (check_signer, which runs first, refused the others)."""
     if ctx.request.csr.kem_statement is None or ctx.profile.kem_pop != KemPopMode.STATEMENT:

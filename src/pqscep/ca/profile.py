@@ -13,8 +13,8 @@ from .authority import IssuancePolicy
 __all__ = ["ChallengeSettings", "KemPopMode", "ProfileSettings", "RateLimit", "KEM_POP_MODES"]
 
 
-# Proof of possession for ML-KEM keys (design section 5): a) challenge-response, b) the certificate
-# encrypted to the new key, c) the RFC 9883 statement of a signer certificate this CA issued.
+# Proof of possession for ML-KEM keys (draft Section 7): challenge-response (7.2), the certificate
+# encrypted to the new key (7.3), the RFC 9883 statement of a signer certificate this CA issued (7.4).
 class KemPopMode(StrEnum):
     """How a profile has an ML-KEM key's possession proven. A member is its value as a string
     (`str` equality, formatting and JSON), which is the profile's kem_pop setting."""
@@ -68,7 +68,7 @@ class ProfileSettings:
     allow_rekey: bool = True  # renewal with a new key
     allow_legacy_algorithms: bool = False  # single DES and MD5 (logged when used)
     crl_validity: datetime.timedelta = datetime.timedelta(days=1)
-    # Post-quantum update (design sections 1-4): an ML-KEM recipient certificate the CA issues
+    # Post-quantum update (draft Sections 3 and 5.1): an ML-KEM recipient certificate the CA issues
     # for request envelopes ("ml-kem-768" or "ml-kem-1024"), and AuthEnvelopedData (AES-GCM).
     kem_recipient_key_type: str | None = None
     aes_gcm: bool = False
@@ -76,7 +76,7 @@ class ProfileSettings:
     pwri_iterations: int = 100_000
     rate_limit: RateLimit = field(default_factory=RateLimit)
     max_message_size: int = 256 * 1024
-    # ML-KEM certificates (design section 5): how possession of the key is proven; None = the
+    # ML-KEM certificates (draft Section 7): how possession of the key is proven; None = the
     # profile does not certify ML-KEM keys. The challenge's shared secret lives `kem_pop_ttl`.
     kem_pop: KemPopMode | None = None
     kem_pop_ttl: datetime.timedelta = datetime.timedelta(minutes=10)

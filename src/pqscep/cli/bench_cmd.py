@@ -146,7 +146,7 @@ def _worker(plan: _Plan, slot: int, indices: list[int], ready, start, stopped, p
             subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"bench-{plan.run_id}-{index}")])
             serial = int.from_bytes(os.urandom(8), "big") | 1
             if kem:
-                # Design section 5: an ML-DSA-65 signer signs the CSR of the ML-KEM key: a transient
+                # Draft Section 7.1: an ML-DSA-65 signer signs the CSR of the ML-KEM key: a transient
                 # self-signed one, or (--identity, what the statement mode needs) a device
                 # certificate this CA issues first, outside the measurement.
                 signer = keymod.generate_key("ml-dsa-65")

@@ -1,4 +1,4 @@
-"""`pqscep vectors --out DIR`: write the draft's example messages (issue #5) with fixed keys,
+"""`pqscep vectors --out DIR`: write the draft's example messages (Appendix B) with fixed keys,
 nonces, IVs, CEKs, serials and times, so that every run writes the same bytes. The generation is
 in `pqscep.vectors` (the only production-side module allowed to import it is this one)."""
 

@@ -1,8 +1,8 @@
-"""Certificates for ML-KEM keys (design section 5). An ML-KEM key cannot sign, so its CSR is
-signed by another certificate (`RequestSigner`: an existing device certificate, or a transient
-ML-DSA-65 one) and names that signer in an RFC 9883 possession statement; the CA proves the
-requester holds the KEM key as its profile says. In challenge mode the CA answers PENDING with
-a kemPopChallenge, which `answer_kem_challenge` answers at once with a kemPopProof.
+"""Certificates for ML-KEM keys, the draft (docs/draft), Section 7. An ML-KEM key cannot sign,
+so its CSR is signed by another certificate (`RequestSigner`: an existing device certificate, or
+a transient ML-DSA-65 one) and names that signer in an RFC 9883 possession statement; the CA
+proves the requester holds the KEM key as its profile says. In challenge mode the CA answers
+PENDING with a kemPopChallenge, which `answer_kem_challenge` answers at once with a kemPopProof.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def answer_kem_challenge(session: ScepSession, result: proto.CertRepResult, mess
                          key: PrivateKey, csr_der: bytes, transaction_id: str, subject: x509.Name,
                          signer: RequestSigner, recipients: list[enveloped.Recipient], cipher: ContentCipher | None,
                          use_post: bool | None) -> tuple[proto.CertRepResult, MessageType]:
-    """Design section 5 a): a PENDING with a kemPopChallenge is answered at once by a CertPoll
+    """Draft Section 7.2, step 4: a PENDING with a kemPopChallenge is answered at once by a CertPoll
     with the kemPopProof (same transactionID, same signer); anything else is returned as it is."""
     if result.status != PkiStatus.PENDING:
         return result, message_type

@@ -52,7 +52,7 @@ class PendingState:
     cert_out: str | None = None
     cert_format: str = "pem"
     version: int = STATE_VERSION
-    # ML-KEM requests (design section 5): the CSR exactly as sent, for the MAC of a kemPopProof
+    # ML-KEM requests (draft Section 7.2, step 3): the CSR exactly as sent, for the MAC of a kemPopProof
     # if the CA answers a later poll with a kemPopChallenge. None for other keys.
     kem_csr_der_b64: str | None = None
 
@@ -123,7 +123,7 @@ class PendingState:
 
     @property
     def kem_csr_der(self) -> bytes | None:
-        """The CSR of an ML-KEM request as sent (design section 5), else None."""
+        """The CSR of an ML-KEM request as sent (draft Section 7.2, step 3), else None."""
         return base64.b64decode(self.kem_csr_der_b64) if self.kem_csr_der_b64 else None
 
     def request_signer(self, key: PrivateKey) -> RequestSigner:

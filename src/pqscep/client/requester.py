@@ -65,7 +65,7 @@ def load_certificate_file(path: Path | str) -> x509.Certificate:
 
 def check_can_decrypt(key: PrivateKey, what: str = "the key", caps: CaCaps | None = None) -> None:
     """The CertRep is encrypted to the request signer's RSA key (RFC 8894), or, with a CA that
-    lists ML-KEM, to the responseKey the client sends (design section 4), so any key type works."""
+    lists ML-KEM, to the responseKey the client sends (draft Section 6.1, rule 2), so any key type works."""
     family = keymod.key_family(key)
     if family == keymod.KeyFamily.RSA or (caps is not None and caps.ml_kem):
         return
@@ -78,7 +78,7 @@ def check_can_decrypt(key: PrivateKey, what: str = "the key", caps: CaCaps | Non
 
 
 def check_kem_pop(caps: CaCaps) -> None:
-    """An ML-KEM key can be certified only by a CA that lists KEMPoP (design section 5)."""
+    """An ML-KEM key can be certified only by a CA that lists KEMPoP (draft Section 2)."""
     if "KEMPoP" not in caps:
         raise UnusableKey("the CA does not list KEMPoP: it does not certify ML-KEM keys (an ML-KEM key cannot "
                           "sign its own request; post-quantum SCEP proves possession another way)",
@@ -97,7 +97,7 @@ def key_transaction_id(key: Any) -> str:
 
 
 def reply_kem_recipient(key: PrivateKey) -> KemRecipient:
-    """The new ML-KEM key opens the CertRep (design section 4, rule 1), named by its SKI (RFC
+    """The new ML-KEM key opens the CertRep (draft Section 6.1, rule 1), named by its SKI (RFC
     5280 4.2.1.2 method 1, as the CA names it)."""
     return KemRecipient(key, subject_key_identifier=key_identifier(key.public_key()))
 

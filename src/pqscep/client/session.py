@@ -87,7 +87,7 @@ def choose_algorithms(
     except UnknownAlgorithm as exc:
         raise EnrollmentError(str(exc)) from None
     if chosen_cipher is None:
-        # AES-GCM (AuthEnvelopedData) when the CA says AES-GCM (design section 1).
+        # AES-GCM (AuthEnvelopedData) when the CA says AES-GCM (draft Section 5.1).
         chosen_cipher = CIPHERS.by_name("aes256-gcm" if caps.aes_gcm else "aes256-cbc" if caps.aes else "des3-cbc")
     if chosen_digest is None:
         chosen_digest = DIGESTS.by_name("sha256" if caps.sha256 else "sha1")
@@ -112,7 +112,7 @@ class ScepSession:
 
     What happened along the way that a caller may want to report: `caps_error` (GetCACaps
     answered an HTTP error, so the session assumed no capabilities, RFC 8894 section 3.5.2) and
-    `kem_challenges_answered` (KEM proof-of-possession challenges answered, design section 5)."""
+    `kem_challenges_answered` (KEM proof-of-possession challenges answered, draft Section 7.2)."""
 
     def __init__(
         self,
@@ -231,7 +231,7 @@ class ScepSession:
         attributes = list(extra_attributes)
         originator: KemOriginator | enveloped.KeyTransOriginator
         if caps.ml_kem and bundle.kem_recipient_cert is not None:
-            # Post-quantum SCEP (design sections 3 and 4): the envelope goes to the CA's ML-KEM
+            # Post-quantum SCEP (draft Sections 5.1 and 6.2): the envelope goes to the CA's ML-KEM
             # recipient certificate, and the reply to a fresh ML-KEM key of ours (responseKey),
             # whatever our signing key is, so that neither direction relies on RSA.
             originator = KemOriginator(bundle.kem_recipient_cert.public_key(), certificate=bundle.kem_recipient_cert)

@@ -83,7 +83,7 @@ class CaCaps:
     def renewal(self) -> bool:
         return "Renewal" in self
 
-    # The post-quantum update's keywords (design section 1).
+    # The post-quantum update's keywords (draft Section 2).
     @property
     def ml_kem(self) -> bool:
         return "ML-KEM" in self

@@ -51,8 +51,8 @@ def enroll(
     """PKCSReq with a transient self-signed certificate (RFC 8894 section 3.3.1).
 
     An ML-KEM `key` cannot sign: the request is signed by `signer` (an existing device
-    certificate) or a transient ML-DSA-65 one, and proves possession of the KEM key as design
-    section 5 says (`kem.enroll_kem`). Other keys sign their own request; `signer` is for
+    certificate) or a transient ML-DSA-65 one, and proves possession of the KEM key as draft
+    Section 7 says (`kem.enroll_kem`). Other keys sign their own request; `signer` is for
     ML-KEM keys only. `key_path` (the file `key` is in), `cert_out` and `cert_format` go into
     the pending state if the CA answers PENDING."""
     if keymod.key_family(key) == keymod.KeyFamily.ML_KEM:
@@ -124,7 +124,7 @@ def renew(
             dns_names = []
     kem = keymod.key_family(key) == keymod.KeyFamily.ML_KEM
     if kem:
-        # Design section 5: the CSR of the new ML-KEM key is signed by the current certificate's
+        # Draft Section 7.5: the CSR of the new ML-KEM key is signed by the current certificate's
         # key and names it in its RFC 9883 statement.
         check_kem_pop(caps)
         csr_der = build_kem_csr(key.public_key(), subject, old_key, old_cert, challenge_password=challenge,

@@ -4,8 +4,9 @@
 A KEMRecipientInfo travels as `[4] IMPLICIT OtherRecipientInfo { oriType id-ori-kem, oriValue }`.
 Sender: (ss, kemct) = Encapsulate(ek); KEK = KDF(IKM = ss, salt = empty, L = kekLength,
 info = DER(CMSORIforKEMOtherInfo { wrap, kekLength, ukm })); encryptedKey = AES-KW(KEK, CEK).
-Receiver: the same backwards. Design section 3: every `recipient_info` call encapsulates afresh;
-nothing here keeps a shared secret or a KEK after the call that made it.
+Receiver: the same backwards. As the draft (docs/draft), Section 5.1, requires, every
+`recipient_info` call encapsulates afresh; nothing here keeps a shared secret or a KEK after the
+call that made it.
 
 Error flags (`EnvelopeError`), which the protocol layer turns into failInfo:
 - bad_algorithm: a KEM, KDF or wrap this side does not implement or that does not fit the key,
@@ -335,7 +336,7 @@ class KemOriginator:
         return cms.sequence_to_implicit(cms.encode(ori), cms.ORI_TAG)
 
 
-# --- public keys (the design's responseKey attribute, section 4) ---
+# --- public keys (the responseKey attribute, draft Section 6.2) ---
 
 
 def ml_kem_public_key_from_spki(der: bytes):

@@ -74,7 +74,7 @@ def _protection_value(der: bytes) -> str:
 
 
 def _response_key_value(der: bytes) -> str:
-    """responseKey (design section 4): "ML-KEM-768 public key, SKI <hex>". The SKI is RFC 5280
+    """responseKey (draft Section 6.2): "ML-KEM-768 public key, SKI <hex>". The SKI is RFC 5280
     4.2.1.2 method 1 (SHA-1 of the subjectPublicKey bits): the rid a CA's reply names it by."""
     oid, raw = spki_raw_public_key(der)
     ski = hashlib.sha1(raw).hexdigest()

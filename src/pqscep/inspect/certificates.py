@@ -71,7 +71,7 @@ def _extension_value(ext: x509.Extension[Any]) -> object:
 
 def _kem_csr_signature(csr: x509.CertificateSigningRequest, inspector: Inspector) -> tuple[bool | None, str]:
     """An ML-KEM key cannot sign its CSR: it is signed by the certificate its RFC 9883
-    statement names (design section 5), which is in the statement or signed the pkiMessage."""
+    statement names (draft Section 7.1), which is in the statement or signed the pkiMessage."""
     der = csr.public_bytes(serialization.Encoding.DER)
     try:
         issuer, serial, cert = csr_possession_statement(der)

@@ -58,7 +58,7 @@ class CaBundle:
     signer: x509.Certificate  # signs CertReps: the CA or the RA signing certificate
     encipherer: x509.Certificate  # the request envelope's recipient: the CA or the RA encryption cert
     all: list[x509.Certificate] = field(default_factory=list)
-    # The CA's ML-KEM recipient certificate (design section 2), found by its key type.
+    # The CA's ML-KEM recipient certificate (draft Section 3), found by its key type.
     kem_recipient_cert: x509.Certificate | None = None
 
 
@@ -111,7 +111,7 @@ def parse_ca_certs(content_type: str, body: bytes) -> CaBundle:
 
 
 def _kem_recipient_cert(candidates: list[x509.Certificate], ca: x509.Certificate) -> x509.Certificate | None:
-    """The CA's ML-KEM recipient certificate (design section 2): issued by the CA itself and
+    """The CA's ML-KEM recipient certificate (draft Section 3): issued by the CA itself and
     for key encipherment only (RFC 9935 section 4). A bundle whose ML-KEM certificate fails
     that is refused rather than used: someone may have put their own key there."""
     if not candidates:

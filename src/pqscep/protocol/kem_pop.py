@@ -1,11 +1,11 @@
-"""Proof of possession for ML-KEM keys (design section 5): the sans-IO core.
+"""Proof of possession for ML-KEM keys, the draft (docs/draft), Section 7: the sans-IO core.
 
 No I/O, no clock, no randomness of its own: the only random draw is the one cryptography's ML-KEM
 ``encapsulate`` makes inside `issue_challenge`. Keeping the shared secret under the
 transactionID, expiring it and spending it after the first proof is the caller's job (the
 server's challenge store); this module only computes and checks.
 
-Challenge-response (design 5 a), RFC 9810's direct method with a MAC instead of returning a
+Challenge-response (draft Section 7.2, RFC 9810's direct method with a MAC instead of returning a
 decrypted value, so the CA is never a decryption oracle)::
 
     CA      (ss, ct) = Encapsulate(ek of the CSR)
@@ -57,7 +57,7 @@ __all__ = [
     "verify_proof",
 ]
 
-STATIC_STRING = "SCEP-KEM-POP"  # design section 5 a) 3 (RFC 9810 uses "CMP-KEM" for CMP)
+STATIC_STRING = "SCEP-KEM-POP"  # draft Section 7.2, step 3 (RFC 9810 uses "CMP-KEM" for CMP)
 KEY_LENGTH = 32  # L of the HKDF, the HMAC-SHA256 key size
 MAC_LENGTH = 32  # HMAC-SHA256 output
 
@@ -231,7 +231,7 @@ def verify_proof(shared_secret: bytes, proof_attribute_der: bytes, transaction_i
         raise PopError(FailInfo.BAD_MESSAGE_CHECK, "the KEM proof-of-possession MAC does not verify")
 
 
-# --- the signed attributes (PROVISIONAL OIDs, design section 6) ---
+# --- the signed attributes (PROVISIONAL OIDs, draft Section 8) ---
 
 
 def challenge_attribute(value_der: bytes) -> cms.Attribute:

@@ -180,7 +180,7 @@ def request_attributes(message_type: MessageType, transaction_id: str, sender_no
 
 
 def response_key_attribute(public_key) -> cms.Attribute:
-    """The responseKey signed attribute (design section 4, PROVISIONAL OID): the SPKI of an
+    """The responseKey signed attribute (draft Section 6.2, PROVISIONAL OID): the SPKI of an
     ML-KEM key the requester holds, for a requester whose own key cannot decrypt the reply."""
     from cryptography.hazmat.primitives import serialization
 

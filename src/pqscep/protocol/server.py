@@ -303,7 +303,7 @@ def _transaction_id_value(transaction_id: str) -> bytes:
 
 
 def _response_key(signer: signed.SignerInfoView, partial: PartialRequest):
-    """The responseKey signed attribute (design section 4): one SubjectPublicKeyInfo of an
+    """The responseKey signed attribute (draft Section 6.2): one SubjectPublicKeyInfo of an
     ML-KEM key the requester holds. PROVISIONAL OID, see asn1/oids.py."""
     try:
         value = signer.single(oids.SCEP_RESPONSE_KEY)
@@ -313,7 +313,7 @@ def _response_key(signer: signed.SignerInfoView, partial: PartialRequest):
         return None
     try:
         key = serialization.load_der_public_key(value)
-    except UnsupportedAlgorithm:  # e.g. ML-KEM-512 (design section 7) or an unknown algorithm
+    except UnsupportedAlgorithm:  # e.g. ML-KEM-512 (draft Section 6.2: ML-KEM-768 or -1024) or an unknown algorithm
         raise RequestRejected("responseKey holds a key algorithm this CA does not support", FailInfo.BAD_ALG,
                               partial=partial) from None
     except (ValueError, TypeError):
@@ -349,7 +349,7 @@ def read_csr(csr: x509.CertificateSigningRequest) -> str | None:
 
 
 def _kem_pop_proof(signer: signed.SignerInfoView, partial: PartialRequest) -> bytes | None:
-    """The kemPopProof signed attribute (design section 5 a, PROVISIONAL OID): one value."""
+    """The kemPopProof signed attribute (draft Section 7.2, step 4, PROVISIONAL OID): one value."""
     try:
         return signer.single(oids.SCEP_KEM_POP_PROOF)
     except SignedDataError as exc:
@@ -396,7 +396,7 @@ def _read_csr(data: bytes, signer: x509.Certificate, verified: PartialRequest) -
                               partial=verified) from None
     kem_statement = None
     if _key_family_or_none(public_key) == KeyFamily.ML_KEM:
-        # A KEM key cannot sign its own request (design section 5): the CSR is signed by the
+        # A KEM key cannot sign its own request (draft Section 7.1): the CSR is signed by the
         # pkiMessage signer's key and names that certificate in its statement.
         kem_statement = _check_kem_csr(data, csr, signer, verified)
     elif not _csr_signature_ok(csr):
@@ -413,7 +413,7 @@ def _key_family_or_none(public_key) -> KeyFamily | None:
 
 def _check_kem_csr(data: bytes, csr: x509.CertificateSigningRequest, signer: x509.Certificate,
                    verified: PartialRequest) -> tuple[bytes, int]:
-    """Design section 5: the CSR of an ML-KEM key verifies with the pkiMessage signer's key (that
+    """Draft Section 7.1: the CSR of an ML-KEM key verifies with the pkiMessage signer's key (that
     binds it to this SCEP transaction: badMessageCheck otherwise), carries one RFC 9883
     privateKeyPossessionStatement naming the signer's certificate (badRequest otherwise), and asks
     for no key usage but keyEncipherment (RFC 9935 section 4; badRequest otherwise). Returns the

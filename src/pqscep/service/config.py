@@ -115,7 +115,7 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
         raise ConfigError(f"profile {name}: kem_pop {kem_pop_value!r} must be one of {', '.join(KEM_POP_MODES)}")
     kem_pop = KemPopMode(kem_pop_value) if kem_pop_value is not None else None
     if kem_pop is None and KeyFamily.ML_KEM in families:
-        kem_pop = KemPopMode.CHALLENGE  # design section 5: the default proof
+        kem_pop = KemPopMode.CHALLENGE  # the RECOMMENDED default proof (draft Section 7.1)
     if kem_pop is not None and KeyFamily.ML_KEM not in families:
         families = (*families, KeyFamily.ML_KEM)
     kem_pop_ttl = float(table.get("kem_pop_ttl_minutes", 10))

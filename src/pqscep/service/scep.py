@@ -84,14 +84,14 @@ class Profile:
 
     @property
     def kem_recipient_cert(self) -> x509.Certificate | None:
-        """The ML-KEM recipient certificate of GetCACert (design section 2), if any."""
+        """The ML-KEM recipient certificate of GetCACert (draft Section 3), if any."""
         for cert in self.ra_certificates:
             if key_family(cert.public_key()) == KeyFamily.ML_KEM:
                 return cert
         return None
 
     def capabilities(self) -> list[str]:
-        """GetCACaps keywords (RFC 8894 section 3.5.2 and design section 1), only those that
+        """GetCACaps keywords (RFC 8894 section 3.5.2 and draft Section 2), only those that
         are true here. SHA-224 and SHA-384 are listed too: they are supported, and strongSwan
         5.9.8 misreads the list so that its AES check looks for SHA-384."""
         caps = ["AES", "DES3", "POSTPKIOperation", "Renewal", "SHA-1", "SHA-224", "SHA-256", "SHA-384", "SHA-512",
@@ -210,7 +210,7 @@ class ScepService:
         return Reply(200, CONTENT_TYPES["pki"], reply, "success")
 
     def reply_originator(self, profile: Profile, request: SignedRequest, csr: Csr | None) -> Originator:
-        """Who the CertRep envelope is encrypted to (design section 4): the requested ML-KEM
+        """Who the CertRep envelope is encrypted to (draft Section 6.1): the requested ML-KEM
         key (`csr`: the request's, or for a CertPoll the stored one); else the requester's
         responseKey; else the signer's RSA key (RFC 8894 3.3.2); else, for a request that came
         in a PasswordRecipientInfo, the same challenge password."""
@@ -345,7 +345,7 @@ class ScepService:
         return self._carry_out(profile, request, csr, record, as_poll, now, client_address, originator,
                                after_lost_race=True)
 
-    # --- proof of possession for ML-KEM keys (design section 5 a) ---
+    # --- proof of possession for ML-KEM keys (draft Section 7.2) ---
 
     def _send_kem_challenge(self, profile: Profile, request: SignedRequest, csr: Csr, attempt: Attempt,
                             now: datetime.datetime) -> Reply:
@@ -440,7 +440,7 @@ class ScepService:
         originator: Originator | None = None
         if key_family(cert.public_key()) == KeyFamily.ML_KEM:
             # An ML-KEM certificate goes only to the holder of its key, whoever asks: in the
-            # encrypted-certificate mode (design section 5 b) being able to read it IS the proof
+            # encrypted-certificate mode (draft Section 7.3) being able to read it IS the proof
             # of possession, which a GetCert answered to the asker's key would undo.
             originator = KemOriginator(cert.public_key(), certificate=cert)
         return self._success(profile, request, None, now, certificates=[cert], originator=originator)

@@ -157,7 +157,7 @@ def ensure_profile_keys(config: ServerConfig, settings: ProfileSettings) -> None
     ca_key, ca_cert = _load_pair(folder, "ca", config.ca_passphrase)
     issue: dict[str, Any] = dict(now=now, days=min(settings.ca_validity_days, 2 * 365))
     if settings.kem_recipient_key_type and not (folder / "kem-recipient.pem").exists():
-        # Design section 2: the CA's ML-KEM recipient certificate, keyEncipherment only (RFC 9935).
+        # Draft Section 3: the CA's ML-KEM recipient certificate, keyEncipherment only (RFC 9935).
         kem_key = generate_key(settings.kem_recipient_key_type)
         subject = x509.Name.from_rfc4514_string(f"CN=pqscep {settings.name} ML-KEM recipient")
         cert = issue_ra_certificate(ca_key, ca_cert, kem_key.public_key(), subject, purpose="encrypt",

@@ -139,7 +139,7 @@ def open_store(url: str | URL, *, migrate_schema: bool = True, **engine_kwargs: 
             migrate(engine)
         # The statements of every PKIOperation run on a second engine, whose connections
         # statements.HotPath keeps one per thread: so it has no pool to check them out of
-        # (NullPool), and on PostgreSQL no pre-ping, which was a round trip per statement.
+        # (NullPool), and on PostgreSQL no pre-ping, which would cost a round trip per statement.
         # Connections open only when used: about one more per worker thread.
         hot_engine = create_db_engine(url, pre_ping=False, **{**engine_kwargs, "poolclass": NullPool})
         return Store(engine, write_engine(engine), hot_engine)

@@ -80,7 +80,7 @@ class HotPath:
     round trips) and use the driver's transaction for writes.
 
     On PostgreSQL the engine given here has no pre-ping (db.py): checking every connection
-    before use cost a round trip per statement, about a third of the store's time per
+    before use would cost a round trip per statement, about a third of the store's time per
     PKIOperation. A connection that a restarted or failed-over server has dropped is found on
     its first statement instead: the pool is then renewed and the read, or the whole write
     transaction, runs once more. A connection lost during COMMIT is not retried: whether the

@@ -1,4 +1,4 @@
-"""Test-vector generation (issue #5): deterministic primitives FOR VECTORS ONLY.
+"""Test-vector generation (the draft's Appendix B): deterministic primitives FOR VECTORS ONLY.
 
 See `pqscep.vectors.fips`: nothing here may be used for production keys or messages.
 """

@@ -127,7 +127,7 @@ class Vectors:
         return mlkem_public_key(self.m.kem[name].public_key(), mat.stream(f"{flow}/ml-kem-m/{name}"), log)
 
     def reply_originator(self, request: SignedRequest, flow: str, log: list[Encapsulation], csr: Csr | None = None):
-        """The recipient the service chooses for the CertRep (design section 4, ScepService's
+        """The recipient the service chooses for the CertRep (draft Section 6.1, ScepService's
         own rule), with an ML-KEM key swapped for its deterministic twin. `csr` defaults to the
         request's own (a PKCSReq's); a CertPoll's is the enrollment's."""
         if csr is None and isinstance(request, CertificationRequest):
@@ -231,7 +231,7 @@ class Vectors:
     def request(self, *, message_type: MessageType, content: bytes, transaction_id: str, signer: str,
                 signer_cert: x509.Certificate, cipher, random: DeterministicRandom, log: list[Encapsulation],
                 flow: str, extra=(), originator=None) -> bytes:
-        """A pkiMessage as protocol.client.build_pki_message makes it (design section 3: the
+        """A pkiMessage as protocol.client.build_pki_message makes it (draft Section 5.1: the
         envelope goes to the CA's ML-KEM recipient certificate, rid issuerAndSerialNumber)."""
         if originator is None:
             recipient = mlkem_public_key(self.recipient_cert.public_key(), mat.stream(f"{flow}/ml-kem-m/kem-recipient"),

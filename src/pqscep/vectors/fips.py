@@ -1,7 +1,7 @@
 """Deterministic ML-KEM encapsulation and ML-DSA signing, FOR TEST VECTORS ONLY.
 
 **Never use anything in this module for production keys or messages.** It exists so that
-``pqscep vectors --out DIR`` (issue #5) regenerates the committed test vectors byte for byte:
+``pqscep vectors --out DIR`` regenerates the committed test vectors byte for byte:
 
 * cryptography 50 makes ML-KEM / ML-DSA keys from seeds, but its ML-KEM encapsulation draws
   its own randomness and its ML-DSA signing is hedged (randomized), so the same inputs give

@@ -87,7 +87,7 @@ def pq_enrollment(v: Vectors) -> None:
 
 
 def _kem_flow(v: Vectors, flow: str, mode: KemPopMode, values: Values) -> None:
-    """The ML-KEM enrollments of design section 5 (modes challenge, encrypted-cert, statement)."""
+    """The ML-KEM enrollments of draft Sections 7.2 to 7.4 (modes challenge, encrypted-cert, statement)."""
     out = v.out
     client = mat.stream(f"{flow}/requester")
     kem_name = {
@@ -132,7 +132,7 @@ def _kem_flow(v: Vectors, flow: str, mode: KemPopMode, values: Values) -> None:
     now = mat.REQUEST_TIME + MINUTE
     final_request = message
     if mode == KemPopMode.CHALLENGE:
-        # Design 5 a): the CA encapsulates to the CSR's key and answers PENDING.
+        # Draft Section 7.2, step 2: the CA encapsulates to the CSR's key and answers PENDING.
         clog: list[Encapsulation] = []
         challenge, value = kem_pop.issue_challenge(v.kem_public(kem_name, clog, f"{flow}/challenge"))
         out.der(flow, "kemPopChallenge", value, "KemCiphertextInfo",
@@ -216,7 +216,7 @@ def kem_pop_flow(v: Vectors, mode: KemPopMode) -> None:
 def password_recipient(v: Vectors) -> None:
     """RFC 8894 section 3.1's PasswordRecipientInfo (draft section 5.2) from an ECDSA P-256
     requester whose signatures use RFC 6979 deterministic nonces; the reply comes back under
-    the same password (design section 4, rule 4)."""
+    the same password (draft Section 6.1, rule 4)."""
     flow, out = "password-recipient", v.out
     values = Values("password-recipient: ECDSA P-256 requester, PasswordRecipientInfo (PBKDF2-SHA256, PWRI-KEK)")
     client = mat.stream(f"{flow}/requester")

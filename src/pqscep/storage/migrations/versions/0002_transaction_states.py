@@ -6,7 +6,7 @@ Create Date: 2026-12-07
 
 Revision 0001 knew "received", "pending", "approved", "issued", "rejected" and "failed", and
 told "awaiting an operator" from "awaiting a KEM proof" by whether a kem_challenges row
-existed. Now each has its own state:
+existed. This revision gives each its own state:
 
 - pending or approved with a KEM challenge row -> awaiting_kem_proof (the challenge is out);
 - pending without one -> awaiting_approval;
