@@ -149,7 +149,7 @@ def _kem_flow(v: Vectors, flow: str, mode: KemPopMode, values: Values) -> None:
                 "DER(KemOtherInfo): the HKDF info of the proof-of-possession key K")
         out.der(flow, "kemPopProof", proof, "KemPopProof",
                 "kemPopProof attribute value: KemPopProof { hmacWithSHA256, HMAC-SHA256(K, DER(CSR)) }")
-        values.section("KEM proof of possession, challenge-response (draft section 8.2)")
+        values.section("KEM proof of possession, challenge-response (draft Section 7.2)")
         values.hex("m (FIPS 203 ML-KEM.Encaps randomness, CA side)", clog[-1].m)
         values.hex("ct (kemPopChallenge ciphertext)", challenge.ciphertext)
         values.hex("ss (shared secret, kept by the CA, decapsulated by the requester)", challenge.shared_secret)
@@ -206,9 +206,9 @@ def _success_for_poll(v: Vectors, flow: str, request: SignedRequest, csr: Csr, i
 def kem_pop_flow(v: Vectors, mode: KemPopMode) -> None:
     flow = f"kem-pop-{mode}"
     titles = {
-        KemPopMode.CHALLENGE: "ML-KEM-768 key, challenge-response proof of possession (draft section 8.2)",
-        KemPopMode.ENCRYPTED_CERT: "ML-KEM-768 key, encrypted-certificate proof of possession (draft section 8.3)",
-        KemPopMode.STATEMENT: "ML-KEM-768 key, RFC 9883 statement proof of possession (draft section 8.4)",
+        KemPopMode.CHALLENGE: "ML-KEM-768 key, challenge-response proof of possession (draft Section 7.2)",
+        KemPopMode.ENCRYPTED_CERT: "ML-KEM-768 key, encrypted-certificate proof of possession (draft Section 7.3)",
+        KemPopMode.STATEMENT: "ML-KEM-768 key, RFC 9883 statement proof of possession (draft Section 7.4)",
     }
     _kem_flow(v, flow, mode, Values(f"{flow}: {titles[mode]}"))
 
