@@ -1,7 +1,12 @@
 """Request policy as a chain of small checks (the micromdm/scep model): signer, KEM proof by
-statement, rate limit, challenge, approval. Each check returns None to pass the request on, or
-a `PolicyVerdict` that ends the chain: refuse (a signed FAILURE with failInfo and a one-line
-reason) or hold (PENDING until an operator decides).
+statement, rate limit, renewal, challenge, webhook, approval. Each check returns None to pass
+the request on, or a `PolicyVerdict` that ends the chain: refuse (a signed FAILURE with
+failInfo and a one-line reason) or hold (PENDING until an operator decides).
+
+Who may obtain what (docs/security.md): a request signed by a valid, unrevoked certificate of
+this CA for that certificate's own subject and subjectAltNames is a renewal and needs no
+challenge; every other request, whoever signed it, needs the profile's challenge. Renewals
+still go to the webhook and to manual approval (unless the profile pre-approves them).
 
 Every input a check reads is computed before the chain runs (`build_context`), so the checks
 are independent of one another and of their order, except that the first verdict wins.
@@ -10,6 +15,7 @@ What a verdict does to the transaction is ca.transactions' decision.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import hmac
@@ -22,7 +28,7 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ..protocol.messages import FailInfo, MessageType
+from ..protocol.messages import FailInfo
 from ..protocol.requests import CertificationRequest
 from .profile import KemPopMode, ProfileSettings
 from .transactions import PolicyVerdict
@@ -39,8 +45,10 @@ __all__ = [
     "challenge_digest",
     "check_kem_pop",
     "evaluate",
+    "passing_with",
     "hold",
     "key_fingerprint",
+    "rate_key",
     "refuse",
     "standard_checks",
 ]
@@ -73,7 +81,7 @@ class PolicyStore(Protocol):
     def get_certificate(self, profile: str, serial: int) -> IssuedCertificateView | None: ...
     def count_failures(self, key: str, since: datetime.datetime) -> int: ...
     def record_failure(self, key: str, now: datetime.datetime) -> None: ...
-    def consume_challenge(self, profile: str, digest: bytes, now: datetime.datetime) -> bool: ...
+    def challenge_is_live(self, profile: str, digest: bytes, now: datetime.datetime) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,12 @@ class SignerStanding:
 
     issued_here: bool  # the signer certificate verifies as issued by this profile's CA
     record: IssuedCertificateView | None  # the store's record of it, when issued here and known
+    valid_now: bool = False  # now is within the signer certificate's validity
+
+    @property
+    def in_good_standing(self) -> bool:
+        """Issued here, known to the store, not revoked and not expired."""
+        return self.issued_here and self.record is not None and self.record.status != "revoked" and self.valid_now
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +111,9 @@ class Context:
     ca_certificate: x509.Certificate
     signer: SignerStanding
     webhook: WebhookPoster | None = None
+    # The request renews the signer certificate: the signer is in good standing and the CSR
+    # asks for exactly its subject and subjectAltNames (or fewer SANs where the profile allows).
+    renewal: bool = False
 
     @property
     def csr(self) -> x509.CertificateSigningRequest:
@@ -114,21 +131,63 @@ def build_context(profile: ProfileSettings, request: CertificationRequest, *, no
     signer = request.signer_certificate
     issued_here = _issued_by_us(signer, ca_certificate)
     record = store.get_certificate(profile.name, signer.serial_number) if issued_here else None
-    return Context(profile, request, now, client_address, store, ca_certificate, SignerStanding(issued_here, record),
-                   webhook)
+    standing = SignerStanding(issued_here, record,
+                              signer.not_valid_before_utc <= now <= signer.not_valid_after_utc)
+    renewal = standing.in_good_standing and _same_names(request, signer, subset=profile.renewal_san_subset)
+    return Context(profile, request, now, client_address, store, ca_certificate, standing, webhook, renewal)
+
+
+def _subject_alt_names(extensions: x509.Extensions) -> frozenset[x509.GeneralName] | None:
+    """The SubjectAltName entries, or None when they do not parse."""
+    try:
+        return frozenset(extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        return frozenset()
+    except ValueError:
+        return None
+
+
+def _same_names(request: CertificationRequest, signer: x509.Certificate, *, subset: bool) -> bool:
+    """The CSR asks for the signer certificate's own names: the same subject and the same
+    subjectAltNames (a subset of them when `subset`). Names compare by value (x509.Name and
+    GeneralName equality), so a re-encoded but equal name still matches."""
+    if request.csr.subject != signer.subject:
+        return False
+    try:
+        wanted = _subject_alt_names(request.csr.parsed.extensions)
+        held = _subject_alt_names(signer.extensions)
+    except ValueError:
+        return False
+    if wanted is None or held is None:
+        return False
+    return wanted <= held if subset else wanted == held
 
 
 def evaluate(checks: list[Check], ctx: Context) -> PolicyVerdict:
     """Run the chain: the first check that has a verdict ends it; if none has, the request passes.
-    A refusal that counts as a failed attempt is recorded for the rate limit."""
+    A refusal that counts as a failed attempt is recorded for the rate limit. A check may pass
+    the request on with a one-time challenge to spend (`passing_with`): the final verdict
+    carries it, and the challenge is spent with the outcome, in one database transaction."""
+    spend: bytes | None = None
     for check in checks:
         verdict = check(ctx)
         if verdict is None:
             continue
+        if not (verdict.refused or verdict.hold):
+            spend = verdict.spend_challenge or spend
+            continue
         if verdict.refused and verdict.failed_attempt:
             record_failed_attempt(ctx)
+        if verdict.hold and spend is not None:
+            return dataclasses.replace(verdict, spend_challenge=spend)
         return verdict
-    return PolicyVerdict.passed()
+    return PolicyVerdict(spend_challenge=spend)
+
+
+def passing_with(spend_challenge: bytes) -> PolicyVerdict:
+    """Pass the request on; the one-time challenge with this digest is spent if it issues or
+    pends (ScepService writes it with the outcome)."""
+    return PolicyVerdict(spend_challenge=spend_challenge)
 
 
 def key_fingerprint(public_key) -> bytes:
@@ -155,41 +214,45 @@ def _issued_by_us(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 
 
 def check_signer(ctx: Context) -> PolicyVerdict | None:
-    """RFC 8894 section 3.3.1: PKCSReq is signed by the requester's self-signed certificate for
-    the CSR's key (or a certificate this CA issued); RenewalReq by the current certificate."""
-    request, signer, standing = ctx.request, ctx.request.signer_certificate, ctx.signer
+    """RFC 8894 section 3.3.1: a PKCSReq is signed by a transient self-signed certificate (or a
+    certificate of this CA, as Cisco IOS renews); a RenewalReq by the certificate it renews.
+    A certificate of this CA signs only while it is known, unrevoked and valid.
+
+    The signer's key need not be the CSR's (RFC 8894 section 2.3 makes that a SHOULD): clients
+    sign the request of an ML-DSA key with a transient RSA certificate, whose key opens the
+    reply. The CSR's own signature proves possession of its key (protocol.server checks it);
+    the signer obtains only the certificate, which is public (docs/security.md)."""
+    request, standing = ctx.request, ctx.signer
     if standing.issued_here:
         if standing.record is None:
             return refuse(FailInfo.BAD_CERT_ID, "the signer certificate is not known to this CA")
         if standing.record.status == "revoked":
             return refuse(FailInfo.BAD_CERT_ID, "the signer certificate is revoked")
-        if not signer.not_valid_before_utc <= ctx.now <= signer.not_valid_after_utc:
+        if not standing.valid_now:
             return refuse(FailInfo.BAD_TIME, "the signer certificate is not valid now")
-    if request.is_renewal:
-        if not standing.issued_here:
-            return refuse(FailInfo.BAD_REQUEST, "RenewalReq must be signed by a certificate this CA issued")
-        window = ctx.profile.renewal_window_days
-        if window and signer.not_valid_after_utc - ctx.now > datetime.timedelta(days=window):
-            return refuse(FailInfo.BAD_REQUEST, f"renewal is allowed only in the last {window} days of the certificate")
-        if request.csr.subject != signer.subject:
-            return refuse(FailInfo.BAD_REQUEST, "a renewal must keep the certificate's subject")
-        if not ctx.profile.allow_rekey and request.csr.public_key != request.signer_public_key:
-            return refuse(FailInfo.BAD_REQUEST, "this profile does not allow re-key on renewal")
+    if request.is_renewal and not standing.issued_here:
+        return refuse(FailInfo.BAD_REQUEST, "RenewalReq must be signed by a certificate this CA issued")
+    return None
+
+
+def check_renewal(ctx: Context) -> PolicyVerdict | None:
+    """The profile's renewal rules, for a request that renews its signer certificate: the
+    renewal window and re-key. A RenewalReq that asks for other names is not a renewal: it
+    needs the challenge and is judged as a new enrollment (check_challenge)."""
+    if not ctx.renewal:
         return None
-    if request.csr.kem_statement is not None:
-        # An ML-KEM key cannot sign: the CSR was checked to be signed by this signer and to name
-        # it in its RFC 9883 statement (protocol.server); the proof of possession is check_kem_pop's
-        # (statement) or the service's (challenge, encrypted certificate).
-        return None
-    # Public keys compare by value (cryptography's __eq__, for every key type it loads).
-    if not standing.issued_here and request.csr.public_key != request.signer_public_key:
-        return refuse(FailInfo.BAD_REQUEST, "the CSR's key is not the key that signed the message")
+    request, signer = ctx.request, ctx.request.signer_certificate
+    window = ctx.profile.renewal_window_days
+    if window and signer.not_valid_after_utc - ctx.now > datetime.timedelta(days=window):
+        return refuse(FailInfo.BAD_REQUEST, f"renewal is allowed only in the last {window} days of the certificate")
+    if not ctx.profile.allow_rekey and request.csr.public_key != request.signer_public_key:
+        return refuse(FailInfo.BAD_REQUEST, "this profile does not allow re-key on renewal")
     return None
 
 
 def _known_signer(ctx: Context) -> bool:
-    """The signer is a valid, unrevoked certificate of this CA (check_signer refused the rest)."""
-    return ctx.signer.record is not None
+    """The signer is a valid, unrevoked certificate of this CA."""
+    return ctx.signer.in_good_standing
 
 
 def check_kem_pop(ctx: Context) -> PolicyVerdict | None:
@@ -214,8 +277,14 @@ def check_rate_limit(ctx: Context) -> PolicyVerdict | None:
     return None
 
 
+def rate_key(profile: str, client_address: str) -> str:
+    """The store's failure-counter key of the rate limit: per profile and client address."""
+    return f"challenge:{profile}:{client_address}"
+
+
 def _rate_key(ctx: Context) -> str:
-    return f"challenge:{ctx.profile.name}:{ctx.client_address}"
+    assert ctx.client_address is not None
+    return rate_key(ctx.profile.name, ctx.client_address)
 
 
 def record_failed_attempt(ctx: Context) -> None:
@@ -224,27 +293,44 @@ def record_failed_attempt(ctx: Context) -> None:
 
 
 def check_challenge(ctx: Context) -> PolicyVerdict | None:
-    """PKCSReq needs the profile's challenge password (RFC 8894 section 2.3); a renewal signed
-    by a certificate of this CA, or a request the CA already knows, does not."""
+    """Every request that is not a renewal of its signer certificate needs the profile's
+    challenge password (RFC 8894 section 2.3), whoever signed it. A one-time challenge is
+    only looked up here; it is spent with the outcome (ScepService, one database transaction).
+    Every way the password can be wrong gets one answer and counts once."""
     settings = ctx.profile.challenge
-    if ctx.request.message_type != MessageType.PKCS_REQ or not settings.required or _known_signer(ctx):
+    if not settings.required or ctx.renewal:
         return None
     password = ctx.request.csr.challenge_password
     if not password:
+        if ctx.signer.in_good_standing:
+            return refuse(FailInfo.BAD_REQUEST, "a renewal keeps the certificate's subject and subjectAltNames; "
+                          "other names need the challenge password", failed_attempt=True)
         return refuse(FailInfo.BAD_REQUEST, "challenge password required", failed_attempt=True)
     if settings.static_password and hmac.compare_digest(
         password.encode("utf-8"), settings.static_password.encode("utf-8")
     ):
         return None
-    if settings.one_time and ctx.store.consume_challenge(ctx.profile.name, challenge_digest(password), ctx.now):
-        return None
+    if settings.one_time:
+        digest = challenge_digest(password)
+        if ctx.store.challenge_is_live(ctx.profile.name, digest, ctx.now):
+            return passing_with(digest)
     if settings.webhook_url:
         return _ask_webhook(ctx, password)
-    return refuse(FailInfo.BAD_REQUEST, "wrong, expired or already used challenge password",
-                          failed_attempt=True)
+    return refuse(FailInfo.BAD_REQUEST, WRONG_CHALLENGE, failed_attempt=True)
 
 
-def _ask_webhook(ctx: Context, password: str) -> PolicyVerdict | None:
+WRONG_CHALLENGE = "wrong, expired or already used challenge password"
+
+
+def check_renewal_webhook(ctx: Context) -> PolicyVerdict | None:
+    """Renewals go to the profile's webhook too (with no challenge): the MDM decides whether
+    the device may still hold its certificate."""
+    if ctx.renewal and ctx.profile.challenge.webhook_url:
+        return _ask_webhook(ctx, None)
+    return None
+
+
+def _ask_webhook(ctx: Context, password: str | None) -> PolicyVerdict | None:
     settings = ctx.profile.challenge
     assert settings.webhook_url is not None
     csr = ctx.csr
@@ -287,10 +373,13 @@ def _ask_webhook(ctx: Context, password: str) -> PolicyVerdict | None:
 
 
 def check_approval(ctx: Context) -> PolicyVerdict | None:
-    if ctx.profile.manual_approval and ctx.request.message_type == MessageType.PKCS_REQ:
+    """Manual approval holds every PKCSReq and RenewalReq, renewals included unless the profile
+    pre-approves them."""
+    if ctx.profile.manual_approval and not (ctx.renewal and ctx.profile.renewals_pre_approved):
         return hold()
     return None
 
 
 def standard_checks() -> list[Check]:
-    return [check_signer, check_kem_pop, check_rate_limit, check_challenge, check_approval]
+    return [check_signer, check_kem_pop, check_rate_limit, check_renewal, check_challenge, check_renewal_webhook,
+            check_approval]

@@ -66,6 +66,11 @@ class ProfileSettings:
     # RenewalReq is accepted in the last `renewal_window_days` of a certificate's life (0: any time).
     renewal_window_days: int = 0
     allow_rekey: bool = True  # renewal with a new key
+    # A renewal (a request signed by a valid certificate of this CA for its own names) may ask
+    # for fewer subjectAltNames than the certificate has; never for others.
+    renewal_san_subset: bool = False
+    # Renewals issue without manual approval (the certificate they renew was approved once).
+    renewals_pre_approved: bool = False
     allow_legacy_algorithms: bool = False  # single DES and MD5 (logged when used)
     crl_validity: datetime.timedelta = datetime.timedelta(days=1)
     # Post-quantum update (draft Sections 3 and 5.1): an ML-KEM recipient certificate the CA issues

@@ -27,6 +27,7 @@ policy being asked again.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hmac
 from collections.abc import Mapping
@@ -161,6 +162,9 @@ class PolicyVerdict:
     fail_info: FailInfo = FailInfo.BAD_REQUEST
     text: str = ""
     failed_attempt: bool = False  # counts against the rate limit
+    # SHA-256 of a one-time challenge the request used: spent in the same database
+    # transaction as the outcome it leads to (issued or pending), never before.
+    spend_challenge: bytes | None = None
 
     @classmethod
     def passed(cls) -> PolicyVerdict:
@@ -203,6 +207,7 @@ class Write:
 
     expect: TxState | None
     new: TxState
+    spend_challenge: bytes | None = None  # the one-time challenge spent with this write
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,10 +282,15 @@ def _after_policy(state: TxState | None, attempt: Attempt, verdict: PolicyVerdic
         # A refused request leaves no transaction behind: the device may fix it and retry.
         return _refuse(verdict.text, verdict.fail_info, failed_attempt=verdict.failed_attempt)
     if verdict.hold:
-        return _move(ActionKind.PENDING, state, Event.HOLD)
-    if attempt.kem_challenge_mode:
-        return _move(ActionKind.SEND_KEM_CHALLENGE, state, Event.CHALLENGE)
-    return _move(ActionKind.ISSUE, state, Event.ISSUE)
+        action = _move(ActionKind.PENDING, state, Event.HOLD)
+    elif attempt.kem_challenge_mode:
+        action = _move(ActionKind.SEND_KEM_CHALLENGE, state, Event.CHALLENGE)
+    else:
+        action = _move(ActionKind.ISSUE, state, Event.ISSUE)
+    if verdict.spend_challenge is not None and action.write is not None:
+        action = dataclasses.replace(action, write=dataclasses.replace(action.write,
+                                                                       spend_challenge=verdict.spend_challenge))
+    return action
 
 
 def _resume(record: StoredTransaction, attempt: Attempt, kem_challenge, proof_checked, now) -> Action:

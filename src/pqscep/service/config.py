@@ -14,7 +14,8 @@
     key_types (families certified), min_rsa_bits, copy_subject_alt_names, crl_url,
     challenge_file (static challenge, kept out of this file) | PQSCEP_CHALLENGE_<NAME>,
     one_time_challenges, one_time_ttl_minutes, webhook_url, webhook_timeout,
-    webhook_secret_file, manual_approval, renewal_window_days, allow_rekey,
+    webhook_secret_file, manual_approval, renewal_window_days, allow_rekey, renewal_san_subset
+    (a renewal may drop subjectAltNames), renewals_pre_approved (renewals skip manual_approval),
     allow_legacy_algorithms, crl_validity_hours, rate_limit_failures, rate_limit_window_minutes,
     kem_recipient (ml-kem-768 | ml-kem-1024: post-quantum request envelopes), aes_gcm,
     pwri_iterations, kem_pop (challenge | encrypted-cert | statement: certify ML-KEM keys with
@@ -92,6 +93,7 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
         "manual_approval", "renewal_window_days", "allow_rekey", "allow_legacy_algorithms",
         "crl_validity_hours", "rate_limit_failures", "rate_limit_window_minutes",
         "kem_recipient", "aes_gcm", "pwri_iterations", "kem_pop", "kem_pop_ttl_minutes",
+        "renewal_san_subset", "renewals_pre_approved",
     }
     unknown = set(table) - known
     if unknown:
@@ -149,6 +151,8 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
         manual_approval=bool(table.get("manual_approval", False)),
         renewal_window_days=int(table.get("renewal_window_days", 0)),
         allow_rekey=bool(table.get("allow_rekey", True)),
+        renewal_san_subset=bool(table.get("renewal_san_subset", False)),
+        renewals_pre_approved=bool(table.get("renewals_pre_approved", False)),
         allow_legacy_algorithms=bool(table.get("allow_legacy_algorithms", False)),
         crl_validity=datetime.timedelta(hours=int(table.get("crl_validity_hours", 24))),
         rate_limit=RateLimit(

@@ -41,7 +41,7 @@ from ..protocol.requests import (
     SignedRequest,
 )
 from ..protocol.server import RequestRejected, Responder
-from ..storage.errors import DuplicateSerial
+from ..storage.errors import ChallengeUnavailable, DuplicateSerial
 from ..storage.repository import IssuedCertificate, Store, TransactionRecord
 
 log = logging.getLogger("pqscep.service")
@@ -185,6 +185,12 @@ class ScepService:
             return self._get_crl(profile, request, now)
         except RequestRejected as exc:
             return self._rejected(profile, exc, now)
+        except ChallengeUnavailable:
+            # Another request spent the one-time challenge between the policy's look-up and
+            # this outcome's write (nothing was written): the same answer as a wrong one.
+            if client_address and profile.settings.rate_limit.max_failures > 0:
+                self.store.record_failure(policy.rate_key(profile.name, client_address), now)
+            return self._failure(profile, request, FailInfo.BAD_REQUEST, policy.WRONG_CHALLENGE, now)
 
     # --- helpers ---
 
@@ -329,6 +335,7 @@ class ScepService:
             # The issued certificate's subject is the CSR's (Authority.issue copies it).
             subject=certificate.subject if certificate is not None else csr.subject_text,
             certificate=certificate,
+            spend_challenge=write.spend_challenge,
             now=now,
         )
 

@@ -5,6 +5,7 @@ Open with `open_store(url)`; everything else goes through the returned `Store`.
 
 from .db import open_store
 from .errors import (
+    ChallengeUnavailable,
     DuplicateChallenge,
     DuplicateCrlNumber,
     DuplicateSerial,
@@ -28,6 +29,7 @@ __all__ = [
     "DuplicateChallenge",
     "DuplicateCrlNumber",
     "DuplicateSerial",
+    "ChallengeUnavailable",
     "KemChallengeRecord",
     "Store",
     "StoreError",

@@ -17,6 +17,7 @@ from .sql import (
     _COUNT_FAILURES,
     _GET_CERTIFICATE,
     _GET_TRANSACTION,
+    _SPEND_CHALLENGE,
     _TX,
     _TX_INSERT_COLUMNS,
 )
@@ -51,6 +52,7 @@ class StoreBase:
         self._count_failures = self._hot.prepare(_COUNT_FAILURES)
         self._insert_transaction = self._hot.prepare(_TX.insert(), column_keys=_TX_INSERT_COLUMNS)
         self._insert_certificate = self._hot.prepare(_CERT.insert(), column_keys=_CERT_INSERT_COLUMNS)
+        self._spend_challenge = self._hot.prepare(_SPEND_CHALLENGE)
         self._settle: dict[TxState, Prepared] = {}
         self._integrity_error = engine.dialect.loaded_dbapi.IntegrityError
         self._read = sessionmaker(engine, expire_on_commit=False)

@@ -58,6 +58,18 @@ class ChallengeStore(StoreBase):
         with self._writing() as s:
             return _rowcount(s, stmt) == 1
 
+    def challenge_is_live(self, profile: str, digest: bytes, now: datetime) -> bool:
+        """Whether a one-time challenge with this digest is registered, unused and unexpired
+        (a read: `settle_transaction(spend_challenge=...)` spends it with the outcome)."""
+        q = select(Challenge.id).where(
+            Challenge.profile == profile,
+            Challenge.digest == digest,
+            Challenge.used_at.is_(None),
+            Challenge.expires_at > _utc(now),
+        )
+        with self._reading() as s:
+            return s.execute(q).first() is not None
+
     def list_challenges(self, profile: str, include_used: bool = False) -> list[ChallengeRecord]:
         """Challenges of `profile`, oldest first; unused ones (expired or not) unless include_used."""
         q = select(Challenge).where(Challenge.profile == profile)

@@ -31,6 +31,11 @@ class DuplicateChallenge(StoreError):
     """
 
 
+class ChallengeUnavailable(StoreError):
+    """The one-time challenge a request used is no longer live when its outcome is written
+    (another request spent it first, or it expired): nothing was written."""
+
+
 class DuplicateCrlNumber(StoreError):
     """A CRL with this number was already stored for the profile (RFC 5280 needs them unique)."""
 

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..ca.transactions import Event, TxState, check_write, sources_of, target_of
 from .challenges import ChallengeStore
-from .errors import DuplicateCrlNumber, DuplicateSerial
+from .errors import ChallengeUnavailable, DuplicateCrlNumber, DuplicateSerial
 from .models import Certificate, Crl, CrlCounter, Transaction
 from .records import (
     CertificateRecord,
@@ -250,10 +250,14 @@ class Store(ChallengeStore):
         certificate: IssuedCertificate | None = None,
         fail_info: int | None = None,
         fail_text: str | None = None,
+        spend_challenge: bytes | None = None,
         now: datetime,
     ) -> bool:
         """Write the outcome of a request in ONE database transaction: the transaction row in
-        `new_state` and, when given, the certificate issued for it. Never one without the other.
+        `new_state`, when given the certificate issued for it, and when given the one-time
+        challenge (by digest) the request used, spent. All or nothing: a crash or a database
+        error leaves the challenge live and no certificate; `ChallengeUnavailable` (nothing
+        written) if the challenge is no longer live.
 
         `expect_state=None` inserts a new transaction; False if the ID exists (another request
         with it won the race). Otherwise the existing row must be in `expect_state`; False if
@@ -285,6 +289,10 @@ class Store(ChallengeStore):
                                  w_fingerprint=signer_key_fingerprint)
                     if execute(self._settle_statement(expect_state), claim) != 1:
                         return False  # nothing was written; the commit is empty
+                if spend_challenge is not None and execute(
+                    self._spend_challenge, dict(profile=profile, digest=spend_challenge, now=now)
+                ) != 1:
+                    raise ChallengeUnavailable(profile)  # rolls back the row written above
                 if certificate is not None:
                     execute(
                         self._insert_certificate,

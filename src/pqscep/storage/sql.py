@@ -8,13 +8,13 @@ from collections import namedtuple
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, UniqueConstraint, bindparam, func, literal_column, select
+from sqlalchemy import Table, UniqueConstraint, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from ..ca.transactions import TxState
-from .models import SERIAL_HEX_DIGITS, Base, Certificate, Failure, Transaction
+from .models import SERIAL_HEX_DIGITS, Base, Certificate, Challenge, Failure, Transaction
 
 _NO_SYNC = {"synchronize_session": False}
 
@@ -74,6 +74,7 @@ def _upsert(session: Session, model: type[Base]) -> Any:
 _TX = _table(Transaction)
 _CERT = _table(Certificate)
 _FAILURE = _table(Failure)
+_CHALLENGE = _table(Challenge)
 _GET_TRANSACTION = select(_TX).where(
     _TX.c.profile == bindparam("profile"), _TX.c.transaction_id == bindparam("transaction_id")
 )
@@ -82,6 +83,13 @@ _COUNT_FAILURES = (
     select(func.count())
     .select_from(_FAILURE)
     .where(_FAILURE.c.key == bindparam("key"), _FAILURE.c.at >= bindparam("since"))
+)
+# Spend a live one-time challenge (in the write transaction of the outcome it leads to).
+_SPEND_CHALLENGE = (
+    update(_CHALLENGE)
+    .where(_CHALLENGE.c.profile == bindparam("profile"), _CHALLENGE.c.digest == bindparam("digest"),
+           _CHALLENGE.c.used_at.is_(None), _CHALLENGE.c.expires_at > bindparam("now"))
+    .values(used_at=bindparam("now"))
 )
 # Every column but the generated primary key, for the INSERTs.
 _TX_INSERT_COLUMNS = [c.key for c in _TX.columns if c.key != "id"]
