@@ -62,7 +62,9 @@ class Requester:
         self.response_key = self.bundle.kem_recipient_cert is not None if response_key is None else response_key
 
     def send(self, device: Device, message_type: MessageType, content: bytes, *, signer_key=None, signer_cert=None,
-             nonce: bytes | None = None) -> scep.CertRepResult:
+             nonce: bytes | None = None, reply_recipients: list | None = None) -> scep.CertRepResult:
+        """`reply_recipients`: the keys that may open the CertRep (default: the signer's, and
+        the responseKey's when one is sent)."""
         nonce = nonce or os.urandom(16)
         recipients = [enveloped.KeyTransRecipient(signer_cert or device.cert, signer_key or device.key)]
         extra = []
@@ -100,7 +102,7 @@ class Requester:
             bundle=self.bundle,
             transaction_id=device.transaction_id,
             sender_nonce=nonce,
-            recipients=recipients,
+            recipients=recipients if reply_recipients is None else reply_recipients,
         )
 
     def enroll(self, device: Device, challenge: str | None) -> scep.CertRepResult:
