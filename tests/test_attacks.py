@@ -201,6 +201,23 @@ def test_the_webhook_sees_renewals(authz_data):
                                                          MessageType.RENEWAL_REQ]
 
 
+def test_the_path_alone_chooses_the_profile(authz_server):
+    """Attack 13: a GetCACert with message=<another profile> at /scep must not hand out that
+    profile's CA while PKIOperation at the same URL uses the default one. Every operation at a
+    URL now uses the profile of its path; `message` does not change it."""
+    http = authz_server.http
+    plain = http.get(authz_server.url("/scep"), params={"operation": "GetCACert"})
+    for ident in ("approval", "hook", "no-such-profile"):
+        for path in ("/scep", "/cgi-bin/pkiclient.exe"):
+            named = http.get(authz_server.url(path), params={"operation": "GetCACert", "message": ident})
+            assert (named.status_code, named.content) == (200, plain.content), (path, ident)
+    approval = http.get(authz_server.url("/scep/approval"), params={"operation": "GetCACert", "message": "default"})
+    assert approval.content != plain.content
+    # A client that uses the CA it was given enrolls at that URL.
+    requester = Requester(authz_server.url("/scep"), client=http)
+    assert requester.enroll(Device("path-rule"), "secret").status == PkiStatus.SUCCESS
+
+
 def test_a_transient_rsa_signer_for_an_ml_dsa_key(tmp_path):
     """Must-show 3: on /scep/pq, a PKCSReq for an ML-DSA-65 device key signed by a transient RSA
     certificate, in a KEMRecipientInfo envelope to the ML-KEM recipient, with no responseKey,

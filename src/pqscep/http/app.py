@@ -1,8 +1,9 @@
 """The HTTP face of the SCEP service (RFC 8894 section 4.1), as a Starlette ASGI app.
 
 Every path answers SCEP: /scep/<profile>[/...] for each profile; /scep, /cgi-bin/pkiclient.exe
-and any other /scep/... path for the default profile. GetCACert may also pick a profile by its
-`message` (the CA identifier). /health reports liveness and the database.
+and /scep/<anything else> for the default profile. The path alone chooses the profile, the same
+way for every operation; GetCACert's `message` (the CA identifier) is accepted and does not
+change it. /health reports liveness and the database.
 
 The handlers only translate: the work is done by `ScepService` in a worker thread. Bodies are
 read with a size limit before anything else; bad input gets 4xx and a one-line reason.
@@ -217,9 +218,9 @@ class ScepApp:
         if operation == "GetCACaps":
             return self._reply(self.service.get_ca_caps(profile))
         if operation == "GetCACert":
-            ident = params.get("message")
-            if ident and ident in self.service.profiles:
-                profile = self.service.profiles[ident]
+            # The path alone chooses the profile, for every operation: a `message` (the CA
+            # identifier of RFC 8894 section 4.2) that chose another one here would hand the
+            # client a CA whose keys the PKIOperations at this URL do not use.
             return self._reply(await self._in_pool(self.service.get_ca_cert, profile))
         if operation == "GetNextCACert":
             return self._reply(await self._in_pool(self.service.get_next_ca_cert, profile))
