@@ -14,7 +14,7 @@ import os
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from inprocess import InProcessServer
 from scep_client import Device, Requester
 from server_proc import ServerProcess, init_data, pqscep
@@ -53,6 +53,21 @@ challenge_file = "secrets/challenge-default"
 manual_approval = true
 renewals_pre_approved = true
 rate_limit_failures = 1000
+
+[profiles.strict]
+ca_subject = "CN=authz strict CA"
+challenge_file = "secrets/challenge-default"
+des3 = false
+renewal = false
+sha1 = false
+rate_limit_failures = 1000
+
+[profiles.strict.names]
+subject_attributes = ["CN", "O"]
+subject_patterns = { CN = "[a-z0-9-]+", O = "Example Org" }
+san_types = ["dns"]
+san_patterns = { dns = "[a-z0-9-]+[.]devices[.]example" }
+max_sans = 2
 
 [profiles.hook]
 ca_subject = "CN=authz webhook CA"
@@ -199,6 +214,56 @@ def test_the_webhook_sees_renewals(authz_data):
     assert [entry["challenge"] for entry in seen] == ["mdm-token", None, None]
     assert [entry["message_type"] for entry in seen] == [MessageType.PKCS_REQ, MessageType.RENEWAL_REQ,
                                                          MessageType.RENEWAL_REQ]
+
+
+def test_the_static_challenge_does_not_issue_every_name(authz_server):
+    """Attack 14: with a name policy, the static challenge no longer issues CN=admin with a
+    foreign O, wildcards, foreign SAN types or too many SANs; a name the policy allows issues."""
+    requester = Requester(authz_server.url("/scep/strict"), client=authz_server.http)
+
+    def enroll(subject: str, dns: tuple[str, ...] = (), extra=None):
+        device = Device("strict")
+        builder = x509.CertificateSigningRequestBuilder().subject_name(_name(subject))
+        builder = builder.add_attribute(x509.oid.AttributeOID.CHALLENGE_PASSWORD, b"secret")
+        names = [x509.DNSName(d) for d in dns] + list(extra or [])
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        device.csr = builder.sign(device.key, hashes.SHA256())
+        return requester.enroll(device, "secret")
+
+    refused = [
+        ("CN=admin,O=Other Org", ()),
+        ("CN=a,OU=ops", ()),
+        ("CN=*", ()),
+        ("CN=ok", ("*.devices.example",)),
+        ("CN=ok", ("host.other.example",)),
+        ("CN=ok", ("a.devices.example", "b.devices.example", "c.devices.example")),
+    ]
+    for subject, dns in refused:
+        result = enroll(subject, dns)
+        assert (result.status, result.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST), (subject, dns)
+    result = enroll("CN=ok", extra=[x509.RFC822Name("root@other.example")])
+    assert (result.status, result.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+    result = enroll("CN=ok,O=Example Org", ("a.devices.example",))
+    assert result.status == PkiStatus.SUCCESS, result.fail_info_text
+
+
+def test_capabilities_switched_off_are_neither_listed_nor_accepted(authz_server):
+    http = authz_server.http
+    caps = http.get(authz_server.url("/scep/strict"), params={"operation": "GetCACaps"}).text.split()
+    assert not {"DES3", "Renewal", "SHA-1"} & set(caps)
+    assert {"DES3", "Renewal", "SHA-1"} <= set(
+        http.get(authz_server.url("/scep"), params={"operation": "GetCACaps"}).text.split())
+    for cipher, digest, fail_info in [("des3-cbc", "sha256", FailInfo.BAD_ALG),
+                                      ("aes256-cbc", "sha1", FailInfo.BAD_ALG)]:
+        requester = Requester(authz_server.url("/scep/strict"), client=http, cipher=cipher, digest=digest)
+        result = requester.enroll(Device(f"strict-{cipher}-{digest}"), "secret")
+        assert (result.status, result.fail_info) == (PkiStatus.FAILURE, fail_info), (cipher, digest)
+    requester = Requester(authz_server.url("/scep/strict"), client=http)
+    device, cert = _enrolled(requester, "strict-renewer")
+    result = _signed_by(requester, device, cert, MessageType.RENEWAL_REQ, "CN=strict-renewer")
+    assert (result.status, result.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+    assert "RenewalReq" in result.fail_info_text
 
 
 def test_the_path_alone_chooses_the_profile(authz_server):

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -235,6 +236,62 @@ def check_signer(ctx: Context) -> PolicyVerdict | None:
     return None
 
 
+_UPN = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")  # Microsoft UPN otherName (Intune, NDES)
+
+
+def _san_type(name: x509.GeneralName) -> str:
+    """The configuration's name for a SubjectAltName entry's type (ca.profile.SAN_TYPES)."""
+    if isinstance(name, x509.DNSName):
+        return "dns"
+    if isinstance(name, x509.RFC822Name):
+        return "email"
+    if isinstance(name, x509.IPAddress):
+        return "ip"
+    if isinstance(name, x509.UniformResourceIdentifier):
+        return "uri"
+    if isinstance(name, x509.OtherName):
+        return "upn" if name.type_id == _UPN else "other"
+    if isinstance(name, x509.DirectoryName):
+        return "directory"
+    return "registered-id"
+
+
+def check_names(ctx: Context) -> PolicyVerdict | None:
+    """The profile's name policy (ca.profile.NamePolicy), for every request, renewals included:
+    the policy may have been tightened since the certificate was issued."""
+    names = ctx.profile.names
+    for attribute in ctx.request.csr.subject:
+        label = attribute.rfc4514_attribute_name
+        value = attribute.value if isinstance(attribute.value, str) else ""
+        if names.subject_attributes is not None and label not in names.subject_attributes:
+            return refuse(FailInfo.BAD_REQUEST, f"this profile does not certify subjects with {label}")
+        if not names.allow_wildcards and "*" in value:
+            return refuse(FailInfo.BAD_REQUEST, "this profile does not certify wildcard names")
+        for wanted, expression in names.subject_patterns:
+            if wanted == label and not re.fullmatch(expression, value):
+                return refuse(FailInfo.BAD_REQUEST, f"the subject's {label} is not one this profile certifies")
+    try:
+        sans = _subject_alt_names(ctx.csr.extensions)
+    except ValueError:
+        sans = None
+    if sans is None:
+        return refuse(FailInfo.BAD_REQUEST, "the request's subjectAltName does not parse")
+    if len(sans) > names.max_sans:
+        return refuse(FailInfo.BAD_REQUEST, f"this profile certifies at most {names.max_sans} subjectAltNames")
+    for san in sans:
+        kind = _san_type(san)
+        if kind not in names.san_types:
+            return refuse(FailInfo.BAD_REQUEST, f"this profile does not certify {kind} subjectAltNames")
+        value = str(san.value) if kind in ("dns", "email", "ip", "uri") else ""
+        if kind == "dns" and not names.allow_wildcards and "*" in value:
+            return refuse(FailInfo.BAD_REQUEST, "this profile does not certify wildcard names")
+        for wanted, expression in names.san_patterns:
+            if wanted == kind and not re.fullmatch(expression, value):
+                return refuse(FailInfo.BAD_REQUEST, f"the {kind} subjectAltName {value[:80]!r} is not one this "
+                              "profile certifies")
+    return None
+
+
 def check_renewal(ctx: Context) -> PolicyVerdict | None:
     """The profile's renewal rules, for a request that renews its signer certificate: the
     renewal window and re-key. A RenewalReq that asks for other names is not a renewal: it
@@ -381,5 +438,5 @@ def check_approval(ctx: Context) -> PolicyVerdict | None:
 
 
 def standard_checks() -> list[Check]:
-    return [check_signer, check_kem_pop, check_rate_limit, check_renewal, check_challenge, check_renewal_webhook,
-            check_approval]
+    return [check_signer, check_kem_pop, check_rate_limit, check_names, check_renewal, check_challenge,
+            check_renewal_webhook, check_approval]

@@ -10,7 +10,8 @@ from enum import StrEnum
 
 from .authority import IssuancePolicy
 
-__all__ = ["ChallengeSettings", "KemPopMode", "ProfileSettings", "RateLimit", "KEM_POP_MODES"]
+__all__ = ["ChallengeSettings", "KemPopMode", "NamePolicy", "ProfileSettings", "RateLimit", "KEM_POP_MODES",
+           "SAN_TYPES"]
 
 
 # Proof of possession for ML-KEM keys (draft Section 7): challenge-response (7.2), the certificate
@@ -44,6 +45,28 @@ class ChallengeSettings:
         return bool(self.static_password or self.one_time or self.webhook_url)
 
 
+# SubjectAltName types a name policy can allow, by the name the configuration uses.
+SAN_TYPES = ("dns", "email", "ip", "uri", "upn", "other", "directory", "registered-id")
+
+
+@dataclass(frozen=True)
+class NamePolicy:
+    """Which names a profile certifies (checked for every request, renewals included).
+
+    `subject_attributes`: the RFC 4514 attribute names allowed in the subject (None: any);
+    `subject_patterns`: (attribute, regular expression) pairs, every value of that attribute
+    must match the whole expression; `san_types` the SubjectAltName types allowed;
+    `san_patterns`: (type, expression) pairs for the values of a type (dns, email, ip, uri);
+    `allow_wildcards`: a "*" in a DNS name or a subject value; `max_sans`: the most SANs."""
+
+    subject_attributes: tuple[str, ...] | None = None
+    subject_patterns: tuple[tuple[str, str], ...] = ()
+    san_types: tuple[str, ...] = SAN_TYPES
+    san_patterns: tuple[tuple[str, str], ...] = ()
+    allow_wildcards: bool = False
+    max_sans: int = 20
+
+
 @dataclass(frozen=True)
 class RateLimit:
     """Failed challenge attempts allowed per client address within `window`."""
@@ -71,6 +94,12 @@ class ProfileSettings:
     renewal_san_subset: bool = False
     # Renewals issue without manual approval (the certificate they renew was approved once).
     renewals_pre_approved: bool = False
+    names: NamePolicy = field(default_factory=NamePolicy)
+    # Capabilities an operator may switch off (GetCACaps stops listing them, requests that use
+    # them are refused): Triple DES envelopes, RenewalReq, SHA-1 message digests.
+    des3: bool = True
+    renewal: bool = True
+    sha1: bool = True
     allow_legacy_algorithms: bool = False  # single DES and MD5 (logged when used)
     crl_validity: datetime.timedelta = datetime.timedelta(days=1)
     # Post-quantum update (draft Sections 3 and 5.1): an ML-KEM recipient certificate the CA issues

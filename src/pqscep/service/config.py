@@ -16,6 +16,9 @@
     one_time_challenges, one_time_ttl_minutes, webhook_url, webhook_timeout,
     webhook_secret_file, manual_approval, renewal_window_days, allow_rekey, renewal_san_subset
     (a renewal may drop subjectAltNames), renewals_pre_approved (renewals skip manual_approval),
+    names (a table: subject_attributes, subject_patterns, san_types, san_patterns,
+    allow_wildcards, max_sans; see docs/security.md), des3, renewal, sha1 (capabilities that can
+    be switched off),
     allow_legacy_algorithms, crl_validity_hours, rate_limit_failures, rate_limit_window_minutes,
     kem_recipient (ml-kem-768 | ml-kem-1024: post-quantum request envelopes), aes_gcm,
     pwri_iterations, kem_pop (challenge | encrypted-cert | statement: certify ML-KEM keys with
@@ -30,12 +33,21 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..ca.authority import EKU_NAMES, IssuancePolicy
-from ..ca.profile import KEM_POP_MODES, ChallengeSettings, KemPopMode, ProfileSettings, RateLimit
+from ..ca.profile import (
+    KEM_POP_MODES,
+    SAN_TYPES,
+    ChallengeSettings,
+    KemPopMode,
+    NamePolicy,
+    ProfileSettings,
+    RateLimit,
+)
 from ..crypto.keys import KEY_TYPES, KeyFamily
 
 __all__ = ["ConfigError", "ServerConfig", "load_config", "CONFIG_NAME"]
@@ -83,6 +95,50 @@ def _read_secret(data_dir: Path, value: str | None) -> str | None:
         raise ConfigError(f"cannot read secret file {path}: {exc.strerror}") from None
 
 
+def _name_policy(profile: str, table: dict) -> NamePolicy:
+    """[profiles.NAME.names]: subject_attributes, subject_patterns (a table attribute ->
+    expression), san_types, san_patterns (type -> expression), allow_wildcards, max_sans."""
+    where = f"profile {profile}: names"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = set(table) - {"subject_attributes", "subject_patterns", "san_types", "san_patterns",
+                            "allow_wildcards", "max_sans"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+
+    def patterns(key: str) -> tuple[tuple[str, str], ...]:
+        value = table.get(key, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}.{key} must be a table of regular expressions")
+        for field_name, expression in value.items():
+            try:
+                re.compile(expression)
+            except (re.error, TypeError) as exc:
+                raise ConfigError(f"{where}.{key}.{field_name}: not a regular expression ({exc})") from None
+        return tuple(sorted(value.items()))
+
+    san_types = tuple(table.get("san_types", SAN_TYPES))
+    bad = [t for t in san_types if t not in SAN_TYPES]
+    if bad:
+        raise ConfigError(f"{where}.san_types: unknown {', '.join(bad)} (known: {', '.join(SAN_TYPES)})")
+    san_patterns = patterns("san_patterns")
+    bad = [t for t, _ in san_patterns if t not in ("dns", "email", "ip", "uri")]
+    if bad:
+        raise ConfigError(f"{where}.san_patterns: patterns apply to dns, email, ip and uri, not {', '.join(bad)}")
+    attributes = table.get("subject_attributes")
+    max_sans = int(table.get("max_sans", 20))
+    if not 0 <= max_sans <= 1000:
+        raise ConfigError(f"{where}.max_sans must be between 0 and 1000")
+    return NamePolicy(
+        subject_attributes=None if attributes is None else tuple(attributes),
+        subject_patterns=patterns("subject_patterns"),
+        san_types=san_types,
+        san_patterns=san_patterns,
+        allow_wildcards=bool(table.get("allow_wildcards", False)),
+        max_sans=max_sans,
+    )
+
+
 def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
     if not name or set(name) - _PROFILE_NAME_CHARS:
         raise ConfigError(f"profile name {name!r}: use lower-case letters, digits, - and _")
@@ -93,7 +149,7 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
         "manual_approval", "renewal_window_days", "allow_rekey", "allow_legacy_algorithms",
         "crl_validity_hours", "rate_limit_failures", "rate_limit_window_minutes",
         "kem_recipient", "aes_gcm", "pwri_iterations", "kem_pop", "kem_pop_ttl_minutes",
-        "renewal_san_subset", "renewals_pre_approved",
+        "renewal_san_subset", "renewals_pre_approved", "names", "des3", "renewal", "sha1",
     }
     unknown = set(table) - known
     if unknown:
@@ -153,6 +209,10 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
         allow_rekey=bool(table.get("allow_rekey", True)),
         renewal_san_subset=bool(table.get("renewal_san_subset", False)),
         renewals_pre_approved=bool(table.get("renewals_pre_approved", False)),
+        names=_name_policy(name, table.get("names", {})),
+        des3=bool(table.get("des3", True)),
+        renewal=bool(table.get("renewal", True)),
+        sha1=bool(table.get("sha1", True)),
         allow_legacy_algorithms=bool(table.get("allow_legacy_algorithms", False)),
         crl_validity=datetime.timedelta(hours=int(table.get("crl_validity_hours", 24))),
         rate_limit=RateLimit(

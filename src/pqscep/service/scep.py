@@ -30,7 +30,7 @@ from ..cms.kem import KemOriginator, key_identifier
 from ..cms.password import PasswordOriginator
 from ..crypto.keys import KeyFamily, key_family
 from ..protocol import kem_pop
-from ..protocol.messages import FailInfo
+from ..protocol.messages import FailInfo, MessageType
 from ..protocol.requests import (
     CertificationRequest,
     CertPollRequest,
@@ -94,8 +94,10 @@ class Profile:
         """GetCACaps keywords (RFC 8894 section 3.5.2 and draft Section 2), only those that
         are true here. SHA-224 and SHA-384 are listed too: they are supported, and strongSwan
         5.9.8 misreads the list so that its AES check looks for SHA-384."""
-        caps = ["AES", "DES3", "POSTPKIOperation", "Renewal", "SHA-1", "SHA-224", "SHA-256", "SHA-384", "SHA-512",
-                "SCEPStandard"]
+        settings = self.settings
+        caps = ["AES", *(["DES3"] if settings.des3 else []), "POSTPKIOperation",
+                *(["Renewal"] if settings.renewal else []), *(["SHA-1"] if settings.sha1 else []),
+                "SHA-224", "SHA-256", "SHA-384", "SHA-512", "SCEPStandard"]
         if self.next_ca_certificates:
             caps.append("GetNextCACert")
         if key_family(self.responder.keys.signer_key) == KeyFamily.ML_DSA:
@@ -172,6 +174,9 @@ class ScepService:
             request = responder.receive(body)
         except RequestRejected as exc:
             return self._rejected(profile, exc, now)
+        refusal = _switched_off(profile.settings, request)
+        if refusal is not None:
+            return self._failure(profile, request, *refusal, now)
         if request.cipher is not None and request.cipher.legacy:
             log.warning("profile %s: legacy cipher %s used by transaction %s", profile.name,
                         request.cipher.name, request.transaction_id)
@@ -470,6 +475,18 @@ class ScepService:
                                     next_update=validity)
         self.store.store_crl(profile.name, number, crl.public_bytes(serialization.Encoding.DER), now, now + validity)
         return crl
+
+
+def _switched_off(settings: ProfileSettings, request: SignedRequest) -> tuple[FailInfo, str] | None:
+    """A capability the profile switched off (and GetCACaps does not list) that the request
+    uses anyway: Triple DES, a SHA-1 message digest, RenewalReq."""
+    if not settings.des3 and request.cipher is not None and request.cipher.name == "des3-cbc":
+        return FailInfo.BAD_ALG, "this profile does not accept Triple DES"
+    if not settings.sha1 and request.digest.name == "sha1":
+        return FailInfo.BAD_ALG, "this profile does not accept SHA-1"
+    if not settings.renewal and request.message_type == MessageType.RENEWAL_REQ:
+        return FailInfo.BAD_REQUEST, "this profile does not accept RenewalReq"
+    return None
 
 
 def _kem_challenge_mode(profile: Profile, csr: Csr) -> bool:
