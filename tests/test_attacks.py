@@ -10,18 +10,29 @@ and KEM challenges, CA rollover.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
+import stat
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 from inprocess import InProcessServer
 from scep_client import Device, Requester
 from server_proc import ServerProcess, init_data, pqscep
 
+from pqscep.asn1.text import escape_text
+from pqscep.ca.transactions import TxState
 from pqscep.crypto.keys import generate_key
 from pqscep.protocol import client as scep
 from pqscep.protocol.messages import FailInfo, MessageType, PkiStatus
+from pqscep.service.config import ConfigError, load_config
+from pqscep.storage import open_store
 
 # == authorization ============================================================================
 
@@ -311,6 +322,296 @@ def test_a_transient_rsa_signer_for_an_ml_dsa_key(tmp_path):
 # == envelopes ================================================================================
 
 # == webhook, bounded state, files and logs ===================================================
+
+# Items 5, 6, 10, 11 and 12 of issue #22: a webhook that fails closed, no state an
+# unauthenticated client can grow, housekeeping, private files and one-line logs.
+
+
+class _HygieneHook(BaseHTTPRequestHandler):
+    """A challenge webhook on loopback that answers by path: each path one hostile (or, for
+    /allow, the one good) reply. It allows nothing else whatever the challenge says."""
+
+    protocol_version = "HTTP/1.1"
+    huge = b'{"allow": true, "padding": "' + b"x" * (80 * 1024) + b'"}'
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        path = self.path.strip("/")
+        replies = {
+            "allow": (200, b'{"allow": true}'), "deny": (200, b'{"allow": false}'), "empty": (200, b""),
+            "object": (200, b"{}"), "status": (200, b'{"status": "denied"}'), "yes": (200, b'{"allow": "yes"}'),
+            "one": (200, b'{"allow": 1}'), "list": (200, b'[{"allow": true}]'), "nonjson": (200, b"allow"),
+            "nocontent": (204, b""), "forbidden": (403, b'{"allow": true}'),
+        }
+        if path == "redirect":
+            self._send(302, b"", [("Location", "/allow")])
+        elif path == "huge":
+            self._send(200, self.huge)
+        elif path == "slow":
+            time.sleep(3)
+            self._send(200, b'{"allow": true}')
+        elif path == "trickle":  # headers at once, then a byte every 0.4 s: no single read times out
+            reply = b'{"allow": true}' + b" " * 20
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            for byte in reply:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.4)
+        else:
+            self._send(*replies[path])
+
+    def _send(self, status: int, body: bytes, headers: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        if status != 204:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if status != 204:
+            self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+_HOOK_PATHS = ["allow", "deny", "empty", "object", "status", "yes", "one", "list", "nonjson", "nocontent",
+               "forbidden", "redirect", "huge", "slow", "trickle"]
+_WRONG = "wrong, expired or already used challenge password"
+
+
+@pytest.fixture(scope="module")
+def hygiene_webhook_server(tmp_path_factory):
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), _HygieneHook)
+    hook.daemon_threads = True
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    data = init_data(tmp_path_factory.mktemp("hygiene-hook") / "data")
+    profiles = "".join(f"""
+[profiles.{name}]
+webhook_url = "http://127.0.0.1:{hook.server_address[1]}/{name}"
+webhook_timeout = 1.5
+""" for name in _HOOK_PATHS)
+    (data / "pqscep.toml").write_text(f"""
+[server]
+default_profile = "allow"
+{profiles}
+[profiles.onetime]
+one_time_challenges = true
+""")
+    try:
+        with ServerProcess(data) as server:
+            yield server
+    finally:
+        hook.shutdown()
+
+
+def test_webhook_allows_only_2xx_json_object_with_allow_true(hygiene_webhook_server):
+    """Issue #22 item 5: every reply but `"allow": true` in a 2xx JSON object refuses, with the
+    answer of a wrong challenge (a webhook "no" is the challenge check: no second text), and the
+    reply is read only up to 64 KiB (the huge reply says allow: true at its start)."""
+    server = hygiene_webhook_server
+    assert Requester(server.url("/scep/allow")).enroll(Device("hook-ok"), "pw").status == PkiStatus.SUCCESS
+    wrong = Requester(server.url("/scep/onetime")).enroll(Device("hook-wrong"), "not-a-challenge")
+    assert wrong.status == PkiStatus.FAILURE and wrong.fail_info_text == _WRONG
+    for name in ["deny", "empty", "object", "status", "yes", "one", "list", "nonjson", "nocontent", "forbidden",
+                 "redirect", "huge"]:
+        result = Requester(server.url(f"/scep/{name}")).enroll(Device(f"hook-{name}"), "pw")
+        assert result.status == PkiStatus.FAILURE, name
+        assert (result.fail_info, result.fail_info_text) == (wrong.fail_info, wrong.fail_info_text), name
+
+
+@pytest.mark.parametrize("name", ["slow", "trickle"])
+def test_webhook_timeout_covers_the_whole_exchange(hygiene_webhook_server, name):
+    """A webhook that answers late, or trickles its reply a byte at a time so that no single read
+    waits long, is refused within about its 1.5 s timeout, as "retry later"."""
+    started = time.monotonic()
+    result = Requester(hygiene_webhook_server.url(f"/scep/{name}")).enroll(Device(f"hook-{name}"), "pw")
+    elapsed = time.monotonic() - started
+    assert result.status == PkiStatus.FAILURE and "retry later" in result.fail_info_text
+    assert elapsed < 4.5, elapsed  # the trickle takes 14 s, the slow reply 3 s
+
+
+def test_webhook_timeouts_count_as_failed_attempts(tmp_path):
+    """An unreachable webhook costs the address a failed attempt: the rate limit bounds the
+    webhook calls one client can cause."""
+    data = init_data(tmp_path / "data")
+    (data / "pqscep.toml").write_text("""
+[server]
+default_profile = "mdm"
+[profiles.mdm]
+webhook_url = "http://127.0.0.1:9/nothing-listens-here"
+webhook_timeout = 1
+rate_limit_failures = 2
+""")
+    with ServerProcess(data) as server:
+        scep = Requester(server.url())
+        texts = [scep.enroll(Device(f"hook-down-{i}"), "pw").fail_info_text for i in range(3)]
+    assert "retry later" in texts[0] and "retry later" in texts[1]
+    assert "too many failed attempts" in texts[2]
+
+
+@pytest.mark.parametrize("url, ok", [
+    ("https://mdm.example/hook", True), ("http://127.0.0.1:8000/hook", True), ("http://127.9.9.9/hook", True),
+    ("http://[::1]:8000/hook", True), ("http://localhost/hook", True), ("http://mdm.example/hook", False),
+    ("http://10.0.0.1/hook", False), ("http://127.0.0.1.example/hook", False), ("ftp://127.0.0.1/hook", False),
+    ("https:///no-host", False),
+])
+def test_webhook_url_must_be_https_unless_loopback(tmp_path, url, ok):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "pqscep.toml").write_text(f'[server]\nca_passphrase_file = ""\n[profiles.default]\nwebhook_url = "{url}"\n')
+    if ok:
+        assert load_config(data).profiles["default"].challenge.webhook_url == url
+    else:
+        with pytest.raises(ConfigError, match="must be https://"):
+            load_config(data)
+
+
+def test_signer_fingerprints_keep_no_reference_to_the_certificate():
+    """Issue #22 item 6: nothing keyed by the (attacker-chosen) signer certificate is kept: a
+    certificate passed in is referenced by nobody after the call, so memory cannot grow with the
+    number of distinct signers (the lru_cache of 4,096 entries held each one)."""
+    from pqscep.service import scep as service
+
+    for i in range(3):
+        cert = Device(f"fingerprint-{i}", key_type="ec-p256").cert
+        before = sys.getrefcount(cert)
+        service._signer_key_fingerprint(cert)
+        gc.collect()
+        assert sys.getrefcount(cert) == before
+
+
+def test_escape_text_keeps_every_line_one_line():
+    assert escape_text("CN=a,OU=x\nforged log line") == "CN=a,OU=x\\nforged log line"
+    assert escape_text("a\tb\r\x1b[31m\u2028\u202e\x00é") == "a\\tb\\r\\x1b[31m\\u2028\\u202e\\x00é"
+    assert escape_text("CN=ordinary,O=Example\\, Inc") == "CN=ordinary,O=Example\\, Inc"
+
+
+def test_forged_log_line_and_tab_in_subject_stay_escaped(tmp_path):
+    """Issue #22 item 10: a newline and a tab in an OU neither forge a log line nor break a row of
+    `admin pending list` or `admin certs list`."""
+    data = init_data(tmp_path / "data")
+    (data / "pqscep.toml").write_text("""
+[server]
+default_profile = "default"
+[profiles.default]
+challenge_file = "secrets/challenge-default"
+[profiles.held]
+challenge_file = "secrets/challenge-default"
+manual_approval = true
+""")
+    ou = "x\nforged log line\tcolumn"
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "victim"),
+                         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou)])
+    with ServerProcess(data) as server:
+        for path, status in (("/scep/default", PkiStatus.SUCCESS), ("/scep/held", PkiStatus.PENDING)):
+            device = Device("victim")
+            device.csr = scep.build_csr(device.key, subject, challenge="secret")
+            assert Requester(server.url(path)).enroll(device, "secret").status == status
+        log = server.log()
+    assert "issued serial" in log
+    assert not any(line.startswith("forged log line") for line in log.splitlines()), log
+    assert "x\\nforged log line\\tcolumn" in log
+    for args in (("pending", "list", "--profile", "held"), ("certs", "list")):
+        rows = pqscep("admin", *args, "--data", data).stdout.decode().splitlines()
+        assert len(rows) == 1 and len(rows[0].split("\t")) == (3 if args[0] == "pending" else 4), rows
+        assert "x\\nforged log line\\tcolumn" in rows[0]
+
+
+def test_housekeeping_prunes_on_a_timer_in_the_server(tmp_path):
+    """Issue #22 item 11: the server prunes failed attempts older than the longest rate-limit
+    window and expired one-time challenges by itself."""
+    data = init_data(tmp_path / "data")
+    text = (data / "pqscep.toml").read_text().replace("[server]\n", "[server]\nprune_interval_minutes = 0.01\n", 1)
+    (data / "pqscep.toml").write_text(text)
+    url = load_config(data).database_url
+    now = datetime.datetime.now(datetime.UTC)
+    with open_store(url) as store:
+        store.record_failure("old", now - datetime.timedelta(hours=2))
+        store.record_failure("recent", now - datetime.timedelta(minutes=1))
+        store.add_challenge("default", b"o" * 32, now - datetime.timedelta(minutes=1),
+                            now - datetime.timedelta(hours=1))
+        store.add_challenge("default", b"l" * 32, now + datetime.timedelta(hours=1), now)
+    with ServerProcess(data):
+        deadline = time.monotonic() + 30
+        with open_store(url) as store:
+            while store.count_failures("old", now - datetime.timedelta(days=1)) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert store.count_failures("old", now - datetime.timedelta(days=1)) == 0
+            assert store.count_failures("recent", now - datetime.timedelta(days=1)) == 1
+            assert [c.digest for c in store.list_challenges("default", include_used=True)] == [b"l" * 32]
+
+
+def test_admin_prune_on_sqlite_and_postgresql(tmp_path, db_url):
+    """`pqscep admin prune` (for cron) on both backends: old failures, expired one-time challenges
+    and KEM challenges a day past their expiry go; the rest stays."""
+    data = init_data(tmp_path / "data")
+    now = datetime.datetime.now(datetime.UTC)
+    hour = datetime.timedelta(hours=1)
+    with open_store(db_url) as store:
+        store.record_failure("old", now - 2 * hour)
+        store.record_failure("recent", now)
+        store.add_challenge("default", b"o" * 32, now - hour, now - 2 * hour)
+        store.add_challenge("default", b"l" * 32, now + hour, now)
+        for txid, expires in (("kem-old", now - 25 * hour), ("kem-recent", now - hour)):
+            store.settle_transaction("default", txid, expect_state=None, new_state=TxState.AWAITING_KEM_PROOF,
+                                     signer_key_fingerprint=b"f" * 32, message_type=19, csr_der=b"csr",
+                                     signer_cert_der=b"cert", subject="CN=x", certificate=None, now=now - 26 * hour)
+            store.put_kem_challenge("default", txid, b"s", b"d", b"f" * 32, expires, now - 26 * hour)
+    out = pqscep("admin", "prune", "--data", data, env={"PQSCEP_DATABASE_URL": db_url}).stdout.decode()
+    assert out.strip() == "pruned 1 failed attempts, 1 one-time challenges, 1 KEM challenges"
+    with open_store(db_url) as store:
+        assert store.count_failures("old", now - 3 * hour) == 0 and store.count_failures("recent", now - hour) == 1
+        assert [c.digest for c in store.list_challenges("default", include_used=True)] == [b"l" * 32]
+        assert store.take_kem_challenge("default", "kem-old", now) is None
+        assert store.take_kem_challenge("default", "kem-recent", now) is not None
+    again = pqscep("admin", "prune", "--data", data, env={"PQSCEP_DATABASE_URL": db_url}).stdout.decode()
+    assert again.strip() == "pruned 0 failed attempts, 0 one-time challenges, 0 KEM challenges"
+
+
+def test_database_created_by_serve_is_private_under_umask_022(tmp_path):
+    """Issue #22 item 12: the SQLite file `pqscep serve` creates (not `init`) is 0600, and so
+    are its WAL and shared-memory files."""
+    data = init_data(tmp_path / "data")
+    for leftover in data.glob("pqscep.db*"):
+        leftover.unlink()
+    old = os.umask(0o022)
+    try:
+        with ServerProcess(data) as server:
+            assert Requester(server.url()).enroll(Device("umask"), "secret").status == PkiStatus.SUCCESS
+            files = sorted(data.glob("pqscep.db*"))
+            modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in files}
+    finally:
+        os.umask(old)
+    assert "pqscep.db" in modes and set(modes.values()) == {0o600}, modes
+
+
+@pytest.mark.parametrize("secret", ["secrets/challenge-default", "secrets/ca-passphrase",
+                                    "profiles/default/ca.key"])
+def test_readable_secret_files_are_refused_at_start(tmp_path, secret):
+    data = init_data(tmp_path / "data")
+    (data / secret).chmod(0o644)
+    proc = pqscep("serve", "--data", data, "--port", "1", check=False, timeout=60)
+    message = proc.stderr.decode()
+    assert proc.returncode != 0 and "Traceback" not in message
+    assert f"run `chmod 600 {data / secret}`" in message, message
+
+
+def test_sql_errors_never_carry_bound_values(tmp_path, db_url):
+    """hide_parameters: a failing statement's error (which the server logs) names no value."""
+    from sqlalchemy import text
+
+    from pqscep.storage.db import create_db_engine
+
+    engine = create_db_engine(db_url)
+    try:
+        with pytest.raises(Exception) as failure, engine.connect() as conn:
+            conn.execute(text("SELECT no_such_column FROM no_such_table WHERE x = :v"), {"v": "KEM-SECRET-VALUE"})
+        assert "KEM-SECRET-VALUE" not in str(failure.value)
+    finally:
+        engine.dispose()
+
 
 # == transaction IDs and KEM challenges =======================================================
 

@@ -547,6 +547,7 @@ def test_server_key_loading_errors_keep_their_config_error_messages(tmp_path):
     (folder / "ca.pem").write_bytes(_need(RFC9881 / "ML-DSA-65.crt").read_bytes())
     (folder / "ca.key").write_text(pem("ENCRYPTED PRIVATE KEY", encrypt_pkcs8(pem_der(RFC9881 / "ML-DSA-65-both.priv"),
                                                                             PASSPHRASE)))
+    (folder / "ca.key").chmod(0o600)  # a key file others can read is refused (its own test: test_attacks)
     key, cert = _load_pair(folder, "ca", PASSPHRASE.encode())
     assert key.public_key() == cert.public_key()
     with pytest.raises(ConfigError, match=r"cannot load .*ca\.key: wrong passphrase or damaged file"):

@@ -66,7 +66,8 @@ def hold(text: str = "waiting for approval") -> PolicyVerdict:
 
 
 class WebhookPoster(Protocol):
-    def __call__(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]: ...
+    def __call__(self, url: str, body: bytes, headers: dict[str, str],
+                 timeout: float) -> tuple[int, bytes | None]: ...
 
 
 class IssuedCertificateView(Protocol):
@@ -376,7 +377,10 @@ def check_challenge(ctx: Context) -> PolicyVerdict | None:
     return refuse(FailInfo.BAD_REQUEST, WRONG_CHALLENGE, failed_attempt=True)
 
 
+# The answer to a wrong challenge, whoever judged it (the store, the static password or the
+# webhook): one text and one failed attempt, so a requester cannot tell which check said no.
 WRONG_CHALLENGE = "wrong, expired or already used challenge password"
+_WEBHOOK_UNREACHABLE = "the challenge could not be checked; retry later"
 
 
 def check_renewal_webhook(ctx: Context) -> PolicyVerdict | None:
@@ -388,6 +392,15 @@ def check_renewal_webhook(ctx: Context) -> PolicyVerdict | None:
 
 
 def _ask_webhook(ctx: Context, password: str | None) -> PolicyVerdict | None:
+    """Ask the MDM's webhook (README "Configuration"). Fail closed: only a 2xx reply whose body
+    is a JSON object with `"allow": true` passes. A `password` of None (a renewal) is sent as
+    `"challenge": null`.
+
+    A timeout or a network error refuses with its own text ("retry later") and counts as a
+    failed attempt: whether the webhook answers does not depend on the challenge (no
+    oracle), and counting bounds how many webhook calls one address can cause. Every reply that
+    is not an allow (a "no", a 4xx, a body that is no verdict, a redirect) gets the wrong-challenge
+    answer: the webhook may answer those differently for different challenges."""
     settings = ctx.profile.challenge
     assert settings.webhook_url is not None
     csr = ctx.csr
@@ -412,21 +425,35 @@ def _ask_webhook(ctx: Context, password: str | None) -> PolicyVerdict | None:
         mac = hmac.new(settings.webhook_secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
         headers["X-Pqscep-Signature"] = f"sha256={mac}"
     if ctx.webhook is None:
-        return refuse(FailInfo.BAD_REQUEST, "challenge webhook is not available")
+        return refuse(FailInfo.BAD_REQUEST, _WEBHOOK_UNREACHABLE)
     try:
         status, reply = ctx.webhook(settings.webhook_url, body, headers, settings.webhook_timeout)
-    except Exception as exc:  # network errors: refuse, never let the device through
-        log.warning("challenge webhook failed: %s", type(exc).__name__)
-        return refuse(FailInfo.BAD_REQUEST, "the challenge could not be checked; retry later")
-    allowed = False
-    if 200 <= status < 300:
-        try:
-            allowed = json.loads(reply or b"{}").get("allow", True) is True
-        except (ValueError, AttributeError):
-            allowed = False
-    if allowed:
+    except Exception as exc:  # network errors, timeouts, an oversized reply: never let the device through
+        log.warning("profile %s: challenge webhook failed: %s", ctx.profile.name, type(exc).__name__)
+        return refuse(FailInfo.BAD_REQUEST, _WEBHOOK_UNREACHABLE, failed_attempt=True)
+    verdict = _webhook_verdict(status, reply)
+    if verdict is True:
         return None
-    return refuse(FailInfo.BAD_REQUEST, "the challenge was refused", failed_attempt=True)
+    if verdict is not False:
+        log.warning("profile %s: challenge webhook reply is no verdict (HTTP %d: %s)", ctx.profile.name, status,
+                    verdict)
+    return refuse(FailInfo.BAD_REQUEST, WRONG_CHALLENGE, failed_attempt=True)
+
+
+def _webhook_verdict(status: int, reply: bytes | None) -> bool | str:
+    """True for a 2xx reply whose body is a JSON object with `"allow": true`; False for one with
+    `"allow": false`; otherwise why the reply is no verdict (which refuses as well)."""
+    if not 200 <= status < 300:
+        return "not a 2xx reply"
+    try:
+        verdict = json.loads(reply or b"")
+    except (ValueError, UnicodeDecodeError):
+        return "the body is not JSON"
+    if not isinstance(verdict, dict) or "allow" not in verdict:
+        return "the body is not a JSON object with \"allow\""
+    if verdict["allow"] is True:
+        return True
+    return False if verdict["allow"] is False else "\"allow\" is not a boolean"
 
 
 def check_approval(ctx: Context) -> PolicyVerdict | None:

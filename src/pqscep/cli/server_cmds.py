@@ -14,6 +14,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from ..asn1.text import escape_text
 from ..ca.transactions import TxState
 from ..service.config import ConfigError, load_config
 
@@ -141,7 +142,20 @@ def challenge_list(data_dir: Path, profile: str | None, include_used: bool) -> N
     name = _profile_name(config, profile)
     for record in _store(config).list_challenges(name, include_used=include_used):
         state = "used" if record.used_at else ("expired" if record.expires_at <= _now() else "open")
-        click.echo(f"{record.id}\t{state}\texpires {record.expires_at:%Y-%m-%dT%H:%M:%SZ}\t{record.note or ''}")
+        click.echo(f"{record.id}\t{state}\texpires {record.expires_at:%Y-%m-%dT%H:%M:%SZ}\t"
+                   f"{escape_text(record.note or '')}")
+
+
+@admin.command("prune")
+@DATA_OPTION
+def prune_cmd(data_dir: Path) -> None:
+    """Delete old failed attempts and expired challenges (what the server does every few minutes)."""
+    from ..service.housekeeping import prune
+
+    config = _config(data_dir)
+    pruned = prune(_store(config), config.profiles.values(), _now())
+    click.echo(f"pruned {pruned.failures} failed attempts, {pruned.challenges} one-time challenges, "
+               f"{pruned.kem_challenges} KEM challenges")
 
 
 @admin.group()
@@ -162,7 +176,8 @@ def pending_list(data_dir: Path, profile: str | None, as_json: bool) -> None:
                                 "created_at": r.created_at.isoformat()} for r in rows]))
         return
     for r in rows:
-        click.echo(f"{r.transaction_id}\t{r.subject}\t{r.created_at:%Y-%m-%dT%H:%M:%SZ}")
+        click.echo(f"{escape_text(r.transaction_id)}\t{escape_text(r.subject)}\t"
+                   f"{r.created_at:%Y-%m-%dT%H:%M:%SZ}")
 
 
 @pending.command("approve")
@@ -213,7 +228,7 @@ def certs_list(data_dir: Path, profile: str | None, subject: str | None, limit: 
     config = _config(data_dir)
     name = _profile_name(config, profile)
     for r in _store(config).find_certificates(name, subject=subject, limit=limit):
-        click.echo(f"{r.serial:x}\t{r.status}\t{r.not_after:%Y-%m-%d}\t{r.subject}")
+        click.echo(f"{r.serial:x}\t{r.status}\t{r.not_after:%Y-%m-%d}\t{escape_text(r.subject)}")
 
 
 @certs.command("revoke")

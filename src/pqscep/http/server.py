@@ -17,8 +17,10 @@ from pathlib import Path
 
 import httpx
 
+from ..asn1.text import escape_text
 from ..ca.policy import WebhookPoster
 from ..service.config import ServerConfig, load_config
+from ..service.housekeeping import Housekeeper
 from ..service.scep import ScepService
 from ..service.setup import ensure_profile_keys, load_profiles
 from ..storage.db import open_store
@@ -42,12 +44,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class PlainFormatter(logging.Formatter):
+    """One line per record: the message, whose arguments include subjects, SANs and transaction
+    IDs that requesters choose, is escaped (asn1.text), so a newline in an OU cannot forge a log
+    line. A traceback keeps its own lines after it."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_text(record.message)
+        return super().formatMessage(record)
+
+
 def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -56,12 +68,35 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step is noise
 
 
-def _webhook_poster():
-    client = httpx.Client(follow_redirects=False)
+# The most of a webhook reply read: a verdict is a few bytes; past this the reply is refused.
+WEBHOOK_MAX_REPLY = 64 * 1024
 
-    def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
-        reply = client.post(url, content=body, headers=headers, timeout=timeout)
-        return reply.status_code, reply.content[:65536]
+
+def _webhook_poster() -> WebhookPoster:
+    """POST to the webhook: no redirects (a 3xx is not a 2xx, so it refuses), no proxies from
+    the environment, the reply read in chunks up to WEBHOOK_MAX_REPLY, and `timeout` seconds for
+    the whole exchange: each read of the body gets what is left of it."""
+    client = httpx.Client(follow_redirects=False, trust_env=False)
+
+    def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes | None]:
+        deadline = time.monotonic() + timeout
+        with client.stream("POST", url, content=body, headers=headers, timeout=httpx.Timeout(timeout)) as reply:
+            # httpcore reads the read timeout from this dict before each read of the body.
+            limits = reply.request.extensions.get("timeout")
+            chunks, size = [], 0
+            for chunk in reply.iter_raw():
+                size += len(chunk)
+                if size > WEBHOOK_MAX_REPLY:
+                    return reply.status_code, None  # no verdict: the policy refuses
+                chunks.append(chunk)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise httpx.ReadTimeout("webhook exchange over its timeout")
+                if isinstance(limits, dict):
+                    limits["read"] = left
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout("webhook exchange over its timeout")
+            return reply.status_code, b"".join(chunks)
 
     return post
 
@@ -91,7 +126,12 @@ def build_app(config: ServerConfig, *, clock: Callable[[], datetime.datetime] | 
 def app_factory():
     config = load_config(Path(os.environ["PQSCEP_DATA"]))
     configure_logging(config.log_format)
-    app, _ = build_app(config)
+    app, service = build_app(config)
+    if config.prune_interval_minutes > 0:
+        # Each worker process prunes (the deletes are idempotent); `run`'s own build_app, which
+        # only prepares keys and schema, starts none.
+        Housekeeper(service.store, config.profiles.values(), config.prune_interval_minutes * 60,
+                    service.clock).start()
     return app
 
 

@@ -8,6 +8,8 @@
     log_format = "plain"|"json"   PQSCEP_LOG_FORMAT
     ca_passphrase_file = "secrets/ca-passphrase"   PQSCEP_CA_PASSPHRASE (the passphrase itself)
     max_body_bytes = 262144
+    prune_interval_minutes = 5    how often each worker prunes old failures and challenges (0: never;
+                                  then run `pqscep admin prune` from cron)
 
     [profiles.NAME]               one table per profile; keys below
     ca_key_type, ca_subject, ca_validity_days, use_ra, validity_days, extended_key_usage,
@@ -26,17 +28,24 @@
     without it means "challenge"), kem_pop_ttl_minutes (lifetime of a KEM challenge, default 10)
 
 Secrets (CA passphrase, challenge, webhook secret) live in files of mode 0600 or in the
-environment, never in the TOML file, so the configuration can be shown and versioned.
+environment, never in the TOML file, so the configuration can be shown and versioned. A secret
+file that group or others can read is refused ("run `chmod 600 FILE`").
+
+webhook_url must be https:// unless its host is loopback (127.0.0.0/8, ::1, localhost);
+webhook_timeout (seconds, default 5, at most 60) covers the whole exchange. Only a 2xx reply
+whose body is a JSON object with "allow": true allows; anything else refuses.
 """
 
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..ca.authority import EKU_NAMES, IssuancePolicy
 from ..ca.profile import (
@@ -50,7 +59,7 @@ from ..ca.profile import (
 )
 from ..crypto.keys import KEY_TYPES, KeyFamily
 
-__all__ = ["ConfigError", "ServerConfig", "load_config", "CONFIG_NAME"]
+__all__ = ["ConfigError", "check_secret_mode", "ServerConfig", "load_config", "CONFIG_NAME"]
 
 CONFIG_NAME = "pqscep.toml"
 _PROFILE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -70,6 +79,7 @@ class ServerConfig:
     log_format: str = "plain"
     ca_passphrase: bytes | None = None
     max_body_bytes: int = 256 * 1024
+    prune_interval_minutes: float = 5.0
     profiles: dict[str, ProfileSettings] = field(default_factory=dict)
 
     @property
@@ -83,6 +93,15 @@ class ServerConfig:
         return self.database
 
 
+def check_secret_mode(path: Path) -> None:
+    """Refuse a secret file (passphrase, challenge, webhook key, private key) that group or
+    others may read or write: it would give the secret away, so the server does not start on it."""
+    mode = path.stat().st_mode
+    if mode & 0o077:
+        raise ConfigError(f"secret file {path} is open to group or others (mode {mode & 0o777:o}): "
+                          f"run `chmod 600 {path}`")
+
+
 def _read_secret(data_dir: Path, value: str | None) -> str | None:
     if not value:
         return None
@@ -90,6 +109,7 @@ def _read_secret(data_dir: Path, value: str | None) -> str | None:
     if not path.is_absolute():
         path = data_dir / path
     try:
+        check_secret_mode(path)
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"cannot read secret file {path}: {exc.strerror}") from None
@@ -139,6 +159,30 @@ def _name_policy(profile: str, table: dict) -> NamePolicy:
     )
 
 
+def _webhook_url(name: str, value: object) -> str | None:
+    """The webhook sees every challenge: plain http only to a loopback host (a local agent),
+    https everywhere else, so the challenge and the verdict cannot be read or forged on the way."""
+    if not value:
+        return None
+    url = str(value)
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "https" and host:
+        return url
+    if parts.scheme == "http" and _is_loopback(host):
+        return url
+    raise ConfigError(f"profile {name}: webhook_url {url!r} must be https:// (http:// only to a loopback host)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
     if not name or set(name) - _PROFILE_NAME_CHARS:
         raise ConfigError(f"profile name {name!r}: use lower-case letters, digits, - and _")
@@ -179,6 +223,9 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
     kem_pop_ttl = float(table.get("kem_pop_ttl_minutes", 10))
     if not 0 < kem_pop_ttl <= 24 * 60:
         raise ConfigError(f"profile {name}: kem_pop_ttl_minutes must be more than 0 and at most 1440")
+    webhook_timeout = float(table.get("webhook_timeout", 5.0))
+    if not 0 < webhook_timeout <= 60:
+        raise ConfigError(f"profile {name}: webhook_timeout must be more than 0 and at most 60 seconds")
     static = os.environ.get(f"PQSCEP_CHALLENGE_{name.upper().replace('-', '_')}") or _read_secret(
         data_dir, table.get("challenge_file")
     )
@@ -200,8 +247,8 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
             static_password=static or None,
             one_time=bool(table.get("one_time_challenges", False)),
             one_time_ttl=datetime.timedelta(minutes=int(table.get("one_time_ttl_minutes", 60))),
-            webhook_url=table.get("webhook_url") or None,
-            webhook_timeout=float(table.get("webhook_timeout", 5.0)),
+            webhook_url=_webhook_url(name, table.get("webhook_url")),
+            webhook_timeout=webhook_timeout,
             webhook_secret=_read_secret(data_dir, table.get("webhook_secret_file")),
         ),
         manual_approval=bool(table.get("manual_approval", False)),
@@ -246,7 +293,10 @@ def load_config(data_dir: Path) -> ServerConfig:
             default_profile=os.environ.get("PQSCEP_DEFAULT_PROFILE", server.get("default_profile", "default")),
             log_format=os.environ.get("PQSCEP_LOG_FORMAT", server.get("log_format", "plain")),
             max_body_bytes=int(server.get("max_body_bytes", 256 * 1024)),
+            prune_interval_minutes=float(server.get("prune_interval_minutes", 5)),
         )
+        if not 0 <= config.prune_interval_minutes <= 24 * 60:
+            raise ConfigError(f"{path}: prune_interval_minutes must be between 0 and 1440")
         passphrase = os.environ.get("PQSCEP_CA_PASSPHRASE") or _read_secret(
             data_dir, server.get("ca_passphrase_file", "secrets/ca-passphrase")
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import hashlib
 import logging
 import os
@@ -111,11 +110,10 @@ class Profile:
         return caps
 
 
-@functools.lru_cache(maxsize=4096)
 def _signer_key_fingerprint(cert: x509.Certificate) -> bytes:
-    """`policy.key_fingerprint` of a pkiMessage signer's key. A request needs it up to three
-    times (transaction lookup, settle, the resume checks), and a device's retries and polls
-    come with the same certificate; certificates hash and compare by their DER."""
+    """`policy.key_fingerprint` of a pkiMessage signer's key, which a request needs up to three
+    times. Not cached: the certificate is the requester's choice, so a cache keyed by it grows
+    with what anyone sends, and the fingerprint costs 2-5 us (docs/benchmarks.md, section 5)."""
     return policy.key_fingerprint(cert.public_key())
 
 

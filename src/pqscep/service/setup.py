@@ -31,7 +31,7 @@ from ..cms.password import PasswordRecipient
 from ..crypto.keys import KeyFamily, generate_key, key_family, write_private_key
 from ..crypto.pkcs8 import load_any_private_key
 from ..protocol.server import Responder, ResponderKeys
-from .config import CONFIG_NAME, ConfigError, ServerConfig, load_config
+from .config import CONFIG_NAME, ConfigError, ServerConfig, check_secret_mode, load_config
 from .scep import Profile
 
 __all__ = ["init_data_dir", "ensure_profile_keys", "load_profiles", "profile_dir", "write_secret"]
@@ -183,6 +183,7 @@ def ensure_profile_keys(config: ServerConfig, settings: ProfileSettings) -> None
 def _load_pair(folder: Path, stem: str, passphrase: bytes | None):
     try:
         cert = x509.load_pem_x509_certificate((folder / f"{stem}.pem").read_bytes())
+        check_secret_mode(folder / f"{stem}.key")
         # Every RFC 9881/9935 ML-DSA/ML-KEM form (seed, both; checked), and all classic keys.
         key = load_any_private_key((folder / f"{stem}.key").read_bytes(), passphrase)
     except FileNotFoundError as exc:

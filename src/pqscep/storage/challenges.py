@@ -103,6 +103,12 @@ class ChallengeStore(StoreBase):
             stmt = delete(Failure).where(Failure.at < _utc(before))
             return _rowcount(s, stmt)
 
+    def prune_kem_challenges(self, expired_before: datetime) -> int:
+        """Delete KEM challenges (spent or not) that expired before `expired_before`; returns how
+        many. A spent challenge expires too, so every row goes once its time is over."""
+        with self._writing() as s:
+            return _rowcount(s, delete(KemChallenge).where(KemChallenge.expires_at < _utc(expired_before)))
+
     # -------------------------------------------------------------- KEM proof of possession
 
     def put_kem_challenge(

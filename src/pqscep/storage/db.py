@@ -14,6 +14,7 @@ ship inside this package, so no alembic.ini is needed at run time.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -68,9 +69,13 @@ def create_db_engine(url: str | URL, *, pre_ping: bool = True, **kwargs: Any) ->
     `open_store` goes without it and handles a dropped connection itself (statements.HotPath).
     """
     u = normalize_url(url)
+    # Bound values are challenge digests, KEM proof secrets and CSRs: an error message that
+    # SQLAlchemy logs or raises must not carry them.
+    kwargs.setdefault("hide_parameters", True)
     if u.get_backend_name() == "postgresql":
         return create_engine(u, pool_pre_ping=pre_ping, **kwargs)
 
+    _create_private(u.database)
     engine = create_engine(u, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -96,6 +101,20 @@ def create_db_engine(url: str | URL, *, pre_ping: bool = True, **kwargs: Any) ->
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _create_private(database: str | None) -> None:
+    """Create the SQLite file with mode 0600 before SQLite does (it would take the umask): it
+    holds KEM proof-of-possession secrets and challenge digests, whoever opens it first
+    (`pqscep init`, `pqscep serve` or an admin command). SQLite gives the -wal and -shm files the
+    database file's mode."""
+    if not database or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return
+    os.chmod(database, 0o600)  # O_CREAT's mode is filtered by the umask; 0600 never loses bits to it
 
 
 def write_engine(engine: Engine) -> Engine:
