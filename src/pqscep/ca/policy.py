@@ -81,7 +81,7 @@ class SignerStanding:
     """Who signed the request, as far as this CA knows: found before the chain runs, so that
     no check depends on another having run first."""
 
-    issued_here: bool  # the signer certificate verifies as issued by this profile's CA
+    issued_here: bool  # the signer certificate verifies as issued by this profile's CA (or the previous one)
     record: IssuedCertificateView | None  # the store's record of it, when issued here and known
 
 
@@ -107,15 +107,17 @@ Check = Callable[[Context], PolicyVerdict | None]
 
 
 def build_context(profile: ProfileSettings, request: CertificationRequest, *, now: datetime.datetime,
-                  client_address: str | None, store: PolicyStore, ca_certificate: x509.Certificate,
+                  client_address: str | None, store: PolicyStore, ca_certificates: tuple[x509.Certificate, ...],
                   webhook: WebhookPoster | None = None) -> Context:
     """The chain's inputs, computed once: the signer's standing needs a signature check and,
-    for a certificate of this CA, a lookup in the store."""
+    for a certificate of this CA, a lookup in the store. `ca_certificates` is the current CA
+    first, then the one it replaced while their overlap lasts (RFC 8894 section 3.5.3): both
+    issue into the profile's one serial space, so the store finds either's certificates."""
     signer = request.signer_certificate
-    issued_here = _issued_by_us(signer, ca_certificate)
+    issued_here = any(_issued_by_us(signer, ca) for ca in ca_certificates)
     record = store.get_certificate(profile.name, signer.serial_number) if issued_here else None
-    return Context(profile, request, now, client_address, store, ca_certificate, SignerStanding(issued_here, record),
-                   webhook)
+    return Context(profile, request, now, client_address, store, ca_certificates[0],
+                   SignerStanding(issued_here, record), webhook)
 
 
 def evaluate(checks: list[Check], ctx: Context) -> PolicyVerdict:

@@ -77,10 +77,19 @@ class Profile:
     # GetCACert bundle besides the CA certificate: RA certificates, intermediates.
     ra_certificates: list[x509.Certificate] = field(default_factory=list)
     next_ca_certificates: list[x509.Certificate] = field(default_factory=list)
+    # After a rollover, the CA it replaced (profiles/<name>/ca-previous.pem): not served, but
+    # its certificates, valid and not revoked, still sign renewals (RFC 8894 section 3.5.3).
+    previous_ca_certificate: x509.Certificate | None = None
 
     @property
     def name(self) -> str:
         return self.settings.name
+
+    @property
+    def signer_issuers(self) -> tuple[x509.Certificate, ...]:
+        """The CAs whose certificates count as this profile's: the current one first."""
+        previous = (self.previous_ca_certificate,) if self.previous_ca_certificate is not None else ()
+        return (self.authority.certificate, *previous)
 
     @property
     def kem_recipient_cert(self) -> x509.Certificate | None:
@@ -280,7 +289,7 @@ class ScepService:
                 if after_lost_race or not isinstance(request, CertificationRequest):
                     return self._failure(profile, request, FailInfo.BAD_REQUEST, "transaction state changed", now)
                 ctx = policy.build_context(profile.settings, request, now=now, client_address=client_address,
-                                           store=self.store, ca_certificate=profile.authority.certificate,
+                                           store=self.store, ca_certificates=profile.signer_issuers,
                                            webhook=self.webhook)
                 verdict = policy.evaluate(self.checks, ctx)
             elif action.kind is ActionKind.CHECK_KEM_PROOF:
