@@ -1,4 +1,4 @@
-"""CA rollover end to end (RFC 8894 section 3.5.3, GetNextCACert section 4.7) on the post-quantum
+"""CA rollover end to end (GetNextCACert, RFC 8894 section 4.7) on the post-quantum
 profile and the classic one, over real HTTP with `pqscep serve` and the `pqscep enroll` and
 `pqscep renew` command line: before the rollover, with the next CA prepared, and after
 `admin rollover --activate`, a device enrolls and renews each time, and a certificate of the old

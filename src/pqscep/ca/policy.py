@@ -111,7 +111,7 @@ def build_context(profile: ProfileSettings, request: CertificationRequest, *, no
                   webhook: WebhookPoster | None = None) -> Context:
     """The chain's inputs, computed once: the signer's standing needs a signature check and,
     for a certificate of this CA, a lookup in the store. `ca_certificates` is the current CA
-    first, then the one it replaced while their overlap lasts (RFC 8894 section 3.5.3): both
+    first, then the one it replaced while their overlap lasts (a CA rollover, RFC 8894 4.7): both
     issue into the profile's one serial space, so the store finds either's certificates."""
     signer = request.signer_certificate
     issued_here = any(_issued_by_us(signer, ca) for ca in ca_certificates)

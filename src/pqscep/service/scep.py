@@ -78,7 +78,7 @@ class Profile:
     ra_certificates: list[x509.Certificate] = field(default_factory=list)
     next_ca_certificates: list[x509.Certificate] = field(default_factory=list)
     # After a rollover, the CA it replaced (profiles/<name>/ca-previous.pem): not served, but
-    # its certificates, valid and not revoked, still sign renewals (RFC 8894 section 3.5.3).
+    # its certificates, valid and not revoked, still sign renewals until they expire.
     previous_ca_certificate: x509.Certificate | None = None
 
     @property
@@ -150,6 +150,10 @@ class ScepService:
         return Reply(200, CONTENT_TYPES["caps"], ("\n".join(profile.capabilities()) + "\n").encode(), "caps")
 
     def get_ca_cert(self, profile: Profile) -> Reply:
+        # Only the current CA and what it issued, also during a rollover's overlap: clients take
+        # the CA out of this reply to check CertReps and to pick the envelope's recipient, and a
+        # previous CA of the same name in it would make that choice ambiguous. The next CA is
+        # GetNextCACert's (RFC 8894 section 4.7); the previous one is not served at all.
         ca = profile.authority.certificate
         if not profile.ra_certificates:
             return Reply(200, CONTENT_TYPES["ca"], signed.certificate_der(ca), "cacert")

@@ -209,9 +209,9 @@ class RolloverError(ConfigError):
 
 
 def prepare_rollover(config: ServerConfig, settings: ProfileSettings) -> x509.Certificate:
-    """RFC 8894 section 3.5.3: create the next CA (same subject, valid from now, so that the two
-    overlap) and the recipient and RA certificates it issues, as next-*.pem/.key (keys encrypted,
-    0600). GetNextCACert serves them until `activate_rollover`."""
+    """CA rollover: create the next CA (same subject, valid from now, so that the two overlap)
+    and the recipient and RA certificates it issues, as next-*.pem/.key (keys encrypted, 0600).
+    GetNextCACert (RFC 8894 section 4.7) serves them until `activate_rollover`."""
     folder = profile_dir(config, settings.name)
     if (folder / "next-ca.pem").exists():
         raise RolloverError(f"profile {settings.name} already has a prepared next CA ({folder / 'next-ca.pem'})")
