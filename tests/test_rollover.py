@@ -113,6 +113,7 @@ def test_rollover_keeps_enrollment_and_renewal_working(tmp_path):
                                      devices / f"{profile}-during-renewed.pem"), old_ca[profile])
 
     for profile in PROFILES:
+        pqscep("admin", "crl", "--data", data, "--profile", profile)  # a CRL of the old CA, stored
         pqscep("admin", "rollover", "--data", data, "--profile", profile, "--activate")
     assert _cert(folder / "ca-previous.pem") == old_ca["pq"]
     assert not list(folder.glob("next-*"))
@@ -133,6 +134,10 @@ def test_rollover_keeps_enrollment_and_renewal_working(tmp_path):
             assert _issued_by(after, next_ca[profile])
             assert _issued_by(_renew(server, profile, devices / f"{profile}-after.pem",
                                      devices / f"{profile}-after-renewed.pem"), next_ca[profile])
+            pqscep("getcrl", _url(server, profile), "--cert", devices / f"{profile}-after.pem",
+                   "--key", devices / f"{profile}-after.key", "--out", devices / f"{profile}.crl")
+            crl = x509.load_pem_x509_crl((devices / f"{profile}.crl").read_bytes())
+            assert crl.is_signature_valid(next_ca[profile].public_key())  # the new CA's, not a stale one
             for phase in ("before-renewed", "during"):
                 old = devices / f"{profile}-{phase}.pem"
                 assert _issued_by(_cert(old), old_ca[profile])
@@ -163,3 +168,43 @@ def test_activation_without_a_prepared_ca_and_a_second_prepare_are_refused(tmp_p
     pqscep("admin", "rollover", "--data", data, "--profile", "pq")
     proc = pqscep("admin", "rollover", "--data", data, "--profile", "pq", check=False)
     assert proc.returncode == 1 and b"already has a prepared next CA" in proc.stderr
+
+
+def _pq_state(data: Path) -> tuple[x509.Certificate, x509.Certificate, x509.Certificate]:
+    folder = data / "profiles" / "pq"
+    return _cert(folder / "ca.pem"), _cert(folder / "kem-recipient.pem"), _cert(folder / "ca-previous.pem")
+
+
+def test_interrupted_activation_is_finished_by_running_it_again(tmp_path):
+    data = init_data(tmp_path / "data")
+    folder = data / "profiles" / "pq"
+    old_ca = _cert(folder / "ca.pem")
+    pqscep("admin", "rollover", "--data", data, "--profile", "pq")
+    next_ca = _cert(folder / "next-ca.pem")
+    next_recipient = _cert(folder / "next-kem-recipient.pem")
+    # As if the first run stopped after moving the recipient's key, and then the CA's key.
+    (folder / "next-kem-recipient.key").replace(folder / "kem-recipient.key")
+    pqscep("admin", "rollover", "--data", data, "--profile", "pq", "--activate")
+    assert _pq_state(data) == (next_ca, next_recipient, old_ca)
+    assert not list(folder.glob("next-*"))
+    with ServerProcess(data) as server:
+        bundle = _ca_bundle(server, "pq")
+        assert bundle.ca == next_ca and bundle.kem_recipient_cert == next_recipient
+        _enroll(server, "pq", "after-rerun", tmp_path / "dev.pem")
+
+
+def test_rollover_prepared_without_a_next_recipient_gets_one_at_activation(tmp_path):
+    """A next CA prepared before it issued its own recipient certificate (as `admin rollover`
+    did before): activation issues one from the next CA, never keeps the old CA's."""
+    data = init_data(tmp_path / "data")
+    folder = data / "profiles" / "pq"
+    old_recipient = _cert(folder / "kem-recipient.pem")
+    pqscep("admin", "rollover", "--data", data, "--profile", "pq")
+    next_ca = _cert(folder / "next-ca.pem")
+    for name in ("next-kem-recipient.pem", "next-kem-recipient.key"):
+        (folder / name).unlink()
+    pqscep("admin", "rollover", "--data", data, "--profile", "pq", "--activate")
+    recipient = _cert(folder / "kem-recipient.pem")
+    assert recipient != old_recipient and _issued_by(recipient, next_ca)
+    assert b"ENCRYPTED PRIVATE KEY" in (folder / "kem-recipient.key").read_bytes()
+    assert stat.S_IMODE((folder / "kem-recipient.key").stat().st_mode) == 0o600

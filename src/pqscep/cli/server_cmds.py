@@ -275,6 +275,8 @@ def rollover(data_dir: Path, profile: str | None, activate: bool) -> None:
     try:
         if activate:
             activate_rollover(config, settings)
+            # The stored CRL was signed by the old key: GetCRL would serve it until it is due.
+            _sign_crl(config, _store(config), name)
             click.echo(f"profile {name}: the next CA is now current (the old one is ca-previous.pem); "
                        "restart the server")
             return
