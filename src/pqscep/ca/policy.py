@@ -91,7 +91,7 @@ class SignerStanding:
     """Who signed the request, as far as this CA knows: found before the chain runs, so that
     no check depends on another having run first."""
 
-    issued_here: bool  # the signer certificate verifies as issued by this profile's CA
+    issued_here: bool  # the signer certificate verifies as issued by this profile's CA (or the previous one)
     record: IssuedCertificateView | None  # the store's record of it, when issued here and known
     valid_now: bool = False  # now is within the signer certificate's validity
 
@@ -126,17 +126,19 @@ Check = Callable[[Context], PolicyVerdict | None]
 
 
 def build_context(profile: ProfileSettings, request: CertificationRequest, *, now: datetime.datetime,
-                  client_address: str | None, store: PolicyStore, ca_certificate: x509.Certificate,
+                  client_address: str | None, store: PolicyStore, ca_certificates: tuple[x509.Certificate, ...],
                   webhook: WebhookPoster | None = None) -> Context:
     """The chain's inputs, computed once: the signer's standing needs a signature check and,
-    for a certificate of this CA, a lookup in the store."""
+    for a certificate of this CA, a lookup in the store. `ca_certificates` is the current CA
+    first, then the one it replaced while their overlap lasts (a CA rollover, RFC 8894 4.7): both
+    issue into the profile's one serial space, so the store finds either's certificates."""
     signer = request.signer_certificate
-    issued_here = _issued_by_us(signer, ca_certificate)
+    issued_here = any(_issued_by_us(signer, ca) for ca in ca_certificates)
     record = store.get_certificate(profile.name, signer.serial_number) if issued_here else None
     standing = SignerStanding(issued_here, record,
                               signer.not_valid_before_utc <= now <= signer.not_valid_after_utc)
     renewal = standing.in_good_standing and _same_names(request, signer, subset=profile.renewal_san_subset)
-    return Context(profile, request, now, client_address, store, ca_certificate, standing, webhook, renewal)
+    return Context(profile, request, now, client_address, store, ca_certificates[0], standing, webhook, renewal)
 
 
 def _subject_alt_names(extensions: x509.Extensions) -> frozenset[x509.GeneralName] | None:

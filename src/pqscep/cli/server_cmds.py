@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import secrets
 import sys
 from pathlib import Path
@@ -278,42 +277,29 @@ def crl(data_dir: Path, profile: str | None, out: Path | None) -> None:
 @PROFILE_OPTION
 @click.option("--activate", is_flag=True, help="Make the prepared next CA the current one (the old one is kept).")
 def rollover(data_dir: Path, profile: str | None, activate: bool) -> None:
-    """CA rollover (RFC 8894 section 3.5.3): prepare the next CA, served by GetNextCACert,
-    then --activate it once clients have fetched it. Restart `serve` after each step."""
-    from ..ca.authority import create_ca_certificate, random_serial
-    from ..crypto.keys import generate_key, write_private_key
-    from ..service.setup import profile_dir
+    """CA rollover (RFC 8894 section 3.5.3): prepare the next CA and the recipient and RA
+    certificates it issues, served by GetNextCACert, then --activate them once clients have
+    fetched them; the old CA's certificates still renew. Restart `serve` after each step."""
+    from cryptography.hazmat.primitives import hashes
+
+    from ..service.setup import activate_rollover, prepare_rollover
 
     config = _config(data_dir)
     name = _profile_name(config, profile)
-    folder = profile_dir(config, name)
     settings = config.profiles[name]
-    if activate:
-        if not (folder / "next-ca.pem").exists():
-            _fail(f"profile {name} has no prepared next CA: run `pqscep admin rollover` first")
-        stamp = _now().strftime("%Y%m%dT%H%M%SZ")
-        for suffix in ("pem", "key"):
-            (folder / f"ca.{suffix}").rename(folder / f"old-ca-{stamp}.{suffix}")
-            (folder / f"next-ca.{suffix}").rename(folder / f"ca.{suffix}")
-        for ra in folder.glob("ra-*.*"):  # RA certificates were issued by the old CA
-            ra.rename(folder / f"old-{stamp}-{ra.name}")
-        click.echo(f"profile {name}: the next CA is now current; restart the server")
-        return
-    if (folder / "next-ca.pem").exists():
-        _fail(f"profile {name} already has a prepared next CA ({folder / 'next-ca.pem'})")
-    now = _now()
-    current = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
-    key = generate_key(settings.ca_key_type)
-    # Valid from now, so the old and the new CA overlap while devices move to the new one.
-    cert = create_ca_certificate(key, current.subject, now=now, days=settings.ca_validity_days,
-                                 serial=random_serial(os.urandom), signs_scep_messages=not settings.use_ra)
-    write_private_key(folder / "next-ca.key", key, config.ca_passphrase)
-    (folder / "next-ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    from cryptography.hazmat.primitives import hashes
-
+    try:
+        if activate:
+            activate_rollover(config, settings)
+            # The stored CRL was signed by the old key: GetCRL would serve it until it is due.
+            _sign_crl(config, _store(config), name)
+            click.echo(f"profile {name}: the next CA is now current (the old one is ca-previous.pem); "
+                       "restart the server")
+            return
+        cert = prepare_rollover(config, settings)
+    except ConfigError as exc:
+        _fail(str(exc))
     click.echo(f"profile {name}: next CA prepared, sha256 {cert.fingerprint(hashes.SHA256()).hex()}; "
                "restart the server to serve it with GetNextCACert")
-
 
 
 COMMANDS = [init, serve, admin]

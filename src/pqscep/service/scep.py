@@ -76,10 +76,19 @@ class Profile:
     # GetCACert bundle besides the CA certificate: RA certificates, intermediates.
     ra_certificates: list[x509.Certificate] = field(default_factory=list)
     next_ca_certificates: list[x509.Certificate] = field(default_factory=list)
+    # After a rollover, the CA it replaced (profiles/<name>/ca-previous.pem): not served, but
+    # its certificates, valid and not revoked, still sign renewals until they expire.
+    previous_ca_certificate: x509.Certificate | None = None
 
     @property
     def name(self) -> str:
         return self.settings.name
+
+    @property
+    def signer_issuers(self) -> tuple[x509.Certificate, ...]:
+        """The CAs whose certificates count as this profile's: the current one first."""
+        previous = (self.previous_ca_certificate,) if self.previous_ca_certificate is not None else ()
+        return (self.authority.certificate, *previous)
 
     @property
     def kem_recipient_cert(self) -> x509.Certificate | None:
@@ -141,6 +150,10 @@ class ScepService:
         return Reply(200, CONTENT_TYPES["caps"], ("\n".join(profile.capabilities()) + "\n").encode(), "caps")
 
     def get_ca_cert(self, profile: Profile) -> Reply:
+        # Only the current CA and what it issued, also during a rollover's overlap: clients take
+        # the CA out of this reply to check CertReps and to pick the envelope's recipient, and a
+        # previous CA of the same name in it would make that choice ambiguous. The next CA is
+        # GetNextCACert's (RFC 8894 section 4.7); the previous one is not served at all.
         ca = profile.authority.certificate
         if not profile.ra_certificates:
             return Reply(200, CONTENT_TYPES["ca"], signed.certificate_der(ca), "cacert")
@@ -289,7 +302,7 @@ class ScepService:
                 if after_lost_race or not isinstance(request, CertificationRequest):
                     return self._failure(profile, request, FailInfo.BAD_REQUEST, "transaction state changed", now)
                 ctx = policy.build_context(profile.settings, request, now=now, client_address=client_address,
-                                           store=self.store, ca_certificate=profile.authority.certificate,
+                                           store=self.store, ca_certificates=profile.signer_issuers,
                                            webhook=self.webhook)
                 verdict = policy.evaluate(self.checks, ctx)
             elif action.kind is ActionKind.CHECK_KEM_PROOF:

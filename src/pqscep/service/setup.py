@@ -8,7 +8,11 @@ Layout of a data directory:
     profiles/<name>/ca.pem, ca.key  CA certificate and encrypted PKCS#8 key (0600)
     profiles/<name>/ra-sign.*, ra-encrypt.*   RA certificates and keys, when used
     profiles/<name>/kem-recipient.*           the ML-KEM recipient certificate and key (PQ profile)
-    profiles/<name>/next-ca.pem, next-ca.key  the next CA during a rollover (GetNextCACert)
+    profiles/<name>/next-ca.pem, next-ca.key  the next CA during a rollover (GetNextCACert),
+    profiles/<name>/next-kem-recipient.*, next-ra-*.*   and the certificates it issued for SCEP
+    profiles/<name>/ca-previous.pem, .key     after a rollover, the CA it replaced: its
+                                              certificates still sign renewals
+    profiles/<name>/old-<time>-<name>         retired files of earlier rollovers
 """
 
 from __future__ import annotations
@@ -34,7 +38,16 @@ from ..protocol.server import Responder, ResponderKeys
 from .config import CONFIG_NAME, ConfigError, ServerConfig, check_secret_mode, load_config
 from .scep import Profile
 
-__all__ = ["init_data_dir", "ensure_profile_keys", "load_profiles", "profile_dir", "write_secret"]
+__all__ = [
+    "RolloverError",
+    "activate_rollover",
+    "ensure_profile_keys",
+    "init_data_dir",
+    "load_profiles",
+    "prepare_rollover",
+    "profile_dir",
+    "write_secret",
+]
 
 DEFAULT_CONFIG = """\
 # pqscep configuration. Secrets are not kept here: see secrets/ (mode 0600) or the environment.
@@ -155,29 +168,119 @@ def ensure_profile_keys(config: ServerConfig, settings: ProfileSettings) -> None
         write_private_key(folder / "ca.key", key, config.ca_passphrase)
         _write_cert(folder / "ca.pem", cert)
     ca_key, ca_cert = _load_pair(folder, "ca", config.ca_passphrase)
+    _issue_companions(config, settings, folder, "", ca_key, ca_cert, now)
+
+
+# The certificates a CA issues for its own SCEP service, each a <stem>.pem/.key pair.
+COMPANIONS = ("kem-recipient", "ra-sign", "ra-encrypt")
+
+
+def _issue_companions(config: ServerConfig, settings: ProfileSettings, folder: Path, prefix: str, ca_key: Any,
+                      ca_cert: x509.Certificate, now: datetime.datetime) -> None:
+    """Create the recipient and RA certificates (files `<prefix><stem>.*`) that `ca_cert` issues
+    and that are missing: for the current CA (prefix "") or the next one ("next-")."""
     issue: dict[str, Any] = dict(now=now, days=min(settings.ca_validity_days, 2 * 365))
-    if settings.kem_recipient_key_type and not (folder / "kem-recipient.pem").exists():
+    if settings.kem_recipient_key_type and not (folder / f"{prefix}kem-recipient.pem").exists():
         # Draft Section 3: the CA's ML-KEM recipient certificate, keyEncipherment only (RFC 9935).
         kem_key = generate_key(settings.kem_recipient_key_type)
         subject = x509.Name.from_rfc4514_string(f"CN=pqscep {settings.name} ML-KEM recipient")
         cert = issue_ra_certificate(ca_key, ca_cert, kem_key.public_key(), subject, purpose="encrypt",
                                     serial=random_serial(os.urandom), **issue)
-        write_private_key(folder / "kem-recipient.key", kem_key, config.ca_passphrase)
-        _write_cert(folder / "kem-recipient.pem", cert)
+        write_private_key(folder / f"{prefix}kem-recipient.key", kem_key, config.ca_passphrase)
+        _write_cert(folder / f"{prefix}kem-recipient.pem", cert)
     # An RSA encryption certificate for KeyTransRecipientInfo: with an RA, or when nothing else
     # could open a classic request envelope.
     ca_decrypts = key_family(ca_key) == KeyFamily.RSA
     needs_rsa_recipient = settings.use_ra or (not ca_decrypts and not settings.kem_recipient_key_type)
     purposes = (["sign"] if settings.use_ra else []) + (["encrypt"] if needs_rsa_recipient else [])
     for purpose in purposes:
-        if (folder / f"ra-{purpose}.pem").exists():
+        if (folder / f"{prefix}ra-{purpose}.pem").exists():
             continue
         ra_key = generate_key("rsa-2048")
         subject = x509.Name.from_rfc4514_string(f"CN=pqscep {settings.name} RA {purpose}")
         cert = issue_ra_certificate(ca_key, ca_cert, ra_key.public_key(), subject, purpose=purpose,
                                     serial=random_serial(os.urandom), **issue)
-        write_private_key(folder / f"ra-{purpose}.key", ra_key, config.ca_passphrase)
-        _write_cert(folder / f"ra-{purpose}.pem", cert)
+        write_private_key(folder / f"{prefix}ra-{purpose}.key", ra_key, config.ca_passphrase)
+        _write_cert(folder / f"{prefix}ra-{purpose}.pem", cert)
+
+
+class RolloverError(ConfigError):
+    """A rollover step that cannot be done in this state (the message says what to do)."""
+
+
+def prepare_rollover(config: ServerConfig, settings: ProfileSettings) -> x509.Certificate:
+    """CA rollover: create the next CA (same subject, valid from now, so that the two overlap)
+    and the recipient and RA certificates it issues, as next-*.pem/.key (keys encrypted, 0600).
+    GetNextCACert (RFC 8894 section 4.7) serves them until `activate_rollover`."""
+    folder = profile_dir(config, settings.name)
+    if (folder / "next-ca.pem").exists():
+        raise RolloverError(f"profile {settings.name} already has a prepared next CA ({folder / 'next-ca.pem'})")
+    if not config.ca_passphrase:
+        raise ConfigError("no CA passphrase: set PQSCEP_CA_PASSPHRASE or create secrets/ca-passphrase")
+    _, current = _load_pair(folder, "ca", config.ca_passphrase)
+    now = _now()
+    key = generate_key(settings.ca_key_type)
+    cert = create_ca_certificate(key, current.subject, now=now, days=settings.ca_validity_days,
+                                 serial=random_serial(os.urandom), signs_scep_messages=not settings.use_ra)
+    # The companions first, the CA last: next-ca.pem is what marks a rollover as prepared.
+    write_private_key(folder / "next-ca.key", key, config.ca_passphrase)
+    _issue_companions(config, settings, folder, "next-", key, cert, now)
+    _write_cert(folder / "next-ca.pem", cert)
+    return cert
+
+
+def _issued_by(cert_path: Path, ca: x509.Certificate) -> bool:
+    try:
+        x509.load_pem_x509_certificate(cert_path.read_bytes()).verify_directly_issued_by(ca)
+        return True
+    except Exception:  # missing file, another issuer, a bad signature
+        return False
+
+
+def activate_rollover(config: ServerConfig, settings: ProfileSettings) -> None:
+    """Make the prepared next CA current: next-ca.* becomes ca.*, the old ca.* becomes
+    ca-previous.* (its certificates renew while they are valid), and the recipient and RA
+    certificates of the next CA replace those of the old one, which are kept as
+    old-<time>-<name>. Each file moves by an atomic rename, a next-* file is there until its
+    move is done, and the CA moves last, so an interrupted activation is finished by running
+    it again (the server is not running meanwhile: it loads the files at start)."""
+    folder = profile_dir(config, settings.name)
+    if not (folder / "next-ca.pem").exists():
+        raise RolloverError(f"profile {settings.name} has no prepared next CA: run `pqscep admin rollover` first")
+    next_cert = x509.load_pem_x509_certificate((folder / "next-ca.pem").read_bytes())
+    stamp = _now().strftime("%Y%m%dT%H%M%SZ")
+    moved = [stem for stem in COMPANIONS if _issued_by(folder / f"{stem}.pem", next_cert)]
+    if not moved and (folder / "next-ca.key").exists():
+        # A rollover prepared before the next CA issued its own companions gets them now.
+        next_key, _ = _load_pair(folder, "next-ca", config.ca_passphrase)
+        _issue_companions(config, settings, folder, "next-", next_key, next_cert, _now())
+    for stem in COMPANIONS:
+        if stem in moved:
+            continue
+        if not (folder / f"next-{stem}.pem").exists():
+            # The next CA's settings do not use it: the old CA's one is retired, not kept in use.
+            for suffix in ("key", "pem"):
+                if (folder / f"{stem}.{suffix}").exists():
+                    os.replace(folder / f"{stem}.{suffix}", folder / f"old-{stamp}-{stem}.{suffix}")
+            continue
+        for suffix in ("key", "pem"):
+            if (folder / f"next-{stem}.{suffix}").exists():
+                _keep(folder / f"{stem}.{suffix}", folder / f"old-{stamp}-{stem}.{suffix}")
+                os.replace(folder / f"next-{stem}.{suffix}", folder / f"{stem}.{suffix}")
+    for suffix in ("key", "pem"):
+        if not (folder / f"next-ca.{suffix}").exists():
+            continue
+        previous, current = folder / f"ca-previous.{suffix}", folder / f"ca.{suffix}"
+        if previous.exists() and not os.path.samefile(previous, current):
+            os.replace(previous, folder / f"old-{stamp}-ca-previous.{suffix}")  # the CA before the previous one
+        _keep(current, previous)
+        os.replace(folder / f"next-ca.{suffix}", current)
+
+
+def _keep(path: Path, copy: Path) -> None:
+    """A second name for `path` (a hard link: the same bytes and mode, 0600 for a key)."""
+    if path.exists() and not copy.exists():
+        os.link(path, copy)
 
 
 def _load_pair(folder: Path, stem: str, passphrase: bytes | None):
@@ -191,6 +294,13 @@ def _load_pair(folder: Path, stem: str, passphrase: bytes | None):
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"cannot load {folder / stem}.key: wrong passphrase or damaged file ({exc})") from None
     return key, cert
+
+
+def _read_cert(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except ValueError as exc:
+        raise ConfigError(f"cannot load {path}: {exc}") from None
 
 
 def load_profiles(config: ServerConfig) -> dict[str, Profile]:
@@ -221,7 +331,12 @@ def load_profiles(config: ServerConfig) -> dict[str, Profile]:
             recipients.append(PasswordRecipient(settings.challenge.static_password.encode("utf-8")))
         next_ca = []
         if (folder / "next-ca.pem").exists():
-            next_ca.append(x509.load_pem_x509_certificate((folder / "next-ca.pem").read_bytes()))
+            # RFC 8894 section 4.7.1: the new CA certificate and the new RA certificates (here
+            # also the new ML-KEM recipient certificate, draft Section 3), all issued by it.
+            next_ca = [_read_cert(folder / f"next-{stem}.pem") for stem in COMPANIONS
+                       if (folder / f"next-{stem}.pem").exists()]
+            next_ca.append(_read_cert(folder / "next-ca.pem"))
+        previous = folder / "ca-previous.pem"
         responder = Responder(
             ResponderKeys(
                 signer_certificate=signer_cert,
@@ -239,5 +354,6 @@ def load_profiles(config: ServerConfig) -> dict[str, Profile]:
             responder=responder,
             ra_certificates=ra_certs + kem_certs,
             next_ca_certificates=next_ca,
+            previous_ca_certificate=_read_cert(previous) if previous.exists() else None,
         )
     return profiles
