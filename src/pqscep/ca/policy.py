@@ -215,12 +215,31 @@ def check_rate_limit(ctx: Context) -> PolicyVerdict | None:
 
 
 def _rate_key(ctx: Context) -> str:
-    return f"challenge:{ctx.profile.name}:{ctx.client_address}"
+    return rate_key(ctx.profile.name, ctx.client_address)
+
+
+def rate_key(profile: str, client_address: str | None) -> str:
+    """The failed-attempt counter of one client address on one profile."""
+    return f"challenge:{profile}:{client_address}"
+
+
+def over_rate_limit(store: PolicyStore, profile: ProfileSettings, client_address: str | None,
+                    now: datetime.datetime) -> bool:
+    """Whether the address has used up its failed attempts on the profile (check_rate_limit's test)."""
+    limit = profile.rate_limit
+    if not client_address or limit.max_failures <= 0:
+        return False
+    return store.count_failures(rate_key(profile.name, client_address), now - limit.window) >= limit.max_failures
 
 
 def record_failed_attempt(ctx: Context) -> None:
-    if ctx.client_address:
-        ctx.store.record_failure(_rate_key(ctx), ctx.now)
+    record_failure_for(ctx.store, ctx.profile.name, ctx.client_address, ctx.now)
+
+
+def record_failure_for(store: PolicyStore, profile: str, client_address: str | None, now: datetime.datetime) -> None:
+    """Count one failed attempt (a wrong challenge, an envelope that did not decrypt)."""
+    if client_address:
+        store.record_failure(rate_key(profile, client_address), now)
 
 
 def check_challenge(ctx: Context) -> PolicyVerdict | None:

@@ -215,9 +215,11 @@ def load_profiles(config: ServerConfig) -> dict[str, Profile]:
             kem_key, kem_cert = _load_pair(folder, "kem-recipient", config.ca_passphrase)
             kem_certs.append(kem_cert)
             recipients.append(KemRecipient(kem_key, certificate=kem_cert))
-        if settings.challenge.static_password:
-            # RFC 8894 section 3.1: a PasswordRecipientInfo keyed by the challenge password.
-            recipients.append(PasswordRecipient(settings.challenge.static_password.encode("utf-8")))
+        if settings.password_recipient and settings.challenge.static_password:
+            # RFC 8894 section 3.1: a PasswordRecipientInfo keyed by the challenge password, only
+            # where the profile enables it (every PWRI is a PBKDF2 derivation and a guess).
+            recipients.append(PasswordRecipient(settings.challenge.static_password.encode("utf-8"),
+                                                max_iterations=settings.pwri_max_iterations))
         next_ca = []
         if (folder / "next-ca.pem").exists():
             next_ca.append(x509.load_pem_x509_certificate((folder / "next-ca.pem").read_bytes()))
