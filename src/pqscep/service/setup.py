@@ -58,6 +58,10 @@ renewal_window_days = 0
 allow_rekey = true
 # Single DES and MD5, for old devices such as micromdm's scepclient 2.1.0. Logged when used.
 allow_legacy_algorithms = false
+# PasswordRecipientInfo envelopes keyed by the static challenge (RFC 8894 section 3.1), for a
+# requester that can use neither the CA's RSA key nor ML-KEM. Each one is a guess at the
+# challenge and a PBKDF2 derivation: off unless such requesters exist.
+password_recipient = false
 
 # The post-quantum profile (at /scep/pq): an ML-DSA-65 CA, an ML-KEM-768 recipient certificate
 # it issues for request envelopes, AES-GCM. Classic clients use the default profile above and
