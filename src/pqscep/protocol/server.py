@@ -201,6 +201,8 @@ class Responder:
         )
         try:
             return _typed_request(message_type, common, certificate, verified)
+        except _SignedCsrRejected:
+            raise  # about a CSR whose signature verified: it tells the signer only what it signed
         except RequestRejected:
             if opened.authenticated:
                 # AES-GCM: the tag verified, so the plaintext is what the holder of the CEK wrote
@@ -308,6 +310,11 @@ class Responder:
             attributes=attributes,
             certificates=certs,
         )
+
+
+class _SignedCsrRejected(RequestRejected):
+    """A refusal of a CSR whose signature already verified with the pkiMessage signer's key: a
+    replayer's changed blocks cannot reach it, so its specific answer is no padding oracle."""
 
 
 def _undecryptable(partial: PartialRequest) -> RequestRejected:
@@ -455,7 +462,7 @@ def _check_kem_csr(data: bytes, csr: x509.CertificateSigningRequest, signer: x50
                      "signature": FailInfo.BAD_MESSAGE_CHECK}[exc.reason]
         raise RequestRejected(exc.text, fail_info, partial=verified) from None
     if issuer != certificate_issuer_der(signer) or serial != signer.serial_number:
-        raise RequestRejected("the CSR's privateKeyPossessionStatement does not name the certificate that signed "
+        raise _SignedCsrRejected("the CSR's privateKeyPossessionStatement does not name the certificate that signed "
                               "the pkiMessage", FailInfo.BAD_REQUEST, partial=verified)
     try:
         usage = csr.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -466,7 +473,7 @@ def _check_kem_csr(data: bytes, csr: x509.CertificateSigningRequest, signer: x50
     wanted = {name for name in ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
                                 "key_agreement", "key_cert_sign", "crl_sign") if getattr(usage, name)}
     if wanted - {"key_encipherment"}:
-        raise RequestRejected(f"an ML-KEM certificate has keyUsage keyEncipherment only (RFC 9935); the CSR asks "
+        raise _SignedCsrRejected(f"an ML-KEM certificate has keyUsage keyEncipherment only (RFC 9935); the CSR asks "
                               f"for {', '.join(sorted(wanted))}", FailInfo.BAD_REQUEST, partial=verified)
     return issuer, serial
 
