@@ -625,7 +625,7 @@ TABLE = [
       Failure(F.BAD_MESSAGE_CHECK, "messageDigest does not match"), id="message-digest-mismatch"),
     P(_signer_certificate_with_damaged_issuer, Http(400, "a certificate in the SignedData does not parse"),
       id="signer-certificate-issuer-does-not-parse"),
-    P(_csr_with_damaged_subject, Failure(F.BAD_REQUEST, "malformed PKCS_REQ messageData"),
+    P(_csr_with_damaged_subject, Failure(F.BAD_MESSAGE_CHECK, "cannot decrypt the pkcsPKIEnvelope"),
       id="csr-subject-does-not-parse"),
     P(lambda e: e.pkcsreq(certificates=[]), Failure(F.BAD_CERT_ID, "certificate is not in the message"),
       id="signer-certificate-missing"),
@@ -645,10 +645,13 @@ TABLE = [
       Failure(F.BAD_MESSAGE_CHECK, "cannot decrypt the pkcsPKIEnvelope"), id="envelope-partial-block"),
     P(lambda e: e.pkcsreq(pki_envelope=lambda c, r: envelope(c, r, encrypted_content=_nested_segments(3000))),
       Failure(F.BAD_MESSAGE_CHECK, "encryptedContent"), id="envelope-segments-nested-3000-deep"),
-    P(lambda e: e.pkcsreq(content=b"this is not a PKCS#10 request"), Failure(F.BAD_REQUEST, "malformed PKCS_REQ"),
+    # In an AES-CBC envelope, content that is not what the message type needs, and a CSR whose
+    # signature does not verify, answer like bad padding: CBC lets a replayer flip plaintext bits.
+    P(lambda e: e.pkcsreq(content=b"this is not a PKCS#10 request"),
+      Failure(F.BAD_MESSAGE_CHECK, "cannot decrypt the pkcsPKIEnvelope"),
       id="envelope-content-not-a-csr"),
     P(lambda e: e.pkcsreq(csr=(lambda d: d[:-1] + bytes([d[-1] ^ 1]))(csr_der(Identity.new().key, e.cn()))),
-      Failure(F.BAD_MESSAGE_CHECK, "PKCS#10 signature"), id="csr-signature-broken"),
+      Failure(F.BAD_MESSAGE_CHECK, "cannot decrypt the pkcsPKIEnvelope"), id="csr-signature-broken"),
     # RFC 8894 section 2.3 makes the same key a SHOULD: a request signed by another key (a
     # transient signer, whose key opens the reply) is accepted; the CSR's signature is the proof.
     P(lambda e: e.pkcsreq(csr=csr_der(Identity.new().key, "ok-csr-key-not-signer-key", challenge="secret")),
@@ -660,9 +663,9 @@ TABLE = [
     P(lambda e: e.pkcsreq(identity=Identity.new(e.cn(), kind="ec")), Failure(F.BAD_REQUEST, "no way to encrypt"),
       id="ec-signer-reply-unencryptable"),
     P(lambda e: _odd_csr(e, _name_der(ber.encode_tlv(0x02, b"\x05")), _challenge_attr(_cn_tlv("secret"))),
-      Failure(F.BAD_REQUEST), id="csr-subject-cn-is-integer"),
+      Failure(F.BAD_MESSAGE_CHECK, "cannot decrypt the pkcsPKIEnvelope"), id="csr-subject-cn-is-integer"),
     P(lambda e: _odd_csr(e, _name_der(_cn_tlv(e.cn())), _challenge_attr()),
-      Failure(F.BAD_REQUEST, "challenge"), id="csr-challenge-with-no-value"),
+      Failure(F.BAD_MESSAGE_CHECK, "cannot decrypt the pkcsPKIEnvelope"), id="csr-challenge-with-no-value"),
     # --- policy ---
     P(lambda e: e.pkcsreq(challenge="not the secret"), Failure(F.BAD_REQUEST, "wrong, expired or already used"),
       id="challenge-wrong"),
@@ -689,7 +692,8 @@ TABLE = [
     P(lambda e: _issuer_and_serial(e, MessageType.GET_CRL, OTHER_CA, 1),
       Failure(F.BAD_CERT_ID, "issuer is not this CA"),
       id="getcrl-other-issuer"),
-    P(lambda e: e.request(MessageType.GET_CERT, b"\x30\x03\x02\x01\x01"), Failure(F.BAD_REQUEST, "malformed GET_CERT"),
+    P(lambda e: e.request(MessageType.GET_CERT, b"\x30\x03\x02\x01\x01"),
+      Failure(F.BAD_MESSAGE_CHECK, "cannot decrypt the pkcsPKIEnvelope"),
       id="getcert-malformed-issuer-and-serial"),
     P(lambda e: e.request(MessageType.CERT_POLL, client.poll_content(e.ca().subject, name(e.cn()))),
       Failure(F.BAD_CERT_ID, "no such transaction"), id="certpoll-unknown-transaction"),

@@ -116,9 +116,29 @@ def test_classic_client_still_enrolls_at_the_same_server(server):
     result.certificates[0].verify_directly_issued_by(scep.bundle.ca)
 
 
-def test_password_recipient_both_ways(server):
+@pytest.fixture(scope="module")
+def pwri_server(tmp_path_factory):
+    """The default config with `password_recipient = true` on the classic profile."""
+    data = init_data(tmp_path_factory.mktemp("pwri") / "data", challenge="secret")
+    config = data / "pqscep.toml"
+    config.write_text(config.read_text().replace("password_recipient = false", "password_recipient = true", 1))
+    with ServerProcess(data) as proc:
+        yield proc
+
+
+def test_password_recipient_off_by_default(server):
+    """The default config does not open PasswordRecipientInfos: such a request fails like any
+    envelope that does not decrypt."""
+    scep = Requester(server.url("/scep"), response_key=False, password="secret")
+    refused = scep.enroll(Device("pwri-off", key_type="ec-p256"), "secret")
+    assert (refused.status, refused.fail_info, refused.fail_info_text) == (
+        PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK, "cannot decrypt the pkcsPKIEnvelope")
+
+
+def test_password_recipient_both_ways(pwri_server):
     """RFC 8894 section 3.1: a requester whose key cannot decrypt, at a CA it cannot reach with
     ML-KEM, encrypts to the challenge password; the CA answers with the same password."""
+    server = pwri_server
     scep = Requester(server.url("/scep"), response_key=False, password="secret")
     result = scep.enroll(Device("pwri-device", key_type="ec-p256"), "secret")
     assert result.status == PkiStatus.SUCCESS, result.fail_info_text

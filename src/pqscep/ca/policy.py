@@ -337,19 +337,32 @@ def check_rate_limit(ctx: Context) -> PolicyVerdict | None:
     return None
 
 
-def rate_key(profile: str, client_address: str) -> str:
-    """The store's failure-counter key of the rate limit: per profile and client address."""
-    return f"challenge:{profile}:{client_address}"
-
-
 def _rate_key(ctx: Context) -> str:
-    assert ctx.client_address is not None
     return rate_key(ctx.profile.name, ctx.client_address)
 
 
+def rate_key(profile: str, client_address: str | None) -> str:
+    """The failed-attempt counter of one client address on one profile."""
+    return f"challenge:{profile}:{client_address}"
+
+
+def over_rate_limit(store: PolicyStore, profile: ProfileSettings, client_address: str | None,
+                    now: datetime.datetime) -> bool:
+    """Whether the address has used up its failed attempts on the profile (check_rate_limit's test)."""
+    limit = profile.rate_limit
+    if not client_address or limit.max_failures <= 0:
+        return False
+    return store.count_failures(rate_key(profile.name, client_address), now - limit.window) >= limit.max_failures
+
+
 def record_failed_attempt(ctx: Context) -> None:
-    if ctx.client_address:
-        ctx.store.record_failure(_rate_key(ctx), ctx.now)
+    record_failure_for(ctx.store, ctx.profile.name, ctx.client_address, ctx.now)
+
+
+def record_failure_for(store: PolicyStore, profile: str, client_address: str | None, now: datetime.datetime) -> None:
+    """Count one failed attempt (a wrong challenge, an envelope that did not decrypt)."""
+    if client_address:
+        store.record_failure(rate_key(profile, client_address), now)
 
 
 def check_challenge(ctx: Context) -> PolicyVerdict | None:

@@ -30,6 +30,12 @@ __all__ = [
 ]
 
 RandomBytes = Callable[[int], bytes]
+# Bounds on what one envelope can make this side do (a request is unauthenticated): the first
+# MAX_RECIPIENT_INFOS RecipientInfos are looked at, the rest are not; of those, at most
+# MAX_PASSWORD_INFOS PasswordRecipientInfos are tried (each is a PBKDF2 derivation and a guess
+# at the password), the others count as recipients that did not decrypt.
+MAX_RECIPIENT_INFOS = 4
+MAX_PASSWORD_INFOS = 1
 
 
 class EnvelopeError(ValueError):
@@ -195,7 +201,15 @@ def _candidate_keys(infos: list[bytes], recipients: list, allow_legacy: bool):
     """Yield (content-encryption key, recipient kind) for every RecipientInfo one of our
     recipients matches; errors of single RecipientInfos are remembered, raised if none works."""
     errors: list[EnvelopeError] = []
-    for info in infos:
+    passwords = 0
+    for info in infos[:MAX_RECIPIENT_INFOS]:
+        if info[0] == cms.PWRI_TAG:
+            passwords += 1
+            if passwords > MAX_PASSWORD_INFOS or not any(r.tag == cms.PWRI_TAG for r in recipients):
+                # Not tried: answered as a PWRI whose password is wrong (RFC 8894 section 3.1 makes
+                # the PWRI optional; a side without one cannot tell a right password from a wrong one).
+                errors.append(EnvelopeError("PasswordRecipientInfo not tried", decryption=True))
+                continue
         for recipient in recipients:
             if info[0] != recipient.tag:
                 continue

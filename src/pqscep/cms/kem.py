@@ -260,7 +260,7 @@ class KemRecipient:
         try:
             shared_secret = self.private_key.decapsulate(view.kemct)
         except ValueError as exc:  # pragma: no cover - the length was checked above
-            raise EnvelopeError(f"decapsulation failed: {exc}") from None
+            raise EnvelopeError(f"decapsulation failed: {exc}", decryption=True) from None
         return unwrap_with_shared_secret(view, shared_secret)
 
 

@@ -101,10 +101,12 @@ class PasswordRecipient:
     tag = cms.PWRI_TAG
     kind = "pwri"
 
-    def __init__(self, password: bytes):
+    def __init__(self, password: bytes, *, max_iterations: int = MAX_ITERATIONS):
         if isinstance(password, str):
             password = password.encode("utf-8")
         self.password = password
+        # The most PBKDF2 rounds one request may make this side spend (a CPU-cost guard).
+        self.max_iterations = max_iterations
 
     def __repr__(self) -> str:
         return "PasswordRecipient(***)"
@@ -127,6 +129,11 @@ class PasswordRecipient:
                                 bad_algorithm=True)
         params = cms.decode_der(cms.PBKDF2Params, cms.tlv_bytes(kda.parameters))
         _check_iterations(params.iteration_count)
+        if params.iteration_count > self.max_iterations:
+            # Refused before any derivation, with the answer of a wrong password: a count above
+            # this side's cap is not worth telling apart, and telling costs nothing here.
+            raise EnvelopeError(f"PBKDF2 iteration count {params.iteration_count} is above this side's cap",
+                                decryption=True)
         try:
             prf = PBKDF2_PRFS.by_oid(params.prf.algorithm if params.prf is not None else oids.HMAC_WITH_SHA1)
         except UnknownAlgorithm as exc:

@@ -5,6 +5,12 @@
 CertRep FAILURE (RFC 8894 section 3.3.2), otherwise the HTTP layer answers 400/413 with the
 one-line reason. `Responder.success/pending/failure` build the signed CertRep.
 
+Every failure after the RecipientInfo step (key transport, KEM decapsulation and unwrap, PWRI
+unwrap, CBC padding, GCM tag, and, in an unauthenticated AES-CBC envelope, messageData that is
+not what the message type needs or a CSR whose signature does not verify) is the one answer
+`UNDECRYPTABLE` with `failed_attempt` set: CBC lets whoever replays a recorded envelope flip
+plaintext bits through the IV, so any answer that depends on the plaintext is a padding oracle.
+
 It does no I/O: no HTTP, no database, no clock (`now` is passed in), no randomness of its own
 (`random_bytes` is passed in). Decisions (issue, wait, refuse) are made above it, by the CA.
 """
@@ -47,17 +53,19 @@ from .requests import (
     SignedRequest,
 )
 
-__all__ = ["RequestRejected", "Responder", "ResponderKeys", "DEFAULT_MAX_MESSAGE"]
+__all__ = ["RequestRejected", "Responder", "ResponderKeys", "DEFAULT_MAX_MESSAGE", "UNDECRYPTABLE"]
 
 RandomBytes = Callable[[int], bytes]
 DEFAULT_MAX_MESSAGE = 256 * 1024  # the largest pkiMessage accepted (a PQ request is ~20 KiB)
 _MAX_TRANSACTION_ID = 128
 _NONCE_SIZE = 16  # RFC 8894 section 3.2.1.5: 16 bytes
+UNDECRYPTABLE = "cannot decrypt the pkcsPKIEnvelope"  # the one failInfoText after the RecipientInfo step
 
 
 class RequestRejected(Exception):
     """A request that is refused. When `reply_possible`, answer with a signed CertRep FAILURE
-    carrying `fail_info` and `text`; otherwise answer HTTP `http_status` with `text`."""
+    carrying `fail_info` and `text`; otherwise answer HTTP `http_status` with `text`.
+    `failed_attempt`: the service counts it against the client address's rate limit."""
 
     def __init__(
         self,
@@ -66,12 +74,14 @@ class RequestRejected(Exception):
         *,
         partial: PartialRequest | None = None,
         http_status: int = 400,
+        failed_attempt: bool = False,
     ):
         super().__init__(text)
         self.text = text
         self.fail_info = fail_info
         self.partial = partial
         self.http_status = http_status
+        self.failed_attempt = failed_attempt
 
     @property
     def reply_possible(self) -> bool:
@@ -108,7 +118,9 @@ class Responder:
 
     # --- requests ---
 
-    def receive(self, body: bytes) -> PkiRequest:
+    def receive(self, body: bytes, *, password_recipients: bool = True) -> PkiRequest:
+        """`password_recipients=False`: PasswordRecipientInfos are not tried (the caller's rate
+        limit for guesses at the challenge is used up)."""
         if len(body) > self.max_message_size:
             raise RequestRejected(f"message of {len(body)} bytes is over the {self.max_message_size}-byte limit",
                                   http_status=413)
@@ -156,15 +168,15 @@ class Responder:
         if message.content_type != oids.DATA or message.content is None:
             raise RequestRejected("the pkiMessage carries no pkcsPKIEnvelope", FailInfo.BAD_REQUEST, partial=partial)
         try:
-            opened = enveloped.open_envelope(message.content, self.keys.recipients, allow_legacy=self.allow_legacy)
+            recipients = [r for r in self.keys.recipients if password_recipients or r.tag != cms.PWRI_TAG]
+            opened = enveloped.open_envelope(message.content, recipients, allow_legacy=self.allow_legacy)
         except enveloped.EnvelopeError as exc:
             if not exc.decryption:
                 info = FailInfo.BAD_ALG if exc.bad_algorithm else FailInfo.BAD_MESSAGE_CHECK
                 raise RequestRejected(f"cannot open the pkcsPKIEnvelope: {exc}", info, partial=partial) from None
             # One answer for every decryption failure (wrong key, bad padding, bad tag): telling
             # them apart would make the CA a padding oracle for envelopes an attacker recorded.
-            raise RequestRejected("cannot decrypt the pkcsPKIEnvelope", FailInfo.BAD_MESSAGE_CHECK,
-                                  partial=partial) from None
+            raise _undecryptable(partial) from None
         except cms.Asn1Error as exc:
             raise RequestRejected(f"malformed pkcsPKIEnvelope: {exc}", FailInfo.BAD_REQUEST, partial=partial) from None
 
@@ -187,7 +199,17 @@ class Responder:
             response_key=_response_key(signer, partial),
             kem_pop_proof=_kem_pop_proof(signer, partial),
         )
-        return _typed_request(message_type, common, certificate, verified)
+        try:
+            return _typed_request(message_type, common, certificate, verified)
+        except _SignedCsrRejected:
+            raise  # about a CSR whose signature verified: it tells the signer only what it signed
+        except RequestRejected:
+            if opened.authenticated:
+                # AES-GCM: the tag verified, so the plaintext is what the holder of the CEK wrote
+                # (a replayed envelope with changed blocks fails the tag above); the specific
+                # answer tells that sender nothing it did not choose.
+                raise
+            raise _undecryptable(verified) from None
 
     def _partial(self, signer: signed.SignerInfoView) -> tuple[PartialRequest, ScepAttributes]:
         """transactionID and senderNonce, read before the signature is checked, so that even a
@@ -288,6 +310,15 @@ class Responder:
             attributes=attributes,
             certificates=certs,
         )
+
+
+class _SignedCsrRejected(RequestRejected):
+    """A refusal of a CSR whose signature already verified with the pkiMessage signer's key: a
+    replayer's changed blocks cannot reach it, so its specific answer is no padding oracle."""
+
+
+def _undecryptable(partial: PartialRequest) -> RequestRejected:
+    return RequestRejected(UNDECRYPTABLE, FailInfo.BAD_MESSAGE_CHECK, partial=partial, failed_attempt=True)
 
 
 def _transaction_id_value(transaction_id: str) -> bytes:
@@ -431,7 +462,7 @@ def _check_kem_csr(data: bytes, csr: x509.CertificateSigningRequest, signer: x50
                      "signature": FailInfo.BAD_MESSAGE_CHECK}[exc.reason]
         raise RequestRejected(exc.text, fail_info, partial=verified) from None
     if issuer != certificate_issuer_der(signer) or serial != signer.serial_number:
-        raise RequestRejected("the CSR's privateKeyPossessionStatement does not name the certificate that signed "
+        raise _SignedCsrRejected("the CSR's privateKeyPossessionStatement does not name the certificate that signed "
                               "the pkiMessage", FailInfo.BAD_REQUEST, partial=verified)
     try:
         usage = csr.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -442,7 +473,7 @@ def _check_kem_csr(data: bytes, csr: x509.CertificateSigningRequest, signer: x50
     wanted = {name for name in ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
                                 "key_agreement", "key_cert_sign", "crl_sign") if getattr(usage, name)}
     if wanted - {"key_encipherment"}:
-        raise RequestRejected(f"an ML-KEM certificate has keyUsage keyEncipherment only (RFC 9935); the CSR asks "
+        raise _SignedCsrRejected(f"an ML-KEM certificate has keyUsage keyEncipherment only (RFC 9935); the CSR asks "
                               f"for {', '.join(sorted(wanted))}", FailInfo.BAD_REQUEST, partial=verified)
     return issuer, serial
 

@@ -23,7 +23,10 @@
     be switched off),
     allow_legacy_algorithms, crl_validity_hours, rate_limit_failures, rate_limit_window_minutes,
     kem_recipient (ml-kem-768 | ml-kem-1024: post-quantum request envelopes), aes_gcm,
-    pwri_iterations, kem_pop (challenge | encrypted-cert | statement: certify ML-KEM keys with
+    password_recipient (accept PasswordRecipientInfo envelopes keyed by the static challenge,
+    default false), pwri_iterations (PBKDF2 rounds the CA writes), pwri_max_iterations (the most
+    a request may ask the CA to derive with, default 100000; above it the PWRI is refused),
+    kem_pop (challenge | encrypted-cert | statement: certify ML-KEM keys with
     that proof of possession; setting it adds ml-kem to key_types, and ml-kem in key_types
     without it means "challenge"), kem_pop_ttl_minutes (lifetime of a KEM challenge, default 10)
 
@@ -192,7 +195,8 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
         "one_time_challenges", "one_time_ttl_minutes", "webhook_url", "webhook_timeout", "webhook_secret_file",
         "manual_approval", "renewal_window_days", "allow_rekey", "allow_legacy_algorithms",
         "crl_validity_hours", "rate_limit_failures", "rate_limit_window_minutes",
-        "kem_recipient", "aes_gcm", "pwri_iterations", "kem_pop", "kem_pop_ttl_minutes",
+        "kem_recipient", "aes_gcm", "password_recipient", "pwri_iterations", "pwri_max_iterations",
+        "kem_pop", "kem_pop_ttl_minutes",
         "renewal_san_subset", "renewals_pre_approved", "names", "des3", "renewal", "sha1",
     }
     unknown = set(table) - known
@@ -207,6 +211,15 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
     pwri_iterations = int(table.get("pwri_iterations", 100_000))
     if not 1000 <= pwri_iterations <= 10_000_000:
         raise ConfigError(f"profile {name}: pwri_iterations must be between 1000 and 10000000")
+    pwri_max_iterations = int(table.get("pwri_max_iterations", max(100_000, pwri_iterations)))
+    if not 1000 <= pwri_max_iterations <= 10_000_000:
+        raise ConfigError(f"profile {name}: pwri_max_iterations must be between 1000 and 10000000")
+    if pwri_iterations > pwri_max_iterations:
+        raise ConfigError(f"profile {name}: pwri_iterations ({pwri_iterations}) is above pwri_max_iterations "
+                          f"({pwri_max_iterations}): the CA would refuse its own count")
+    password_recipient = table.get("password_recipient", False)
+    if not isinstance(password_recipient, bool):
+        raise ConfigError(f"profile {name}: password_recipient must be true or false")
     ekus = tuple(table.get("extended_key_usage", ["clientAuth"]))
     for eku in ekus:
         if eku not in EKU_NAMES:
@@ -268,7 +281,9 @@ def _profile(name: str, table: dict, data_dir: Path) -> ProfileSettings:
         ),
         kem_recipient_key_type=kem_type,
         aes_gcm=bool(table.get("aes_gcm", False)),
+        password_recipient=password_recipient,
         pwri_iterations=pwri_iterations,
+        pwri_max_iterations=pwri_max_iterations,
         kem_pop=kem_pop,
         kem_pop_ttl=datetime.timedelta(minutes=kem_pop_ttl),
     )

@@ -182,8 +182,12 @@ class ScepService:
         now = self.clock()
         responder = profile.responder
         try:
-            request = responder.receive(body)
+            # Over the limit, a PasswordRecipientInfo is not tried: a right guess would otherwise
+            # reach the rate-limit refusal and answer differently from a wrong one.
+            guesses = not policy.over_rate_limit(self.store, profile.settings, client_address, now)
+            request = responder.receive(body, password_recipients=guesses)
         except RequestRejected as exc:
+            self._count_failed_attempt(profile, exc, now, client_address)
             return self._rejected(profile, exc, now)
         refusal = _switched_off(profile.settings, request)
         if refusal is not None:
@@ -200,6 +204,7 @@ class ScepService:
                 return self._get_cert(profile, request, now)
             return self._get_crl(profile, request, now)
         except RequestRejected as exc:
+            self._count_failed_attempt(profile, exc, now, client_address)
             return self._rejected(profile, exc, now)
         except ChallengeUnavailable:
             # Another request spent the one-time challenge between the policy's look-up and
@@ -207,6 +212,13 @@ class ScepService:
             if client_address and profile.settings.rate_limit.max_failures > 0:
                 self.store.record_failure(policy.rate_key(profile.name, client_address), now)
             return self._failure(profile, request, FailInfo.BAD_REQUEST, policy.WRONG_CHALLENGE, now)
+
+    def _count_failed_attempt(self, profile: Profile, exc: RequestRejected, now: datetime.datetime,
+                              client_address: str | None) -> None:
+        """An envelope that did not decrypt is a guess at a secret (the challenge behind a PWRI,
+        the plaintext behind a replayed CBC envelope): it counts against the address's limit."""
+        if exc.failed_attempt:
+            policy.record_failure_for(self.store, profile.name, client_address, now)
 
     # --- helpers ---
 

@@ -71,6 +71,10 @@ renewal_window_days = 0
 allow_rekey = true
 # Single DES and MD5, for old devices such as micromdm's scepclient 2.1.0. Logged when used.
 allow_legacy_algorithms = false
+# PasswordRecipientInfo envelopes keyed by the static challenge (RFC 8894 section 3.1), for a
+# requester that can use neither the CA's RSA key nor ML-KEM. Each one is a guess at the
+# challenge and a PBKDF2 derivation: off unless such requesters exist.
+password_recipient = false
 
 # The post-quantum profile (at /scep/pq): an ML-DSA-65 CA, an ML-KEM-768 recipient certificate
 # it issues for request envelopes, AES-GCM. Classic clients use the default profile above and
@@ -326,9 +330,11 @@ def load_profiles(config: ServerConfig) -> dict[str, Profile]:
             kem_key, kem_cert = _load_pair(folder, "kem-recipient", config.ca_passphrase)
             kem_certs.append(kem_cert)
             recipients.append(KemRecipient(kem_key, certificate=kem_cert))
-        if settings.challenge.static_password:
-            # RFC 8894 section 3.1: a PasswordRecipientInfo keyed by the challenge password.
-            recipients.append(PasswordRecipient(settings.challenge.static_password.encode("utf-8")))
+        if settings.password_recipient and settings.challenge.static_password:
+            # RFC 8894 section 3.1: a PasswordRecipientInfo keyed by the challenge password, only
+            # where the profile enables it (every PWRI is a PBKDF2 derivation and a guess).
+            recipients.append(PasswordRecipient(settings.challenge.static_password.encode("utf-8"),
+                                                max_iterations=settings.pwri_max_iterations))
         next_ca = []
         if (folder / "next-ca.pem").exists():
             # RFC 8894 section 4.7.1: the new CA certificate and the new RA certificates (here
