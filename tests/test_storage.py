@@ -97,7 +97,7 @@ def test_migrations_create_schema_and_are_idempotent(db_url: str) -> None:
     with open_store(db_url) as store, store.engine.connect() as conn:  # second open: no-op
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-        assert ctx.get_current_revision() == head == "0002"
+        assert ctx.get_current_revision() == head == "0003"
         assert set(inspect(conn).get_table_names()) == set(Base.metadata.tables) | {
             "alembic_version"
         }
@@ -185,7 +185,7 @@ def test_server_processes_starting_together_migrate_once(db_url: str) -> None:
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     with open_store(db_url) as store, store.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0002"
+        assert MigrationContext.configure(conn).get_current_revision() == "0003"
 
 
 def test_sqlite_file_created_with_pragmas(tmp_path: Any) -> None:
@@ -375,8 +375,12 @@ def test_kem_challenges(store: Store) -> None:
     assert store.take_kem_challenge(P, "T1", NOW) is None
     with pytest.raises(IntegrityError):  # needs its transaction (foreign key)
         store.put_kem_challenge(P, "T1", b"s", b"d", FP_A, NOW + sec(60), NOW)
-    _settle(store, "T1", expect=None, state=TxState.AWAITING_KEM_PROOF, profile=P)
-    store.put_kem_challenge(P, "T1", b"secret1", b"csrdig", FP_A, NOW + sec(60), NOW)
+    _settle(store, "T1", expect=None, state=TxState.AWAITING_KEM_PROOF, profile=P, fingerprint=FP_A)
+    put = store.put_kem_challenge(P, "T1", b"secret1", b"csrdig", FP_A, NOW + sec(60), NOW, challenge=b"ct1")
+    assert (put.secret, put.challenge) == (b"secret1", b"ct1")
+    # A live challenge stands: a second one is not written, and the first is what to send.
+    kept = store.put_kem_challenge(P, "T1", b"secret9", b"csrdig", FP_A, NOW + sec(90), NOW, challenge=b"ct9")
+    assert (kept.secret, kept.challenge, kept.expires_at) == (b"secret1", b"ct1", NOW + sec(60))
 
     got = store.take_kem_challenge(P, "T1", NOW + sec(1))
     assert got is not None and got.outcome == "ok"
@@ -418,7 +422,7 @@ def test_error_inside_a_write_leaves_nothing(store: Store) -> None:
     assert store.next_crl_number(P) == 1
 
     # take_kem_challenge marks the challenge spent, then reads it: fail the read.
-    _settle(store, "T1", expect=None, state=TxState.AWAITING_KEM_PROOF, profile=P)
+    _settle(store, "T1", expect=None, state=TxState.AWAITING_KEM_PROOF, profile=P, fingerprint=FP_A)
     store.put_kem_challenge(P, "T1", b"s", b"d", FP_A, NOW + sec(60), NOW)
     undo = fail_on(store, "SELECT")
     with pytest.raises(RuntimeError):

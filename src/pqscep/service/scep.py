@@ -243,7 +243,10 @@ class ScepService:
         # The reply must be encryptable to the requester before anything is decided. Kept for
         # the reply: for an ML-KEM responseKey it costs a key identifier (SHA-1 of the key).
         originator = self.reply_originator(profile, request, request.csr)
-        record = self.store.get_transaction(profile.name, request.transaction_id)
+        # The transaction is named by the ID and the CSR's key: a request under a known ID with
+        # another key is another transaction (migration 0003), so nobody can lock a device out.
+        record = self.store.get_transaction(profile.name, request.transaction_id,
+                                            policy.key_fingerprint(request.csr.public_key))
         attempt = self._attempt(profile, request, request.csr, poll=False)
         return self._carry_out(profile, request, request.csr, record, attempt, now, client_address, originator)
 
@@ -329,6 +332,7 @@ class ScepService:
             # The issued certificate's subject is the CSR's (Authority.issue copies it).
             subject=certificate.subject if certificate is not None else csr.subject_text,
             certificate=certificate,
+            key_fingerprint=policy.key_fingerprint(csr.public_key),
             now=now,
         )
 
@@ -338,7 +342,8 @@ class ScepService:
         """Another server process moved this transaction first: answer from the state it left,
         as a poll would (once; a second lost race, or a state that needs the policy again, is
         refused and the device retries)."""
-        record = None if after_lost_race else self.store.get_transaction(profile.name, request.transaction_id)
+        record = None if after_lost_race else self.store.get_transaction(
+            profile.name, request.transaction_id, policy.key_fingerprint(csr.public_key))
         if record is None:
             return self._failure(profile, request, FailInfo.BAD_REQUEST, "transaction state changed", now)
         as_poll = dataclasses.replace(attempt, csr_der=None)
@@ -349,32 +354,38 @@ class ScepService:
 
     def _send_kem_challenge(self, profile: Profile, request: SignedRequest, csr: Csr, attempt: Attempt,
                             now: datetime.datetime) -> Reply:
-        """Encapsulate to the CSR's key, keep the shared secret under the transactionID (in the
-        database, so any server process of the profile can check the answer), and answer PENDING
-        with the kemPopChallenge. The ciphertext is not kept, so a repeated request cannot get the
-        same challenge again: it gets a fresh one, which replaces (and so kills) the earlier one."""
+        """Answer PENDING with the transaction's kemPopChallenge: the live one, sent again
+        unchanged (RFC 8894 section 3.3.1: a repeated request gets the same answer, so a
+        replayed PKCSReq or CertPoll cannot cancel the challenge the device is answering), or,
+        when there is none (or it expired, or a proof spent it), a fresh one: encapsulated to
+        the CSR's key and kept with its shared secret under the transaction, in the database,
+        so that any server process of the profile can check the answer."""
         try:
-            challenge, value = kem_pop.issue_challenge(csr.public_key)
+            fresh, value = kem_pop.issue_challenge(csr.public_key)
         except kem_pop.PopError as exc:
             return self._failure(profile, request, exc.fail_info, exc.text, now)
-        self.store.put_kem_challenge(
+        standing = self.store.put_kem_challenge(
             profile.name,
             request.transaction_id,
-            challenge.shared_secret,
+            fresh.shared_secret,
             hashlib.sha256(csr.der).digest(),
             attempt.signer_key_fingerprint,
             now + profile.settings.kem_pop_ttl,
             now,
+            challenge=value,
+            key_fingerprint=policy.key_fingerprint(csr.public_key),
         )
+        assert standing.challenge is not None  # a live one has its value; else ours was written
         reply = profile.responder.pending(request, now=now, random_bytes=self.random_bytes,
-                                          attributes=[kem_pop.challenge_attribute(value)])
+                                          attributes=[kem_pop.challenge_attribute(standing.challenge)])
         return Reply(200, CONTENT_TYPES["pki"], reply, "pending:kem-challenge")
 
     def _spend_kem_challenge(self, profile: Profile, request: SignedRequest, csr: Csr, attempt: Attempt,
                              now: datetime.datetime) -> KemChallengeView | None:
         """Spend the transaction's KEM challenge (gone after the first proof, whatever follows)
         and check the request's kemPopProof against it, for `transactions.decide` to judge."""
-        taken = self.store.take_kem_challenge(profile.name, request.transaction_id, now)
+        taken = self.store.take_kem_challenge(profile.name, request.transaction_id, now,
+                                              policy.key_fingerprint(csr.public_key))
         if taken is None:
             return None
         mac_error = None
