@@ -253,8 +253,11 @@ class ScepService:
     def _poll(self, profile: Profile, request: CertPollRequest, now: datetime.datetime,
               client_address: str | None) -> Reply:
         """CertPoll (RFC 8894 section 3.3.3) continues the stored enrollment: its CSR is the
-        stored one, the signature and envelope this message's."""
-        record = self.store.get_transaction(profile.name, request.transaction_id)
+        stored one, the signature and envelope this message's. It carries no CSR, so its signer
+        picks the transaction among those under the ID (the device polls with the signer of its
+        request; for an ML-KEM key that is not the CSR's key)."""
+        record = self.store.get_polled_transaction(profile.name, request.transaction_id,
+                                                   _signer_key_fingerprint(request.signer_certificate))
         csr = Csr.load(record.csr_der) if record is not None and record.csr_der else None
         attempt = self._attempt(profile, request, csr, poll=True)
         return self._carry_out(profile, request, csr, record, attempt, now, client_address, None)

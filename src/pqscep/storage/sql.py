@@ -85,8 +85,7 @@ _GET_POLLED_TRANSACTION = (
     select(_TX)
     .where(_TX.c.profile == bindparam("profile"), _TX.c.transaction_id == bindparam("transaction_id"),
            _TX.c.signer_key_fingerprint == bindparam("signer_key_fingerprint"))
-    .order_by(_TX.c.updated_at.desc(), _TX.c.id.desc())
-    .limit(1)
+    .order_by(_TX.c.updated_at.desc(), _TX.c.id.desc())  # HotPath.first reads the first row only
 )
 _GET_CERTIFICATE = select(_CERT).where(_CERT.c.profile == bindparam("profile"), _CERT.c.serial == bindparam("serial"))
 _COUNT_FAILURES = (
