@@ -77,7 +77,7 @@ def _keep_challenges() -> None:
 
 
 def _create_challenges(*, new: bool) -> None:
-    columns = [
+    columns: list[sa.Column[object]] = [
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("profile", sa.String(64), nullable=False),
         sa.Column("transaction_id", sa.String(255), nullable=False),
