@@ -501,8 +501,9 @@ def test_proof_signed_by_another_certificate(ca):
     challenge = challenge_of(client.pkcs_req(device).result)
     other_key = generate_key("ml-dsa-65")
     other = (other_key, _self_signed(other_key, "someone else"))
+    # A poll's signer picks its transaction (a poll carries no CSR): this one finds none.
     assert failure(client.poll(device, proof_for(device, challenge), signer=other)) == (
-        PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+        PkiStatus.FAILURE, FailInfo.BAD_CERT_ID)
     assert failure(client.pkcs_req(device, extra=[kem_pop.proof_attribute(proof_for(device, challenge))],
                                    signer=other)) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
     # Neither touched the challenge: the right signer still gets the certificate.
