@@ -54,6 +54,10 @@ from .sql import (
 __all__ = ["CertificateRecord", "IssuedCertificate", "Store", "TransactionRecord"]
 
 
+class _Ambiguous(Exception):
+    """An operator's decision that would move more than one transaction (apply_operator_event)."""
+
+
 class Store(ChallengeStore):
     """The CA/RA database. Thread-safe: each call uses its own pooled connection.
 
@@ -231,7 +235,11 @@ class Store(ChallengeStore):
                              reason: str | None = None) -> bool:
         """An operator's decision on a transaction (ca.transactions: APPROVE or REJECT), made only
         from a state the transition table allows it from; False if the transaction is unknown or
-        in another state. `reason` goes to fail_text (what a rejected device is told)."""
+        in another state. `reason` goes to fail_text (what a rejected device is told).
+
+        An ID names a transaction only together with its CSR key, so two may share one (another
+        key's request under a device's key-derived ID): then nothing is changed and the answer
+        is False, so that approving a device's ID never approves a request that took it too."""
         if event not in (Event.APPROVE, Event.REJECT):
             raise ValueError(f"not an operator's decision: {event}")
         new = target_of(next(iter(sources_of(event))), event)
@@ -243,8 +251,14 @@ class Store(ChallengeStore):
             Transaction.transaction_id == transaction_id,
             Transaction.state.in_(sorted(state.value for state in sources_of(event))),
         )
-        with self._writing() as s:
-            return _rowcount(s, stmt.values(values)) == 1
+        try:
+            with self._writing() as s:
+                changed = _rowcount(s, stmt.values(values))
+                if changed > 1:
+                    raise _Ambiguous  # rolls the update back
+                return changed == 1
+        except _Ambiguous:
+            return False
 
     def approve(self, profile: str, transaction_id: str, now: datetime) -> bool:
         """An operator approves a request held for approval."""
