@@ -461,9 +461,15 @@ def _pending(e: Env, identity: Identity | None = None) -> Req:
     return first
 
 
-def tid_other_key(e: Env) -> Req:
-    first = _pending(e)
-    return e.pkcsreq(profile="manual", tid=first.transaction_id)
+def tid_other_signer(e: Env) -> Req:
+    """The CSR of a pending transaction (no secret) under its ID, signed by another key: it may
+    not take the transaction over. (Another CSR key under the same ID is another transaction,
+    tests/test_attacks.py, so that is no bad input.)"""
+    owner = Identity.new(e.cn())
+    csr = csr_der(owner.key, e.cn(), challenge="secret")
+    first = e.pkcsreq(profile="manual", identity=owner, csr=csr)
+    assert e.enroll(first).status == PkiStatus.PENDING
+    return e.pkcsreq(profile="manual", csr=csr, tid=first.transaction_id)  # a fresh signer
 
 
 def tid_same_key_other_csr(e: Env) -> Req:
@@ -675,7 +681,8 @@ TABLE = [
     P(one_time_expired, Failure(F.BAD_REQUEST, "wrong, expired or already used"), id="one-time-challenge-expired"),
     P(get_wrong_challenge, Failure(F.BAD_REQUEST, "wrong, expired or already used"),
       id="get-pkioperation-wrong-challenge"),
-    P(tid_other_key, Failure(F.BAD_REQUEST, "already in use with another key"), id="transaction-id-replayed-other-key"),
+    P(tid_other_signer, Failure(F.BAD_REQUEST, "requested with another signer key"),
+      id="transaction-id-replayed-other-signer"),
     P(tid_same_key_other_csr, Failure(F.BAD_REQUEST, "in use for another request in progress"),
       id="transaction-id-same-key-other-csr-pending"),
     P(lambda e: e.pkcsreq(message_type=MessageType.RENEWAL_REQ),
@@ -697,8 +704,9 @@ TABLE = [
       id="getcert-malformed-issuer-and-serial"),
     P(lambda e: e.request(MessageType.CERT_POLL, client.poll_content(e.ca().subject, name(e.cn()))),
       Failure(F.BAD_CERT_ID, "no such transaction"), id="certpoll-unknown-transaction"),
-    P(poll_other_key, Failure(F.BAD_REQUEST, "not signed by the key of the original request"),
-      id="certpoll-signed-by-other-key"),
+    # A poll's signer picks its transaction: another key's poll finds none, the answer of an
+    # unknown ID (which says nothing of whether the ID is in use).
+    P(poll_other_key, Failure(F.BAD_CERT_ID, "no such transaction"), id="certpoll-signed-by-other-key"),
     # --- post-quantum profile (draft Sections 4 to 6) ---
     # Positive controls: each thing the damaged rows below change is accepted when right.
     P(lambda e: e.pq("ok-pq-gcm"), Success("ok-pq-gcm"), id="pq-ml-dsa-65-kemri-gcm-accepted"),

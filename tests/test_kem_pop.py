@@ -5,8 +5,10 @@ their failInfo; and, when PQSCEP_OPENSSL is set, OpenSSL 3.6 verifying the certi
 opening the final CertRep with the new KEM key.
 
 Pinned decisions:
-- A CertPoll (or repeated PKCSReq) without a proof while the challenge is open gets a fresh
-  challenge, which replaces the earlier one (the CA keeps the shared secret, not the ciphertext).
+- A CertPoll (or repeated PKCSReq) without a proof while the challenge is live gets the same
+  challenge again, byte for byte (RFC 8894 3.3.1: a repeated request gets the same answer), and
+  the proof for it still issues: a replayed request cannot cancel it. After it expired, or a
+  wrong proof spent it, the next request without a proof gets a fresh one.
 - A wrong proof spends the challenge: the right proof sent after it is refused (badRequest).
 - A replay of the whole exchange after SUCCESS gets the same certificate again (RFC 8894 3.3.1:
   a repeated request gets the same answer), still encrypted to the new KEM key, so only its
@@ -312,15 +314,32 @@ def test_challenge_answered_with_a_repeated_pkcsreq(ca):
     check_kem_certificate(done.result.certificates[0], device, client.bundle.ca)
 
 
-def test_poll_without_proof_gets_a_fresh_challenge(ca):
+def test_repeated_request_without_proof_gets_the_same_challenge(ca):
     client = kem_client(ca, "challenge")
+    device = KemDevice("chal-same")
+    first = challenge_of(client.pkcs_req(device).result)
+    assert challenge_of(client.poll(device).result) == first
+    assert challenge_of(client.pkcs_req(device).result) == first  # a replayed PKCSReq
+    done = client.poll(device, proof_for(device, first))
+    assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
+
+
+def test_fresh_challenge_after_expiry_or_a_wrong_proof(ca):
+    client = kem_client(ca, "shortttl")  # 1.2 s on the fake clock
     device = KemDevice("chal-fresh")
-    old = challenge_of(client.pkcs_req(device).result)
-    new = challenge_of(client.poll(device).result)
-    assert old != new
-    # The old one was replaced: a proof for it does not verify, and it spends the new one.
-    assert failure(client.poll(device, proof_for(device, old))) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
-    assert failure(client.poll(device, proof_for(device, new))) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+    first = challenge_of(client.pkcs_req(device).result)
+    ca.clock.advance(seconds=1.3)
+    second = challenge_of(client.poll(device).result)
+    assert second != first
+    # A wrong proof (for the expired one) spends the live one; the next request without a
+    # proof gets a new one, and only a proof for that one issues.
+    assert failure(client.poll(device, proof_for(device, first))) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
+    third = challenge_of(client.poll(device).result)
+    assert third not in (first, second)
+    assert failure(client.poll(device, proof_for(device, second))) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
+    fourth = challenge_of(client.pkcs_req(device).result)
+    done = client.poll(device, proof_for(device, fourth))
+    assert done.result.status == PkiStatus.SUCCESS, done.result.fail_info_text
 
 
 @pytest.mark.parametrize("kem_type", ["ml-kem-768", "ml-kem-1024"])
@@ -482,8 +501,9 @@ def test_proof_signed_by_another_certificate(ca):
     challenge = challenge_of(client.pkcs_req(device).result)
     other_key = generate_key("ml-dsa-65")
     other = (other_key, _self_signed(other_key, "someone else"))
+    # A poll's signer picks its transaction (a poll carries no CSR): this one finds none.
     assert failure(client.poll(device, proof_for(device, challenge), signer=other)) == (
-        PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+        PkiStatus.FAILURE, FailInfo.BAD_CERT_ID)
     assert failure(client.pkcs_req(device, extra=[kem_pop.proof_attribute(proof_for(device, challenge))],
                                    signer=other)) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
     # Neither touched the challenge: the right signer still gets the certificate.

@@ -79,14 +79,24 @@ def test_retransmission_is_idempotent(server):
     assert first.certificates[0].serial_number == again.certificates[0].serial_number
 
 
-def test_transaction_id_with_another_key_is_refused(server):
+def test_transaction_id_with_another_key_is_another_transaction(server):
+    """micromdm and strongSwan derive the transactionID from the key: whoever sends it first
+    with another key gets a transaction of its own, and the owner still enrolls, polls and
+    replays under its ID."""
     scep = Requester(server.url(), client=server.http)
-    first = Device("owner")
-    assert scep.enroll(first, "secret").status == PkiStatus.SUCCESS
-    thief = Device("thief", transaction_id=first.transaction_id)
-    result = scep.enroll(thief, "secret")
-    assert (result.status, result.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
-    assert "another key" in result.fail_info_text
+    owner = Device("owner")
+    squatter = Device("squatter", transaction_id=owner.transaction_id)
+    taken = scep.enroll(squatter, "secret")
+    assert taken.status == PkiStatus.SUCCESS and taken.certificates[0].subject.rfc4514_string() == "CN=squatter"
+    first = scep.enroll(owner, "secret")
+    assert first.status == PkiStatus.SUCCESS, first.fail_info_text
+    assert first.certificates[0].subject.rfc4514_string() == "CN=owner"
+    polled = scep.poll(owner)
+    assert polled.status == PkiStatus.SUCCESS, polled.fail_info_text
+    assert polled.certificates[0].serial_number == first.certificates[0].serial_number
+    again = scep.enroll(owner, "secret")
+    assert again.certificates[0].serial_number == first.certificates[0].serial_number
+    assert scep.poll(squatter).certificates[0].serial_number == taken.certificates[0].serial_number
 
 
 def test_pending_approve_poll_and_reject(server):

@@ -97,7 +97,7 @@ def test_migrations_create_schema_and_are_idempotent(db_url: str) -> None:
     with open_store(db_url) as store, store.engine.connect() as conn:  # second open: no-op
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-        assert ctx.get_current_revision() == head == "0002"
+        assert ctx.get_current_revision() == head == "0003"
         assert set(inspect(conn).get_table_names()) == set(Base.metadata.tables) | {
             "alembic_version"
         }
@@ -165,6 +165,58 @@ def test_migration_0002_maps_the_old_states(db_url: str) -> None:
         engine.dispose()
 
 
+def test_migration_0003_names_transactions_by_their_csr_key(db_url: str) -> None:
+    """Databases at 0002 get each transaction's CSR key fingerprint (the signer's where no CSR is
+    stored) and keep their KEM challenges (without a challenge value: the next request gets a
+    fresh one); two keys may then share an ID; the downgrade keeps the newest of those."""
+    from alembic import command
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from pqscep.storage.db import create_db_engine, migrate, write_engine
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name.from_rfc4514_string("CN=x")).sign(key, hashes.SHA256()))
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    engine = create_db_engine(db_url)
+    try:
+        migrate(engine, "0002")
+        with engine.begin() as conn:
+            for tid, csr_der in (("t0", csr.public_bytes(serialization.Encoding.DER)), ("t1", None)):
+                conn.execute(text(
+                    "INSERT INTO scep_transactions (profile, transaction_id, signer_key_fingerprint, message_type,"
+                    " csr_der, signer_cert_der, subject, state, created_at, updated_at)"
+                    " VALUES ('p', :t, :f, 19, :c, :f, 'CN=x', 'awaiting_kem_proof', :n, :n)"),
+                    dict(t=tid, f=FP_A, c=csr_der, n=NOW))
+            conn.execute(text(
+                "INSERT INTO kem_challenges (profile, transaction_id, secret, csr_digest, signer_key_fingerprint,"
+                " expires_at, created_at) VALUES ('p', 't0', :f, :f, :f, :n, :n)"), dict(f=FP_A, n=NOW))
+        migrate(engine)
+        with engine.connect() as conn:
+            assert _rows(conn, "SELECT transaction_id, key_fingerprint FROM scep_transactions ORDER BY id") == [
+                ("t0", hashlib.sha256(spki).digest()), ("t1", FP_A)]
+            assert _rows(conn, "SELECT transaction_id, key_fingerprint, challenge FROM kem_challenges") == [
+                ("t0", hashlib.sha256(spki).digest(), None)]
+        with open_store(db_url) as store:
+            assert store.settle_transaction("p", "t1", expect_state=None, new_state=TxState.AWAITING_APPROVAL,
+                                            signer_key_fingerprint=FP_B, message_type=19, csr_der=b"csr",
+                                            signer_cert_der=b"cert", subject="CN=y", now=NOW + sec(1))
+            assert len(store.list_transactions("p")) == 3
+
+        cfg = alembic_config()
+        with write_engine(engine).begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0002")
+        with engine.connect() as conn:
+            assert _rows(conn, "SELECT transaction_id, subject FROM scep_transactions ORDER BY id") == [
+                ("t0", "CN=x"), ("t1", "CN=y")]
+            assert _rows(conn, "SELECT transaction_id FROM kem_challenges") == [("t0",)]
+    finally:
+        engine.dispose()
+
+
 OPEN_AT = """
 import sys, time
 from pqscep.storage import open_store
@@ -185,7 +237,7 @@ def test_server_processes_starting_together_migrate_once(db_url: str) -> None:
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     with open_store(db_url) as store, store.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0002"
+        assert MigrationContext.configure(conn).get_current_revision() == "0003"
 
 
 def test_sqlite_file_created_with_pragmas(tmp_path: Any) -> None:
@@ -375,8 +427,12 @@ def test_kem_challenges(store: Store) -> None:
     assert store.take_kem_challenge(P, "T1", NOW) is None
     with pytest.raises(IntegrityError):  # needs its transaction (foreign key)
         store.put_kem_challenge(P, "T1", b"s", b"d", FP_A, NOW + sec(60), NOW)
-    _settle(store, "T1", expect=None, state=TxState.AWAITING_KEM_PROOF, profile=P)
-    store.put_kem_challenge(P, "T1", b"secret1", b"csrdig", FP_A, NOW + sec(60), NOW)
+    _settle(store, "T1", expect=None, state=TxState.AWAITING_KEM_PROOF, profile=P, fingerprint=FP_A)
+    put = store.put_kem_challenge(P, "T1", b"secret1", b"csrdig", FP_A, NOW + sec(60), NOW, challenge=b"ct1")
+    assert (put.secret, put.challenge) == (b"secret1", b"ct1")
+    # A live challenge stands: a second one is not written, and the first is what to send.
+    kept = store.put_kem_challenge(P, "T1", b"secret9", b"csrdig", FP_A, NOW + sec(90), NOW, challenge=b"ct9")
+    assert (kept.secret, kept.challenge, kept.expires_at) == (b"secret1", b"ct1", NOW + sec(60))
 
     got = store.take_kem_challenge(P, "T1", NOW + sec(1))
     assert got is not None and got.outcome == "ok"
@@ -418,7 +474,7 @@ def test_error_inside_a_write_leaves_nothing(store: Store) -> None:
     assert store.next_crl_number(P) == 1
 
     # take_kem_challenge marks the challenge spent, then reads it: fail the read.
-    _settle(store, "T1", expect=None, state=TxState.AWAITING_KEM_PROOF, profile=P)
+    _settle(store, "T1", expect=None, state=TxState.AWAITING_KEM_PROOF, profile=P, fingerprint=FP_A)
     store.put_kem_challenge(P, "T1", b"s", b"d", FP_A, NOW + sec(60), NOW)
     undo = fail_on(store, "SELECT")
     with pytest.raises(RuntimeError):
@@ -456,6 +512,21 @@ def test_race_next_crl_number(racers: list[Store]) -> None:
     for i in range(len(racers)):  # monotonic as seen by each process
         mine = [round_[i] for round_ in results]
         assert mine == sorted(mine)
+
+
+def test_transactions_are_named_by_id_and_csr_key(store):
+    """Another key under the same ID is another transaction; a poll finds its own by its signer;
+    an operator's decision on an ID two transactions share changes neither."""
+    for key in (FP_A, FP_B):
+        assert store.settle_transaction(P, "T1", expect_state=None, new_state=TxState.AWAITING_APPROVAL,
+                                        signer_key_fingerprint=key, message_type=19, csr_der=b"csr" + key,
+                                        signer_cert_der=b"cert", subject="CN=x", now=NOW)
+    assert store.get_transaction(P, "T1", FP_A).csr_der == b"csr" + FP_A
+    assert store.get_transaction(P, "T1", FP_B).csr_der == b"csr" + FP_B
+    assert store.get_polled_transaction(P, "T1", FP_B).key_fingerprint == FP_B
+    assert store.get_polled_transaction(P, "T1", b"x" * 32) is None
+    assert not store.approve(P, "T1", NOW)
+    assert {t.state for t in store.list_transactions(P)} == {TxState.AWAITING_APPROVAL}
 
 
 # --- settle_transaction: the one write of a PKIOperation -------------------------------------

@@ -253,6 +253,9 @@ def test_new_csr_under_a_transaction_in_progress_is_refused(state: TxState) -> N
 @pytest.mark.parametrize("state", list(TxState))
 @pytest.mark.parametrize("attempt", [enroll(key=OTHER_KEY), poll(key=OTHER_KEY)], ids=["enroll", "poll"])
 def test_another_key_never_moves_a_transaction(state: TxState, attempt: Attempt) -> None:
+    """The store finds a transaction by its ID and CSR key (a poll: by its signer), so another
+    CSR key is another transaction; what reaches here with another signer is the same CSR
+    re-signed by someone else (the CSR is no secret), which may not take the transaction over."""
     action = run(Stored(state), attempt, T0)
     assert (action.kind, action.write) == (ActionKind.REFUSE, None)
 
@@ -260,10 +263,13 @@ def test_another_key_never_moves_a_transaction(state: TxState, attempt: Attempt)
 # --- awaiting the KEM proof (draft section 7.2) ------------------------------------------------
 
 
-def test_request_without_proof_gets_a_fresh_challenge_and_the_row_stays() -> None:
+def test_request_without_proof_gets_the_challenge_and_the_row_stays() -> None:
+    """SEND_KEM_CHALLENGE sends the live challenge again, or a fresh one once it expired or was
+    spent (the store's one conditional write picks which: tests/test_storage.py, and the same
+    bytes again in tests/test_kem_pop.py)."""
     record = Stored(S.AWAITING_KEM_PROOF)
     for attempt in (enroll(kem=True), poll(kem=True)):
-        # target_of allows the self-move; the row is not rewritten, the challenge is replaced.
+        # target_of allows the self-move; the row is not rewritten.
         assert target_of(S.AWAITING_KEM_PROOF, Event.CHALLENGE) is S.AWAITING_KEM_PROOF
         assert run(record, attempt, T0) == Action(ActionKind.SEND_KEM_CHALLENGE)
 

@@ -494,7 +494,8 @@ def test_the_service_accepts_every_request_vector(tmp_path):
         committed = next((VECTORS / "pq-enrollment").glob(f"*-CertRep-{tag}.der")).read_bytes()
         assert _rid(reply.body) == _rid(committed)
     # kem-pop-challenge: PENDING with a fresh challenge; the vectors' challenge replaces it in the
-    # store (the service's own encapsulation is random), then the committed CertPoll proves it.
+    # store (the service's own encapsulation is random; a live one is never replaced, so it is
+    # spent first), then the committed CertPoll proves it.
     flow = VECTORS / "kem-pop-challenge"
     reply = _answer(service, profile, f"kem-pop-challenge/{next(flow.glob('*-PKCSReq.der')).name}")
     assert reply.outcome == "pending:kem-challenge"
@@ -505,9 +506,11 @@ def test_the_service_accepts_every_request_vector(tmp_path):
 
     from pqscep.ca import policy
 
+    csr_key = policy.key_fingerprint(request.csr.public_key)
+    assert store.take_kem_challenge("pq", request.transaction_id, now, csr_key) is not None
     store.put_kem_challenge("pq", request.transaction_id, ss, hashlib.sha256(request.csr.der).digest(),
                             policy.key_fingerprint(request.signer_certificate.public_key()),
-                            now + datetime.timedelta(minutes=10), now)
+                            now + datetime.timedelta(minutes=10), now, key_fingerprint=csr_key)
     clock["now"] = now + datetime.timedelta(minutes=1)
     reply = _answer(service, profile, f"kem-pop-challenge/{next(flow.glob('*-CertPoll.der')).name}")
     assert reply.outcome == "success", reply.outcome

@@ -11,13 +11,18 @@ every transition is here and nowhere else; tests/test_transactions.py drives eac
     (new) --policy holds--------> AWAITING_APPROVAL --operator approves--> APPROVED
       |                                  |                                    |
       +--ML-KEM key, challenge mode--> AWAITING_KEM_PROOF <--challenge sent---+
-      |                                  |      ^  (a fresh challenge)        |
+      |                                  |      ^  (live one or a fresh one)  |
       +--policy passes---------------> ISSUED <-+--proof verified-------------+ (no proof owed)
                                                 |
     the operator rejects AWAITING_APPROVAL, APPROVED or AWAITING_KEM_PROOF: REJECTED.
     A new request (another CSR) under the ID of an ISSUED or REJECTED transaction, signed by
     the same key, starts over: clients that derive the transactionID from the key (micromdm,
     strongSwan) reuse it when they renew with the same key.
+
+A transaction is named by its profile, its transactionID and the key of its CSR: a request
+under a known ID for another key is another transaction, judged on its own (the store finds
+`record` by the CSR's key; a CertPoll, which has no CSR, by its signer), so a device whose ID
+is derived from its key cannot be locked out by someone who enrolls first under that ID.
 
 A refused request leaves no transaction behind (RFC 8894 section 3.3.1 lets the device fix it
 and retry under the same transactionID), so there is no "failed" state. A repeated request
@@ -196,7 +201,9 @@ class ActionKind(enum.Enum):
     CHECK_KEM_PROOF = "check the KEM proof"  # spend the challenge, check it, decide again
     REPLAY_CERTIFICATE = "replay the certificate"  # SUCCESS with the stored certificate
     PENDING = "pending"  # CertRep PENDING (written when `write` is set)
-    SEND_KEM_CHALLENGE = "send a KEM challenge"  # PENDING with a fresh kemPopChallenge
+    # PENDING with the live kemPopChallenge, else a fresh one (the store keeps a live one: one
+    # conditional write, so concurrent requests agree on it).
+    SEND_KEM_CHALLENGE = "send a KEM challenge"
     ISSUE = "issue"  # sign the certificate and write it with the transaction
 
 
@@ -226,8 +233,8 @@ def _refuse(text: str, fail_info: FailInfo = FailInfo.BAD_REQUEST, *, failed_att
 def _move(kind: ActionKind, state: TxState | None, event: Event) -> Action:
     new = target_of(state, event)
     if state == new == TxState.AWAITING_KEM_PROOF:
-        # A fresh challenge for a transaction already waiting for its proof: the row stays
-        # as it is (the challenge is kept beside it, replacing the earlier one).
+        # A transaction already waiting for its proof: the row stays as it is (the live
+        # challenge beside it is sent again; a spent or expired one is replaced).
         return Action(kind)
     return Action(kind, Write(state, new))
 
@@ -257,7 +264,9 @@ def decide(
     if record is None:
         return _after_policy(None, attempt, verdict)
     if not hmac.compare_digest(record.signer_key_fingerprint, attempt.signer_key_fingerprint):
-        return _refuse("transactionID already in use with another key")
+        # The same ID and CSR key, re-signed by someone else (the CSR is no secret): it may
+        # neither continue nor take over the transaction of the key's holder.
+        return _refuse("this transaction was requested with another signer key")
     if record.csr_der == attempt.csr_der:  # a retransmission: the stored state answers
         return _resume(record, attempt, kem_challenge, proof_checked, now)
     if record.state not in FINISHED:
@@ -309,8 +318,9 @@ def _resume(record: StoredTransaction, attempt: Attempt, kem_challenge, proof_ch
 
 def _kem_proof(state: TxState, attempt: Attempt, challenge: KemChallengeView | None, checked: bool,
                now: datetime) -> Action:
-    """Draft section 7.2: a request without a proof gets a fresh challenge (which replaces any
-    earlier one); a proof spends the challenge, whatever follows, and must match it."""
+    """Draft section 7.2: a request without a proof gets the live challenge again, unchanged
+    (RFC 8894 section 3.3.1), or a fresh one when it expired or was spent; a proof spends the
+    challenge, whatever follows, and must match it."""
     if not attempt.has_kem_proof:
         return _move(ActionKind.SEND_KEM_CHALLENGE, state, Event.CHALLENGE)
     if not checked:

@@ -13,14 +13,13 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ..asn1 import oids
 from ..ca import policy, transactions
-from ..ca.authority import Authority, IssuanceError, random_serial
+from ..ca.authority import IssuanceError, random_serial
 from ..ca.profile import KemPopMode, ProfileSettings
 from ..ca.transactions import ActionKind, Attempt, KemChallengeView, PolicyVerdict, Write
 from ..cms import enveloped, signed
@@ -39,9 +38,10 @@ from ..protocol.requests import (
     PartialRequest,
     SignedRequest,
 )
-from ..protocol.server import RequestRejected, Responder
+from ..protocol.server import RequestRejected
 from ..storage.errors import ChallengeUnavailable, DuplicateSerial
 from ..storage.repository import IssuedCertificate, Store, TransactionRecord
+from .profiles import Profile, Reply
 
 log = logging.getLogger("pqscep.service")
 
@@ -55,68 +55,6 @@ CONTENT_TYPES = {
     "pki": "application/x-pki-message",
     "caps": "text/plain",
 }
-
-
-@dataclass
-class Reply:
-    status: int
-    content_type: str
-    body: bytes
-    # For logs and metrics: what happened, never a secret.
-    outcome: str = ""
-
-
-@dataclass
-class Profile:
-    """A profile at run time: its settings, CA, responder and the certificates it publishes."""
-
-    settings: ProfileSettings
-    authority: Authority
-    responder: Responder
-    # GetCACert bundle besides the CA certificate: RA certificates, intermediates.
-    ra_certificates: list[x509.Certificate] = field(default_factory=list)
-    next_ca_certificates: list[x509.Certificate] = field(default_factory=list)
-    # After a rollover, the CA it replaced (profiles/<name>/ca-previous.pem): not served, but
-    # its certificates, valid and not revoked, still sign renewals until they expire.
-    previous_ca_certificate: x509.Certificate | None = None
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
-
-    @property
-    def signer_issuers(self) -> tuple[x509.Certificate, ...]:
-        """The CAs whose certificates count as this profile's: the current one first."""
-        previous = (self.previous_ca_certificate,) if self.previous_ca_certificate is not None else ()
-        return (self.authority.certificate, *previous)
-
-    @property
-    def kem_recipient_cert(self) -> x509.Certificate | None:
-        """The ML-KEM recipient certificate of GetCACert (draft Section 3), if any."""
-        for cert in self.ra_certificates:
-            if key_family(cert.public_key()) == KeyFamily.ML_KEM:
-                return cert
-        return None
-
-    def capabilities(self) -> list[str]:
-        """GetCACaps keywords (RFC 8894 section 3.5.2 and draft Section 2), only those that
-        are true here. SHA-224 and SHA-384 are listed too: they are supported, and strongSwan
-        5.9.8 misreads the list so that its AES check looks for SHA-384."""
-        settings = self.settings
-        caps = ["AES", *(["DES3"] if settings.des3 else []), "POSTPKIOperation",
-                *(["Renewal"] if settings.renewal else []), *(["SHA-1"] if settings.sha1 else []),
-                "SHA-224", "SHA-256", "SHA-384", "SHA-512", "SCEPStandard"]
-        if self.next_ca_certificates:
-            caps.append("GetNextCACert")
-        if key_family(self.responder.keys.signer_key) == KeyFamily.ML_DSA:
-            caps.append("ML-DSA")
-        if self.kem_recipient_cert is not None:
-            caps.append("ML-KEM")
-        if self.settings.aes_gcm:
-            caps.append("AES-GCM")
-        if self.settings.kem_pop:
-            caps.append("KEMPoP")
-        return caps
 
 
 def _signer_key_fingerprint(cert: x509.Certificate) -> bytes:
@@ -277,15 +215,21 @@ class ScepService:
         # The reply must be encryptable to the requester before anything is decided. Kept for
         # the reply: for an ML-KEM responseKey it costs a key identifier (SHA-1 of the key).
         originator = self.reply_originator(profile, request, request.csr)
-        record = self.store.get_transaction(profile.name, request.transaction_id)
+        # The transaction is named by the ID and the CSR's key: a request under a known ID with
+        # another key is another transaction (migration 0003), so nobody can lock a device out.
+        record = self.store.get_transaction(profile.name, request.transaction_id,
+                                            policy.key_fingerprint(request.csr.public_key))
         attempt = self._attempt(profile, request, request.csr, poll=False)
         return self._carry_out(profile, request, request.csr, record, attempt, now, client_address, originator)
 
     def _poll(self, profile: Profile, request: CertPollRequest, now: datetime.datetime,
               client_address: str | None) -> Reply:
         """CertPoll (RFC 8894 section 3.3.3) continues the stored enrollment: its CSR is the
-        stored one, the signature and envelope this message's."""
-        record = self.store.get_transaction(profile.name, request.transaction_id)
+        stored one, the signature and envelope this message's. It carries no CSR, so its signer
+        picks the transaction among those under the ID (the device polls with the signer of its
+        request; for an ML-KEM key that is not the CSR's key)."""
+        record = self.store.get_polled_transaction(profile.name, request.transaction_id,
+                                                   _signer_key_fingerprint(request.signer_certificate))
         csr = Csr.load(record.csr_der) if record is not None and record.csr_der else None
         attempt = self._attempt(profile, request, csr, poll=True)
         return self._carry_out(profile, request, csr, record, attempt, now, client_address, None)
@@ -364,6 +308,7 @@ class ScepService:
             subject=certificate.subject if certificate is not None else csr.subject_text,
             certificate=certificate,
             spend_challenge=write.spend_challenge,
+            key_fingerprint=policy.key_fingerprint(csr.public_key),
             now=now,
         )
 
@@ -373,7 +318,8 @@ class ScepService:
         """Another server process moved this transaction first: answer from the state it left,
         as a poll would (once; a second lost race, or a state that needs the policy again, is
         refused and the device retries)."""
-        record = None if after_lost_race else self.store.get_transaction(profile.name, request.transaction_id)
+        record = None if after_lost_race else self.store.get_transaction(
+            profile.name, request.transaction_id, policy.key_fingerprint(csr.public_key))
         if record is None:
             return self._failure(profile, request, FailInfo.BAD_REQUEST, "transaction state changed", now)
         as_poll = dataclasses.replace(attempt, csr_der=None)
@@ -384,32 +330,38 @@ class ScepService:
 
     def _send_kem_challenge(self, profile: Profile, request: SignedRequest, csr: Csr, attempt: Attempt,
                             now: datetime.datetime) -> Reply:
-        """Encapsulate to the CSR's key, keep the shared secret under the transactionID (in the
-        database, so any server process of the profile can check the answer), and answer PENDING
-        with the kemPopChallenge. The ciphertext is not kept, so a repeated request cannot get the
-        same challenge again: it gets a fresh one, which replaces (and so kills) the earlier one."""
+        """Answer PENDING with the transaction's kemPopChallenge: the live one, sent again
+        unchanged (RFC 8894 section 3.3.1: a repeated request gets the same answer, so a
+        replayed PKCSReq or CertPoll cannot cancel the challenge the device is answering), or,
+        when there is none (or it expired, or a proof spent it), a fresh one: encapsulated to
+        the CSR's key and kept with its shared secret under the transaction, in the database,
+        so that any server process of the profile can check the answer."""
         try:
-            challenge, value = kem_pop.issue_challenge(csr.public_key)
+            fresh, value = kem_pop.issue_challenge(csr.public_key)
         except kem_pop.PopError as exc:
             return self._failure(profile, request, exc.fail_info, exc.text, now)
-        self.store.put_kem_challenge(
+        standing = self.store.put_kem_challenge(
             profile.name,
             request.transaction_id,
-            challenge.shared_secret,
+            fresh.shared_secret,
             hashlib.sha256(csr.der).digest(),
             attempt.signer_key_fingerprint,
             now + profile.settings.kem_pop_ttl,
             now,
+            challenge=value,
+            key_fingerprint=policy.key_fingerprint(csr.public_key),
         )
+        assert standing.challenge is not None  # a live one has its value; else ours was written
         reply = profile.responder.pending(request, now=now, random_bytes=self.random_bytes,
-                                          attributes=[kem_pop.challenge_attribute(value)])
+                                          attributes=[kem_pop.challenge_attribute(standing.challenge)])
         return Reply(200, CONTENT_TYPES["pki"], reply, "pending:kem-challenge")
 
     def _spend_kem_challenge(self, profile: Profile, request: SignedRequest, csr: Csr, attempt: Attempt,
                              now: datetime.datetime) -> KemChallengeView | None:
         """Spend the transaction's KEM challenge (gone after the first proof, whatever follows)
         and check the request's kemPopProof against it, for `transactions.decide` to judge."""
-        taken = self.store.take_kem_challenge(profile.name, request.transaction_id, now)
+        taken = self.store.take_kem_challenge(profile.name, request.transaction_id, now,
+                                              policy.key_fingerprint(csr.public_key))
         if taken is None:
             return None
         mac_error = None

@@ -16,6 +16,7 @@ from .sql import (
     _CERT_INSERT_COLUMNS,
     _COUNT_FAILURES,
     _GET_CERTIFICATE,
+    _GET_POLLED_TRANSACTION,
     _GET_TRANSACTION,
     _SPEND_CHALLENGE,
     _TX,
@@ -48,6 +49,7 @@ class StoreBase:
         # The statements of every PKIOperation skip SQLAlchemy's execution layer (statements.py).
         self._hot = HotPath(hot_engine or engine, self._write_lock)
         self._get_transaction = self._hot.prepare(_GET_TRANSACTION)
+        self._get_polled_transaction = self._hot.prepare(_GET_POLLED_TRANSACTION)
         self._get_certificate = self._hot.prepare(_GET_CERTIFICATE)
         self._count_failures = self._hot.prepare(_COUNT_FAILURES)
         self._insert_transaction = self._hot.prepare(_TX.insert(), column_keys=_TX_INSERT_COLUMNS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, not_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .base import StoreBase
@@ -120,40 +120,59 @@ class ChallengeStore(StoreBase):
         signer_key_fingerprint: bytes,
         expires_at: datetime,
         now: datetime,
-    ) -> None:
-        """Set the KEM challenge of an (existing) transaction, replacing any earlier one.
+        *,
+        challenge: bytes | None = None,
+        key_fingerprint: bytes | None = None,
+    ) -> KemChallengeRecord:
+        """Make `challenge` (with its `secret`) the KEM challenge of an existing transaction
+        (named by its CSR key `key_fingerprint`; by default the signer's), unless a live one
+        is already there; returns the one that stands, which is what the device must be sent.
 
-        Replacing makes the previous secret worthless, so a challenge re-issued after a
-        retransmission cannot be answered with the old one.
+        A live challenge (unspent, unexpired, its value kept) is never replaced: a repeated
+        request gets the same challenge (RFC 8894 section 3.3.1), so a replayed PKCSReq cannot
+        cancel the one the device is answering. A spent or expired one is replaced, which
+        makes its secret worthless. One statement, so concurrent callers agree on the winner.
         """
+        key_fingerprint = signer_key_fingerprint if key_fingerprint is None else key_fingerprint
+        now = _utc(now)
         values = {
             "secret": secret,
             "csr_digest": csr_digest,
             "signer_key_fingerprint": signer_key_fingerprint,
+            "challenge": challenge,
             "expires_at": _utc(expires_at),
-            "created_at": _utc(now),
+            "created_at": now,
             "spent_at": None,
         }
+        where = (KemChallenge.profile == profile, KemChallenge.transaction_id == transaction_id,
+                 KemChallenge.key_fingerprint == key_fingerprint)
         with self._writing() as s:
             stmt = _upsert(s, KemChallenge).values(
-                profile=profile, transaction_id=transaction_id, **values
+                profile=profile, transaction_id=transaction_id, key_fingerprint=key_fingerprint, **values
             )
+            live = and_(KemChallenge.spent_at.is_(None), KemChallenge.expires_at > now,
+                        KemChallenge.challenge.is_not(None))
             s.execute(
                 stmt.on_conflict_do_update(
-                    index_elements=["profile", "transaction_id"], set_=values
+                    index_elements=["profile", "transaction_id", "key_fingerprint"], set_=values, where=not_(live)
                 )
             )
+            row = s.scalars(select(KemChallenge).where(*where)).one()
+            return _kem_record(row, "ok")
 
     def take_kem_challenge(
-        self, profile: str, transaction_id: str, now: datetime
+        self, profile: str, transaction_id: str, now: datetime, key_fingerprint: bytes | None = None
     ) -> KemChallengeRecord | None:
-        """Spend the KEM challenge of a transaction; None if there is none.
+        """Spend the KEM challenge of a transaction (named by its CSR key; without one, the
+        only challenge under the ID); None if there is none.
 
         The record's `outcome` is "ok" only for the one caller that found it live and
         spent it; otherwise it says why not ("expired" or "spent").
         """
         now = _utc(now)
-        where = (KemChallenge.profile == profile, KemChallenge.transaction_id == transaction_id)
+        where = [KemChallenge.profile == profile, KemChallenge.transaction_id == transaction_id]
+        if key_fingerprint is not None:
+            where.append(KemChallenge.key_fingerprint == key_fingerprint)
         with self._writing() as s:
             taken = (
                 _rowcount(
@@ -170,14 +189,20 @@ class ChallengeStore(StoreBase):
             outcome: KemOutcome = (
                 "ok" if taken else "spent" if row.spent_at is not None else "expired"
             )
-            return KemChallengeRecord(
-                profile=row.profile,
-                transaction_id=row.transaction_id,
-                secret=row.secret,
-                csr_digest=row.csr_digest,
-                signer_key_fingerprint=row.signer_key_fingerprint,
-                expires_at=row.expires_at,
-                created_at=row.created_at,
-                spent_at=row.spent_at,
-                outcome=outcome,
-            )
+            return _kem_record(row, outcome)
+
+
+def _kem_record(row: KemChallenge, outcome: KemOutcome) -> KemChallengeRecord:
+    return KemChallengeRecord(
+        profile=row.profile,
+        transaction_id=row.transaction_id,
+        key_fingerprint=row.key_fingerprint,
+        secret=row.secret,
+        csr_digest=row.csr_digest,
+        signer_key_fingerprint=row.signer_key_fingerprint,
+        challenge=row.challenge,
+        expires_at=row.expires_at,
+        created_at=row.created_at,
+        spent_at=row.spent_at,
+        outcome=outcome,
+    )

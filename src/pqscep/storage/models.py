@@ -137,11 +137,13 @@ class Crl(Base):
 
 
 class Transaction(Base):
-    """One SCEP transaction (RFC 8894 transactionID) and where it stands."""
+    """One SCEP transaction and where it stands: named by the profile, the RFC 8894
+    transactionID and the CSR's key (`key_fingerprint`), so that a request under a known ID
+    with another key is another transaction and cannot lock the device out (migration 0003)."""
 
     __tablename__ = "scep_transactions"
     __table_args__ = (
-        UniqueConstraint("profile", "transaction_id"),
+        UniqueConstraint("profile", "transaction_id", "key_fingerprint"),
         CheckConstraint(_in("state", TRANSACTION_STATES), name="state"),
         Index(None, "profile", "state"),
     )
@@ -149,6 +151,8 @@ class Transaction(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     profile: Mapped[str] = mapped_column(String(64))
     transaction_id: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of the CSR's SubjectPublicKeyInfo (ca.policy.key_fingerprint).
+    key_fingerprint: Mapped[bytes] = mapped_column(LargeBinary)
     signer_key_fingerprint: Mapped[bytes] = mapped_column(LargeBinary)
     message_type: Mapped[int] = mapped_column(Integer)
     csr_der: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -193,11 +197,11 @@ class KemChallenge(Base):
 
     __tablename__ = "kem_challenges"
     __table_args__ = (
-        UniqueConstraint("profile", "transaction_id"),
+        UniqueConstraint("profile", "transaction_id", "key_fingerprint"),
         # A challenge is meaningless without its transaction, and goes away with it.
         ForeignKeyConstraint(
-            ["profile", "transaction_id"],
-            ["scep_transactions.profile", "scep_transactions.transaction_id"],
+            ["profile", "transaction_id", "key_fingerprint"],
+            ["scep_transactions.profile", "scep_transactions.transaction_id", "scep_transactions.key_fingerprint"],
             ondelete="CASCADE",
         ),
     )
@@ -205,9 +209,14 @@ class KemChallenge(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     profile: Mapped[str] = mapped_column(String(64))
     transaction_id: Mapped[str] = mapped_column(String(255))
+    key_fingerprint: Mapped[bytes] = mapped_column(LargeBinary)
     secret: Mapped[bytes] = mapped_column(LargeBinary)
     csr_digest: Mapped[bytes] = mapped_column(LargeBinary)
     signer_key_fingerprint: Mapped[bytes] = mapped_column(LargeBinary)
+    # The kemPopChallenge value sent (KemCiphertextInfo DER), sent again unchanged to a
+    # repeated request while the challenge is live (RFC 8894 3.3.1, draft Section 7.2);
+    # None for a challenge made before migration 0003.
+    challenge: Mapped[bytes | None] = mapped_column(LargeBinary)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     spent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

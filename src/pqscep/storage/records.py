@@ -57,6 +57,7 @@ class CrlRecord:
 class TransactionRecord:
     profile: str
     transaction_id: str
+    key_fingerprint: bytes  # of the CSR's key: with the profile and ID, the transaction's name
     signer_key_fingerprint: bytes
     message_type: int
     csr_der: bytes | None
@@ -85,9 +86,11 @@ class ChallengeRecord:
 class KemChallengeRecord:
     profile: str
     transaction_id: str
+    key_fingerprint: bytes
     secret: bytes
     csr_digest: bytes
     signer_key_fingerprint: bytes
+    challenge: bytes | None  # the kemPopChallenge value sent (None: made before migration 0003)
     expires_at: datetime
     created_at: datetime
     spent_at: datetime | None
@@ -122,6 +125,7 @@ def tx_record(r: Transaction) -> TransactionRecord:
     return TransactionRecord(
         profile=r.profile,
         transaction_id=r.transaction_id,
+        key_fingerprint=r.key_fingerprint,
         signer_key_fingerprint=r.signer_key_fingerprint,
         message_type=r.message_type,
         csr_der=r.csr_der,

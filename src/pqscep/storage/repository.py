@@ -54,6 +54,10 @@ from .sql import (
 __all__ = ["CertificateRecord", "IssuedCertificate", "Store", "TransactionRecord"]
 
 
+class _Ambiguous(Exception):
+    """An operator's decision that would move more than one transaction (apply_operator_event)."""
+
+
 class Store(ChallengeStore):
     """The CA/RA database. Thread-safe: each call uses its own pooled connection.
 
@@ -192,9 +196,28 @@ class Store(ChallengeStore):
 
     # -------------------------------------------------------------- SCEP transactions
 
-    def get_transaction(self, profile: str, transaction_id: str) -> TransactionRecord | None:
+    def get_transaction(self, profile: str, transaction_id: str,
+                        key_fingerprint: bytes | None = None) -> TransactionRecord | None:
+        """The transaction named by `transaction_id` and the CSR key `key_fingerprint`; without
+        a key (operators, tests), the oldest of those under the ID."""
+        if key_fingerprint is None:
+            q = (select(Transaction).where(Transaction.profile == profile, Transaction.transaction_id == transaction_id)
+                 .order_by(Transaction.id).limit(1))
+            with self._reading() as s:
+                found = s.scalars(q).one_or_none()
+                return None if found is None else tx_record(found)
         # statements.py, not the ORM: this read is on every PKIOperation.
-        row = self._hot.first(self._get_transaction, {"profile": profile, "transaction_id": transaction_id})
+        row = self._hot.first(self._get_transaction, {"profile": profile, "transaction_id": transaction_id,
+                                                      "key_fingerprint": key_fingerprint})
+        return None if row is None else tx_record(_TxRow(*row))  # type: ignore[arg-type]
+
+    def get_polled_transaction(self, profile: str, transaction_id: str,
+                               signer_key_fingerprint: bytes) -> TransactionRecord | None:
+        """The transaction a CertPoll continues: a poll carries no CSR (RFC 8894 3.3.3), so
+        it is the one under `transaction_id` whose request was signed by the poll's signer
+        key (the newest, if that key signed more than one)."""
+        row = self._hot.first(self._get_polled_transaction, {"profile": profile, "transaction_id": transaction_id,
+                                                             "signer_key_fingerprint": signer_key_fingerprint})
         return None if row is None else tx_record(_TxRow(*row))  # type: ignore[arg-type]
 
     def list_transactions(
@@ -212,7 +235,11 @@ class Store(ChallengeStore):
                              reason: str | None = None) -> bool:
         """An operator's decision on a transaction (ca.transactions: APPROVE or REJECT), made only
         from a state the transition table allows it from; False if the transaction is unknown or
-        in another state. `reason` goes to fail_text (what a rejected device is told)."""
+        in another state. `reason` goes to fail_text (what a rejected device is told).
+
+        An ID names a transaction only together with its CSR key, so two may share one (another
+        key's request under a device's key-derived ID): then nothing is changed and the answer
+        is False, so that approving a device's ID never approves a request that took it too."""
         if event not in (Event.APPROVE, Event.REJECT):
             raise ValueError(f"not an operator's decision: {event}")
         new = target_of(next(iter(sources_of(event))), event)
@@ -224,8 +251,14 @@ class Store(ChallengeStore):
             Transaction.transaction_id == transaction_id,
             Transaction.state.in_(sorted(state.value for state in sources_of(event))),
         )
-        with self._writing() as s:
-            return _rowcount(s, stmt.values(values)) == 1
+        try:
+            with self._writing() as s:
+                changed = _rowcount(s, stmt.values(values))
+                if changed > 1:
+                    raise _Ambiguous  # rolls the update back
+                return changed == 1
+        except _Ambiguous:
+            return False
 
     def approve(self, profile: str, transaction_id: str, now: datetime) -> bool:
         """An operator approves a request held for approval."""
@@ -251,6 +284,7 @@ class Store(ChallengeStore):
         fail_info: int | None = None,
         fail_text: str | None = None,
         spend_challenge: bytes | None = None,
+        key_fingerprint: bytes | None = None,
         now: datetime,
     ) -> bool:
         """Write the outcome of a request in ONE database transaction: the transaction row in
@@ -259,14 +293,17 @@ class Store(ChallengeStore):
         error leaves the challenge live and no certificate; `ChallengeUnavailable` (nothing
         written) if the challenge is no longer live.
 
-        `expect_state=None` inserts a new transaction; False if the ID exists (another request
-        with it won the race). Otherwise the existing row must be in `expect_state`; False if
+        The transaction is named by (profile, `transaction_id`, `key_fingerprint`: the CSR
+        key's; by default the signer's, for requests signed by their own key).
+        `expect_state=None` inserts a new transaction; False if it exists (another request
+        for it won the race). Otherwise the existing row must be in `expect_state`; False if
         it is not (another server process moved it first), and nothing is written.
         `DuplicateSerial` if the certificate's serial is taken; `TransitionError` if the
         transition table (ca.transactions) has no move from `expect_state` to `new_state`.
         """
         check_write(expect_state, new_state)
         now = _utc(now)
+        key_fingerprint = signer_key_fingerprint if key_fingerprint is None else key_fingerprint
         values: dict[str, Any] = dict(
             state=new_state.value,
             signer_key_fingerprint=signer_key_fingerprint,
@@ -283,10 +320,11 @@ class Store(ChallengeStore):
             def write(execute) -> bool:
                 if expect_state is None:
                     execute(self._insert_transaction,
-                            dict(values, profile=profile, transaction_id=transaction_id, created_at=now))
+                            dict(values, profile=profile, transaction_id=transaction_id,
+                                 key_fingerprint=key_fingerprint, created_at=now))
                 else:
                     claim = dict(values, w_profile=profile, w_transaction_id=transaction_id,
-                                 w_fingerprint=signer_key_fingerprint)
+                                 w_key_fingerprint=key_fingerprint, w_fingerprint=signer_key_fingerprint)
                     if execute(self._settle_statement(expect_state), claim) != 1:
                         return False  # nothing was written; the commit is empty
                 if spend_challenge is not None and execute(
@@ -317,7 +355,7 @@ class Store(ChallengeStore):
         except self._integrity_error as exc:
             if _is_unique_violation(exc, _CERT, "uq_certificates_profile_serial"):
                 raise DuplicateSerial(profile, certificate.serial if certificate else 0) from None
-            if _is_unique_violation(exc, _TX, "uq_scep_transactions_profile_transaction_id"):
+            if _is_unique_violation(exc, _TX, "uq_scep_transactions_profile_transaction_id_key_fingerprint"):
                 return False
             raise
 

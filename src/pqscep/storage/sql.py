@@ -75,8 +75,18 @@ _TX = _table(Transaction)
 _CERT = _table(Certificate)
 _FAILURE = _table(Failure)
 _CHALLENGE = _table(Challenge)
+# A transaction is named by (profile, transactionID, the CSR key's fingerprint): an enrollment
+# finds its own by its CSR's key; a CertPoll, which carries no CSR, by the key that signed the
+# enrollment (the poll's signer), the newest first if two share it (migration 0003).
 _GET_TRANSACTION = select(_TX).where(
-    _TX.c.profile == bindparam("profile"), _TX.c.transaction_id == bindparam("transaction_id")
+    _TX.c.profile == bindparam("profile"), _TX.c.transaction_id == bindparam("transaction_id"),
+    _TX.c.key_fingerprint == bindparam("key_fingerprint"),
+)
+_GET_POLLED_TRANSACTION = (
+    select(_TX)
+    .where(_TX.c.profile == bindparam("profile"), _TX.c.transaction_id == bindparam("transaction_id"),
+           _TX.c.signer_key_fingerprint == bindparam("signer_key_fingerprint"))
+    .order_by(_TX.c.updated_at.desc(), _TX.c.id.desc())  # HotPath.first reads the first row only
 )
 _GET_CERTIFICATE = select(_CERT).where(_CERT.c.profile == bindparam("profile"), _CERT.c.serial == bindparam("serial"))
 _COUNT_FAILURES = (
@@ -104,6 +114,7 @@ def _settle_statement(state: TxState) -> Any:
     return _TX.update().where(
         _TX.c.profile == bindparam("w_profile"),
         _TX.c.transaction_id == bindparam("w_transaction_id"),
+        _TX.c.key_fingerprint == bindparam("w_key_fingerprint"),
         _TX.c.signer_key_fingerprint == bindparam("w_fingerprint"),
         _TX.c.state == literal_column(f"'{TxState(state).value}'"),
     )
