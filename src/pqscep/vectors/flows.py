@@ -98,6 +98,9 @@ def _kem_flow(v: Vectors, flow: str, mode: KemPopMode, values: Values) -> None:
     kem_key = v.m.kem[kem_name]
     cn = f"pqscep vectors {mode} ML-KEM device"
     if mode == KemPopMode.STATEMENT:
+        # The device's own names: a certificate of this CA authorizes only its own subject and
+        # SANs without a challenge (docs/security.md), here for the device's new ML-KEM key.
+        cn = "pqscep vectors identity"
         signer = "statement-identity"
         csr_template = proto.build_csr(v.m.real(signer), subject_name("pqscep vectors identity"))
         signer_cert = v.issue(x509.load_der_x509_csr(resign_csr(csr_template, v.m.dsa[signer])), mat.IDENTITY_TIME)
