@@ -93,6 +93,7 @@ def main() -> None:
             cert = r["certificate"]
             tx = insert_tx.parameters(dict(
                 profile="default", transaction_id=r["transaction_id"], signer_key_fingerprint=r["fingerprint"],
+                key_fingerprint=r["fingerprint"],
                 message_type=19, csr_der=r["csr_der"], signer_cert_der=r["signer_cert_der"], subject=cert.subject,
                 state="issued", cert_serial=_serial_hex(cert.serial), fail_info=None, fail_text=None, created_at=now,
                 updated_at=now))

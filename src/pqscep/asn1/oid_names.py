@@ -67,6 +67,7 @@ OID_NAMES: dict[ObjectIdentifier, OidName] = {
     oids.SCEP_SENDER_NONCE: OidName("scep-sender-nonce", "senderNonce", "senderNonce"),
     oids.SCEP_RECIPIENT_NONCE: OidName("scep-recipient-nonce", "recipientNonce", "recipientNonce"),
     oids.SCEP_TRANSACTION_ID: OidName("scep-transaction-id", "transactionID", "transactionID"),
+    oids.MS_UPN: OidName(None, "id-ms-upn"),
     oids.SCEP_FAIL_INFO_TEXT: OidName("scep-fail-info-text", "id-scep-failInfoText", "failInfoText"),
     oids.SCEP_KEM_POP_CHALLENGE: OidName("scep-kem-pop-challenge", "id-scep-kemPopChallenge", "kemPopChallenge"),
     oids.SCEP_KEM_POP_PROOF: OidName("scep-kem-pop-proof", "id-scep-kemPopProof", "kemPopProof"),

@@ -104,3 +104,6 @@ ORI_KEM = OID("1.2.840.113549.1.9.16.13.3")  # id-ori-kem, RFC 9629
 SUBJECT_KEY_IDENTIFIER = OID("2.5.29.14")
 # RFC 9883 privateKeyPossessionStatement
 PRIVATE_KEY_POSSESSION_STATEMENT = OID("1.3.6.1.4.1.22112.2.1")
+
+# The Microsoft User Principal Name otherName (SubjectAltName of Intune and NDES certificates).
+MS_UPN = OID("1.3.6.1.4.1.311.20.2.3")

@@ -29,6 +29,7 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from ..asn1 import oids
 from ..protocol.messages import FailInfo
 from ..protocol.requests import CertificationRequest
 from .profile import KemPopMode, ProfileSettings
@@ -239,7 +240,6 @@ def check_signer(ctx: Context) -> PolicyVerdict | None:
     return None
 
 
-_UPN = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")  # Microsoft UPN otherName (Intune, NDES)
 
 
 def _san_type(name: x509.GeneralName) -> str:
@@ -253,7 +253,7 @@ def _san_type(name: x509.GeneralName) -> str:
     if isinstance(name, x509.UniformResourceIdentifier):
         return "uri"
     if isinstance(name, x509.OtherName):
-        return "upn" if name.type_id == _UPN else "other"
+        return "upn" if name.type_id == oids.MS_UPN else "other"
     if isinstance(name, x509.DirectoryName):
         return "directory"
     return "registered-id"
